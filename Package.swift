@@ -1,0 +1,66 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+let package = Package(
+    name: "ServiceHost",
+    products: [
+        .library(name: "ServiceHost", targets: ["ServiceHost"]),
+        .executable(name: "servicehost", targets: ["servicehost"]),
+        // The bundled example plugins: each its own shared library.
+        .library(name: "Counter", type: .dynamic, targets: ["Counter"]),
+        .library(name: "Greeter", type: .dynamic, targets: ["Greeter"]),
+        .library(name: "Flaky", type: .dynamic, targets: ["Flaky"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+    ],
+    targets: [
+        // The plugin ABI, from the same header plugin authors compile against.
+        .systemLibrary(name: "CServiceHostABI", path: "include"),
+        // libffi from the system.
+        .systemLibrary(
+            name: "CLibFFI",
+            pkgConfig: "libffi",
+            providers: [.apt(["libffi-dev"])]
+        ),
+        // What Swift cannot reach in libffi directly (see the header).
+        .target(name: "CFFIShims", dependencies: ["CLibFFI"]),
+        .target(
+            name: "ServiceHost",
+            dependencies: [
+                "CServiceHostABI",
+                "CFFIShims",
+                "CLibFFI",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "TOMLKit", package: "TOMLKit"),
+            ]
+        ),
+        .executableTarget(
+            name: "servicehost",
+            dependencies: [
+                "ServiceHost",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
+            name: "Counter", path: "Plugins/Counter", exclude: ["Counter.toml"],
+            publicHeadersPath: ".", cSettings: [.headerSearchPath("../../include")]
+        ),
+        .target(
+            name: "Greeter", dependencies: ["CServiceHostABI"],
+            path: "Plugins/Greeter", exclude: ["Greeter.toml"]
+        ),
+        .target(
+            name: "Flaky", path: "Plugins/Flaky", exclude: ["Flaky.toml"],
+            publicHeadersPath: ".", cSettings: [.headerSearchPath("../../include")]
+        ),
+        .testTarget(
+            name: "ServiceHostTests",
+            dependencies: ["ServiceHost", "servicehost"],
+            exclude: []
+        ),
+    ]
+)

@@ -1,0 +1,104 @@
+import CFFIShims
+import CLibFFI
+import CServiceHostABI
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What a plugin's `svc_host` callbacks reach on the host side.
+protocol HostCallbackTarget: AnyObject, Sendable {
+    func pluginLog(level: Int32, message: String)
+    func pluginRequestedStop()
+}
+
+/// The `svc_host` handed to one service's `svc_create`, with its callbacks.
+///
+/// The ABI's callbacks take no context argument, so each service gets its own
+/// function pointers: libffi closures whose user data is this binding. The
+/// struct, the closures and every string reachable from them live as long as
+/// the binding, which outlives every instance created with it.
+final class HostBinding: @unchecked Sendable {
+    let host: UnsafeMutablePointer<svc_host>
+    private weak var target: (any HostCallbackTarget)?
+    private let serviceName: UnsafeMutablePointer<CChar>
+    /// The `[config]` values as C strings, made once: `config` hands out
+    /// pointers into them, which must stay valid as long as the binding.
+    private let settings: [String: UnsafeMutablePointer<CChar>]
+    private var closures: [UnsafeMutableRawPointer] = []
+
+    init(serviceName name: String, settings: [String: String], target: any HostCallbackTarget) {
+        self.target = target
+        serviceName = strdup(name)
+        self.settings = settings.mapValues { strdup($0) }
+        host = .allocate(capacity: 1)
+        host.initialize(to: svc_host(
+            abi_version: UInt32(SVC_ABI_VERSION),
+            struct_size: UInt32(MemoryLayout<svc_host>.size),
+            service_name: UnsafePointer(serviceName),
+            log: nil, config: nil, request_stop: nil))
+
+        let userData = Unmanaged.passUnretained(self).toOpaque()
+        let signatures = CallbackSignatures.shared
+        host.pointee.log = unsafeBitCast(
+            makeClosure(signatures.log, userData: userData, handler: { _, _, arguments, userData in
+                guard let arguments, let userData else { return }
+                let binding = Unmanaged<HostBinding>.fromOpaque(userData).takeUnretainedValue()
+                let level = arguments[0]!.load(as: Int32.self)
+                let message = arguments[1]!.load(as: UnsafePointer<CChar>?.self)
+                binding.target?.pluginLog(level: level, message: message.map { String(cString: $0) } ?? "")
+            }),
+            to: (@convention(c) (Int32, UnsafePointer<CChar>?) -> Void).self)
+        host.pointee.config = unsafeBitCast(
+            makeClosure(signatures.config, userData: userData, handler: { _, result, arguments, userData in
+                guard let result, let arguments, let userData else { return }
+                let binding = Unmanaged<HostBinding>.fromOpaque(userData).takeUnretainedValue()
+                let key = arguments[0]!.load(as: UnsafePointer<CChar>?.self)
+                let value = key.flatMap { binding.settings[String(cString: $0)] }
+                result.storeBytes(of: UnsafePointer(value), as: UnsafePointer<CChar>?.self)
+            }),
+            to: (@convention(c) (UnsafePointer<CChar>?) -> UnsafePointer<CChar>?).self)
+        host.pointee.request_stop = unsafeBitCast(
+            makeClosure(signatures.requestStop, userData: userData, handler: { _, _, _, userData in
+                guard let userData else { return }
+                Unmanaged<HostBinding>.fromOpaque(userData).takeUnretainedValue().target?.pluginRequestedStop()
+            }),
+            to: (@convention(c) () -> Void).self)
+    }
+
+    private typealias Handler = @convention(c) (
+        UnsafeMutablePointer<ffi_cif>?, UnsafeMutableRawPointer?,
+        UnsafeMutablePointer<UnsafeMutableRawPointer?>?, UnsafeMutableRawPointer?
+    ) -> Void
+
+    /// Makes a libffi closure and returns its executable address.
+    private func makeClosure(_ signature: CallInterface, userData: UnsafeMutableRawPointer, handler: Handler) -> UnsafeMutableRawPointer {
+        var code: UnsafeMutableRawPointer? = nil
+        guard let closure = cffi_closure_alloc(&code), let code else {
+            fatalError("ffi_closure_alloc failed: out of executable memory")
+        }
+        let status = ffi_prep_closure_loc(closure.assumingMemoryBound(to: ffi_closure.self), signature.cif, handler, userData, code)
+        precondition(status == FFI_OK, "ffi_prep_closure_loc failed with status \(status)")
+        closures.append(closure)
+        return code
+    }
+
+    deinit {
+        for closure in closures { ffi_closure_free(closure) }
+        host.deinitialize(count: 1)
+        host.deallocate()
+        free(serviceName)
+        for value in settings.values { free(value) }
+    }
+}
+
+/// The call interfaces of the three host callbacks, shared by every binding.
+private final class CallbackSignatures: Sendable {
+    static let shared = CallbackSignatures()
+    /// `void log(int32_t level, const char *message)`
+    let log = CallInterface(returning: .void, arguments: [.sint32, .pointer])
+    /// `const char *config(const char *key)`
+    let config = CallInterface(returning: .pointer, arguments: [.pointer])
+    /// `void request_stop(void)`
+    let requestStop = CallInterface(returning: .void, arguments: [])
+}

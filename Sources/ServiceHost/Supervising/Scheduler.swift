@@ -1,0 +1,152 @@
+import Logging
+
+/// The one way to reach the host's ``ServiceManager``: add services and
+/// plugins, start, stop and restart them, switch recovery, and read their
+/// states and metadata.
+public final class Scheduler: Sendable {
+    /// How the scheduler runs its services.
+    public struct Configuration: Sendable {
+        /// Restart services that stop on their own (the default restart policy
+        /// becomes `always`; with recovery off it is `never`). Default `true`.
+        public var recovery: Bool
+        /// Where the private runtime directory for plugin copies is made;
+        /// `nil` (the default) uses `$XDG_RUNTIME_DIR` or the temporary directory.
+        public var runtimeParent: String?
+
+        public init(recovery: Bool = true, runtimeParent: String? = nil) {
+            self.recovery = recovery
+            self.runtimeParent = runtimeParent
+        }
+    }
+
+    private let manager: ServiceManager
+    private let loader: PluginLoader
+    private let logger: Logger
+
+    /// - Throws: ``PluginError`` when the runtime directory cannot be made.
+    public init(configuration: Configuration = .init(), logger: Logger) throws {
+        self.logger = logger
+        manager = ServiceManager(recovery: configuration.recovery, logger: logger)
+        loader = PluginLoader(runtimeDirectory: try RuntimeDirectory(parent: configuration.runtimeParent))
+    }
+
+    /// The private directory that holds the copies of loaded plugins.
+    public var runtimeDirectory: String { loader.runtimeDirectory.path }
+
+    // MARK: Adding services
+
+    /// Adds a native service. It is started by ``start(_:)`` or ``startAll()``.
+    public func add(_ service: BaseService) throws(ServiceError) {
+        try manager.add(service)
+    }
+
+    /// Loads a plugin file and adds it as a service.
+    /// - Parameters:
+    ///   - name: the service's name; by default derived from the file name.
+    ///   - configuration: by default read from the sidecar `<name>.toml` beside the file, if any.
+    /// - Returns: the service's name.
+    @discardableResult
+    public func addPlugin(file: String, name: String? = nil, configuration: ServiceConfiguration? = nil) throws(PluginError) -> String {
+        let fileName = file.split(separator: "/").last.map(String.init) ?? file
+        guard let name = name ?? PluginDirectory.serviceName(forFileName: fileName) else {
+            throw PluginError(.notSharedObject, file: file, reason: "is not named like a plugin (NAME.so or libNAME.so)")
+        }
+        let configuration = if let configuration { configuration } else { try Self.sidecarConfiguration(for: file, name: name) }
+        let service = try PluginService(name: name, file: file, configuration: configuration, loader: loader, logger: logger)
+        do {
+            try manager.add(service)
+        } catch {
+            throw PluginError(.duplicateName, file: file, reason: error.reason)
+        }
+        return name
+    }
+
+    /// Adds every plugin in `directory`. A file that cannot be used is logged
+    /// with its reason and skipped; the others are added.
+    /// - Returns: the errors, one per file that was skipped.
+    /// - Throws: when the directory itself is missing or unreadable.
+    @discardableResult
+    public func addPlugins(directory: String) throws(PluginError) -> [PluginError] {
+        let (entries, scanErrors) = try PluginDirectory(path: directory).scan()
+        var errors = scanErrors
+        for entry in entries {
+            do {
+                var configuration = ServiceConfiguration()
+                if let sidecar = entry.sidecar { configuration = try SidecarFile.load(path: sidecar) }
+                try addPlugin(file: entry.file, name: entry.name, configuration: configuration)
+            } catch {
+                errors.append(error)
+            }
+        }
+        for error in errors {
+            logger.error("\(error)", metadata: ["file": "\(error.file)", "code": "\(error.code)"])
+        }
+        return errors
+    }
+
+    private static func sidecarConfiguration(for file: String, name: String) throws(PluginError) -> ServiceConfiguration {
+        let directory = file.contains("/") ? String(file[..<file.lastIndex(of: "/")!]) : "."
+        let sidecar = "\(directory)/\(name).toml"
+        guard case .success = FileIdentity.of(path: sidecar) else { return ServiceConfiguration() }
+        return try SidecarFile.load(path: sidecar)
+    }
+
+    // MARK: Orders
+
+    /// Starts a stopped or new service; clears its failed mark and restart count.
+    public func start(_ name: String) throws(ServiceError) { try manager.start(name) }
+
+    /// Starts every service that is not running.
+    public func startAll() { manager.startAll() }
+
+    /// Stops a service and returns once its stop step has run. No restart follows.
+    public func stop(_ name: String) async throws(ServiceError) { try await manager.stop(name) }
+
+    /// Stops a service and starts it again, picking up a changed plugin file.
+    public func restart(_ name: String) async throws(ServiceError) { try await manager.restart(name) }
+
+    /// Stops a service and forgets it.
+    public func remove(_ name: String) async throws(ServiceError) { try await manager.remove(name) }
+
+    /// Restarts every plugin service whose file changed since its image was
+    /// loaded (what `SIGHUP` does); the others keep running.
+    /// - Returns: the names of the services restarted.
+    @discardableResult
+    public func restartChanged() async -> [String] {
+        var restarted: [String] = []
+        for case let service as PluginService in manager.services where service.fileChanged {
+            logger.notice("\(service.file) changed; restarting", metadata: ["service": "\(service.name)"])
+            do {
+                try await manager.restart(service.name)
+                restarted.append(service.name)
+            } catch {
+                logger.error("\(error)", metadata: ["service": "\(service.name)"])
+            }
+        }
+        return restarted
+    }
+
+    /// Stops every service (each stop step runs once) and takes no more orders.
+    public func shutdown() async { await manager.shutdown() }
+
+    // MARK: Reading state
+
+    /// Whether services that stop on their own are restarted by default.
+    public var recovery: Bool {
+        get { manager.isRecoveryEnabled }
+        set { manager.isRecoveryEnabled = newValue }
+    }
+
+    /// Every service's state and metadata, in the order they were added.
+    public func snapshot() -> [ServiceSnapshot] {
+        manager.services.map { ServiceSnapshot(name: $0.name, state: $0.currentState, metadata: $0.metadata) }
+    }
+
+    /// One service's state and metadata.
+    public func snapshot(of name: String) -> ServiceSnapshot? {
+        manager.service(named: name).map { ServiceSnapshot(name: $0.name, state: $0.currentState, metadata: $0.metadata) }
+    }
+
+    /// The events of every service from now on, until shutdown.
+    public func events() -> AsyncStream<ServiceEvent> { manager.events.subscribe() }
+}

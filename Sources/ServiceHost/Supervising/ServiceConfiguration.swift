@@ -1,0 +1,49 @@
+/// How one service is run and supervised: the contents of its sidecar file.
+///
+/// Every property has the default a service gets without a sidecar file.
+public struct ServiceConfiguration: Sendable, Equatable {
+    /// When the service is restarted after stopping on its own. `nil` (the
+    /// default) follows the host: ``RestartPolicy/always`` with recovery on,
+    /// ``RestartPolicy/never`` with recovery off. Sidecar key `restart`.
+    public var restart: RestartPolicy?
+    /// How long to wait before the first start. Default zero. Sidecar key `delay_ms`.
+    public var delay: Duration
+    /// The pause between two `svc_loop` calls. Default zero. Sidecar key `interval_ms`.
+    public var interval: Duration
+    /// How many restarts are allowed; `nil` (the default, `-1` in a sidecar)
+    /// means unlimited. When they are used up the service stays stopped and is
+    /// marked failed. Sidecar key `retries`.
+    public var retries: Int?
+    /// The wait before the second of several consecutive restarts; each
+    /// further one waits twice as long as the last. The first restart after a
+    /// healthy run is immediate. Default 100 ms. Sidecar key `backoff_initial_ms`.
+    public var backoffInitial: Duration
+    /// The longest wait between restarts. Default 30 s. Sidecar key `backoff_max_ms`.
+    public var backoffMax: Duration
+    /// A run this long counts as healthy and resets the backoff. Default 10 s.
+    /// Sidecar key `healthy_after_ms`.
+    public var healthyAfter: Duration
+    /// The sidecar's `[config]` table, flattened to dotted keys with values
+    /// as text; handed to the plugin through `svc_host.config`.
+    public var settings: [String: String]
+
+    public init(
+        restart: RestartPolicy? = nil,
+        delay: Duration = .zero,
+        interval: Duration = .zero,
+        retries: Int? = nil,
+        backoffInitial: Duration = .milliseconds(100),
+        backoffMax: Duration = .seconds(30),
+        healthyAfter: Duration = .seconds(10),
+        settings: [String: String] = [:]
+    ) {
+        self.restart = restart
+        self.delay = delay
+        self.interval = interval
+        self.retries = retries
+        self.backoffInitial = backoffInitial
+        self.backoffMax = backoffMax
+        self.healthyAfter = healthyAfter
+        self.settings = settings
+    }
+}

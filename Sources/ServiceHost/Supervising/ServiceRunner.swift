@@ -1,0 +1,69 @@
+import Foundation
+
+/// Runs one service on a thread of its own, from a start order until the
+/// service stays stopped: start, event loop, stop, and, when the manager
+/// decides so, the next start.
+///
+/// A restart happens on the same thread right after the stop, with no hop to
+/// another thread or timer in between, so a restart costs the calls into the
+/// service and a policy decision. Plugin code may block, so services never
+/// run on Swift's cooperative thread pool.
+final class ServiceRunner: @unchecked Sendable {
+    private let service: BaseService
+    private let manager: ServiceManager
+    private let initialDelay: Duration
+    private let finished = Completion()
+
+    init(service: BaseService, manager: ServiceManager, initialDelay: Duration) {
+        self.service = service
+        self.manager = manager
+        self.initialDelay = initialDelay
+    }
+
+    func launch() {
+        let thread = Thread { [self] in
+            run()
+            finished.complete()
+        }
+        thread.name = "svc:\(service.name)"
+        thread.start()
+    }
+
+    /// Returns once the thread has left the service alone for good.
+    func waitUntilFinished() async {
+        await finished.wait()
+    }
+
+    private func run() {
+        let signal = service.stopSignal
+        if initialDelay > .zero, signal.pause(for: initialDelay, unless: .ordered) {
+            return
+        }
+        while signal.request != .ordered {
+            let began = ContinuousClock.now
+            let reason: StopReason
+            do {
+                if let failure = try service.start() {
+                    reason = .startFailed(failure)
+                } else {
+                    manager.serviceStarted(service)
+                    reason = service.runEventLoop()
+                    try service.stop()
+                }
+            } catch {
+                // Only an illegal transition lands here: the runner owns the
+                // service's transitions, so this is a host bug, not a plugin's.
+                manager.runnerFailed(service, self, error: error)
+                return
+            }
+            switch manager.serviceStopped(service, by: self, reason: reason, ran: ContinuousClock.now - began) {
+            case .remainStopped:
+                return
+            case .restart(let delay):
+                if delay > .zero, signal.pause(for: delay, unless: .ordered) {
+                    return
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,75 @@
+import ArgumentParser
+import Dispatch
+import Logging
+import ServiceHost
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct RunCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Load every plugin in a directory and supervise the services until SIGINT or SIGTERM.",
+        discussion: """
+            Every *.so directly in the directory is one service, named after the file \
+            without 'lib' and '.so', with an optional sidecar NAME.toml beside it. \
+            SIGHUP restarts the services whose files changed.
+            """
+    )
+
+    @Option(name: .long, help: "The plugins directory.")
+    var plugins: String = "./plugins"
+
+    @Flag(name: .long, help: "Leave services that stop on their own stopped (default restart policy 'never').")
+    var noRecovery = false
+
+    @OptionGroup var logging: LoggingOptions
+
+    func run() async throws {
+        let logger = logging.bootstrap()
+        let signals = SignalStream(SIGINT, SIGTERM, SIGHUP)
+        let scheduler = try Scheduler(configuration: .init(recovery: !noRecovery), logger: logger)
+        do {
+            let errors = try scheduler.addPlugins(directory: plugins)
+            let count = scheduler.snapshot().count
+            logger.notice("loaded \(count) plugin\(count == 1 ? "" : "s") from \(plugins)\(errors.isEmpty ? "" : ", \(errors.count) refused")")
+        } catch {
+            logger.critical("\(error)")
+            throw ExitCode(2)
+        }
+        scheduler.startAll()
+        for await signal in signals.stream {
+            if signal == SIGHUP {
+                logger.notice("SIGHUP: restarting services whose files changed")
+                await scheduler.restartChanged()
+                continue
+            }
+            logger.notice("\(signal == SIGINT ? "SIGINT" : "SIGTERM"): stopping every service")
+            break
+        }
+        await scheduler.shutdown()
+        logger.notice("all services stopped")
+    }
+}
+
+/// Delivers signals as an async sequence instead of running handlers in
+/// signal context, where almost nothing is safe to do.
+final class SignalStream: Sendable {
+    let stream: AsyncStream<Int32>
+    private let sources: [any DispatchSourceSignal]
+
+    init(_ signals: Int32...) {
+        var continuation: AsyncStream<Int32>.Continuation!
+        stream = AsyncStream { continuation = $0 }
+        let yield = continuation!
+        sources = signals.map { number in
+            // The default action would end the process before the source sees the signal.
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler { yield.yield(number) }
+            source.resume()
+            return source
+        }
+    }
+}
