@@ -54,8 +54,9 @@ struct RunCommand: AsyncParsableCommand {
 }
 
 /// Delivers signals as an async sequence instead of running handlers in
-/// signal context, where almost nothing is safe to do.
-final class SignalStream: Sendable {
+/// signal context, where almost nothing is safe to do. The sources are only
+/// kept alive here, never touched after setup, hence unchecked.
+final class SignalStream: @unchecked Sendable {
     let stream: AsyncStream<Int32>
     private let sources: [any DispatchSourceSignal]
 

@@ -30,6 +30,9 @@
  *
  * PROBE_VERSION (default "1.0.0") can be overridden at build time with
  * -DPROBE_VERSION=\"2.0.0\"; svc_plugin_version returns it.
+ * PROBE_CREATE_RESULT (default 0) is the default of create_result, so that a
+ * build of the probe can fail its create whatever its sidecar says (a broken
+ * new version for the hot reload tests).
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -46,6 +49,10 @@
 
 #ifndef PROBE_VERSION
 #define PROBE_VERSION "1.0.0"
+#endif
+
+#ifndef PROBE_CREATE_RESULT
+#define PROBE_CREATE_RESULT 0
 #endif
 
 typedef struct probe_options {
@@ -176,7 +183,7 @@ int32_t svc_create(const svc_host *host, void **ctx) {
         .fail_after = option_int(host, "fail_after", 0),
         .fail_code = option_int(host, "fail_code", -5),
         .stop_after = option_int(host, "stop_after", 0),
-        .create_result = option_int(host, "create_result", 0),
+        .create_result = option_int(host, "create_result", PROBE_CREATE_RESULT),
         .block_ms = option_int(host, "block_ms", 0),
         .warn_at = option_int(host, "warn_at", 0),
         .log_loops = option_bool(host, "log_loops", false),

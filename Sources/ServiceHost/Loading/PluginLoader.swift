@@ -21,9 +21,9 @@ struct PluginLoader: Sendable {
 
     func load(file: String) throws(PluginError) -> PluginImage {
         let (bytes, identity) = try Self.read(file: file)
-        let elf = try bytes.withUnsafeBytes { buffer throws(PluginError) in
-            try ELFImage.inspect(buffer, file: file)
-        }
+        let elf = try bytes.withUnsafeBytes { buffer in
+            Result { () throws(PluginError) in try ELFImage.inspect(buffer, file: file) }
+        }.get()
         let name = file.split(separator: "/").last.map(String.init) ?? "plugin.so"
         let copy = runtimeDirectory.uniquePath(for: name)
         try Self.write(bytes, to: copy, file: file)

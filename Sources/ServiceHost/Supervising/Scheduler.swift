@@ -147,6 +147,9 @@ public final class Scheduler: Sendable {
         manager.service(named: name).map { ServiceSnapshot(name: $0.name, state: $0.currentState, metadata: $0.metadata) }
     }
 
+    /// The service object behind a name, for white-box tests.
+    func service(named name: String) -> BaseService? { manager.service(named: name) }
+
     /// The events of every service from now on, until shutdown.
     public func events() -> AsyncStream<ServiceEvent> { manager.events.subscribe() }
 }

@@ -1,0 +1,111 @@
+import Foundation
+import Testing
+@testable import ServiceHost
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A restart picks up a changed plugin file; a bad new file rolls back.
+@Suite("Hot reload")
+struct HotReloadTests {
+    @Test func v1ThenV2InPlaceThenGarbageRollsBackToV2() async throws {
+        let folder = try PluginFolder()
+        let file = try folder.add(as: "P.so", defines: ["PROBE_VERSION=\"1.0.0\""])
+        let logs = LogCapture()
+        let scheduler = try Scheduler(logger: logs.logger)
+        let events = EventWaiter(scheduler)
+        try scheduler.addPlugins(directory: folder.path)
+        scheduler.startAll()
+        try await events.next("P") { $0.isStarted }
+        #expect(scheduler.snapshot(of: "P")?.metadata.pluginVersion == "1.0.0")
+
+        // Overwrite in place, as `cp v2.so P.so` does: same inode, truncated then written.
+        try folder.overwriteInPlace("P.so", with: BuiltFixtures.shared.bytes("probe.c", defines: ["PROBE_VERSION=\"2.0.0\""]))
+        try await scheduler.restart("P")
+        let reloaded = try await events.next("P") { $0.isReloaded }
+        #expect(reloaded.kind == .reloaded(from: "1.0.0", to: "2.0.0"))
+        try await events.next("P") { $0.isStarted }
+        #expect(scheduler.snapshot(of: "P")?.metadata.pluginVersion == "2.0.0")
+        #expect(logs.entries { $0.message == "reloaded \(file): 1.0.0 -> 2.0.0" }.count == 1)
+        try await logs.waitFor { $0.service == "P" && $0.message.hasPrefix("create name=P version=2.0.0") }
+
+        // Garbage: the restart rolls back and keeps running v2.
+        try folder.overwriteInPlace("P.so", with: Array("this is not a shared object".utf8))
+        try await scheduler.restart("P")
+        let rejected = try await events.next("P") { $0.isReloadRejected }
+        #expect(rejected.kind == .reloadRejected(reason: "not an ELF file (starts with 74 68 69 73)"))
+        let started = try await events.next("P") { $0.isStarted }
+        #expect(started.kind == .started(starts: 3))
+        #expect(scheduler.snapshot(of: "P")?.metadata.pluginVersion == "2.0.0")
+        #expect(scheduler.snapshot(of: "P")?.state == .started)
+        let line = try #require(logs.entries { $0.level == .error && $0.message.hasPrefix("reload of \(file) failed") }.first)
+        #expect(line.message.contains("not an ELF file"))
+        #expect(line.message.hasSuffix("keeping version 2.0.0"))
+        #expect(logs.entries { $0.message.hasPrefix("create name=P version=2.0.0") }.count == 2)
+
+        // The rejected file is not tried again until it changes again.
+        try await scheduler.restart("P")
+        try await events.next("P") { $0.isStarted }
+        #expect(logs.entries { $0.message.hasPrefix("reload of \(file) failed") }.count == 1)
+        await scheduler.shutdown()
+    }
+
+    @Test func aNewVersionWhoseCreateFailsRollsBack() async throws {
+        let folder = try PluginFolder()
+        try folder.add(as: "P.so")
+        let logs = LogCapture()
+        let scheduler = try Scheduler(logger: logs.logger)
+        let events = EventWaiter(scheduler)
+        try scheduler.addPlugins(directory: folder.path)
+        scheduler.startAll()
+        try await events.next("P") { $0.isStarted }
+
+        try folder.overwriteInPlace("P.so", with: BuiltFixtures.shared.bytes(
+            "probe.c", defines: ["PROBE_VERSION=\"3.0.0\"", "PROBE_CREATE_RESULT=-9"]))
+        try await scheduler.restart("P")
+        let rejected = try await events.next("P") { $0.isReloadRejected }
+        #expect(rejected.kind == .reloadRejected(reason: "svc_create of the new version 3.0.0 returned -9"))
+        try await events.next("P") { $0.isStarted }
+        #expect(scheduler.snapshot(of: "P")?.metadata.pluginVersion == "1.0.0")
+        #expect(logs.entries { $0.message.hasPrefix("create name=P version=1.0.0") }.count == 2)
+        await scheduler.shutdown()
+    }
+
+    @Test func aServiceThatStopsItselfPicksUpARebuiltFileOnRecovery() async throws {
+        let folder = try PluginFolder()
+        try folder.add(as: "P.so", sidecar: "interval_ms = 1\n[config]\nstop_after = 1000000\n")
+        let logs = LogCapture()
+        let scheduler = try Scheduler(logger: logs.logger)
+        let events = EventWaiter(scheduler)
+        try scheduler.addPlugins(directory: folder.path)
+        scheduler.startAll()
+        try await events.next("P") { $0.isStarted }
+        // Replace the file by rename (how most build tools write), then let
+        // the service stop itself: recovery restarts it with the new file.
+        let replacement = folder.directory.file("P.so.tmp")
+        try Data(BuiltFixtures.shared.bytes("probe.c", defines: ["PROBE_VERSION=\"2.0.0\""])).write(to: replacement)
+        #expect(rename(replacement.path, folder.directory.file("P.so").path) == 0)
+        scheduler.service(named: "P")?.requestStop()
+        let reloaded = try await events.next("P") { $0.isReloaded }
+        #expect(reloaded.kind == .reloaded(from: "1.0.0", to: "2.0.0"))
+        await scheduler.shutdown()
+    }
+
+    @Test func restartChangedRestartsOnlyServicesWhoseFileChanged() async throws {
+        let folder = try PluginFolder()
+        try folder.add(as: "Changes.so")
+        try folder.add(as: "Stays.so")
+        let scheduler = try Scheduler(logger: LogCapture().logger)
+        let events = EventWaiter(scheduler)
+        try scheduler.addPlugins(directory: folder.path)
+        scheduler.startAll()
+        try await events.next("Changes") { $0.isStarted }
+        try await events.next("Stays") { $0.isStarted }
+        try folder.overwriteInPlace("Changes.so", with: BuiltFixtures.shared.bytes("probe.c", defines: ["PROBE_VERSION=\"2.0.0\""]))
+        #expect(await scheduler.restartChanged() == ["Changes"])
+        try await events.next("Changes") { $0.isReloaded }
+        #expect(scheduler.snapshot(of: "Stays")?.metadata.starts == 1)
+        await scheduler.shutdown()
+    }
+}

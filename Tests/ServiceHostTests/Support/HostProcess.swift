@@ -1,0 +1,113 @@
+import Foundation
+@testable import ServiceHost
+
+/// The built `servicehost` binary, run as a child process whose output the
+/// test reads line by line.
+final class HostProcess: @unchecked Sendable {
+    /// The binary SwiftPM built next to the test bundle.
+    static var binary: URL {
+        get throws {
+            var candidates: [URL] = []
+            if let executable = Bundle.main.executableURL { candidates.append(executable.deletingLastPathComponent()) }
+            candidates.append(URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent())
+            candidates.append(Bundle.main.bundleURL.deletingLastPathComponent())
+            for directory in candidates {
+                let binary = directory.appendingPathComponent("servicehost")
+                if FileManager.default.isExecutableFile(atPath: binary.path) { return binary }
+            }
+            throw HostProcessError(description: "servicehost binary not found near \(candidates.map(\.path))")
+        }
+    }
+
+    struct HostProcessError: Error, CustomStringConvertible { let description: String }
+
+    private let process = Process()
+    private let output = Pipe()
+    private let lock = NSLock()
+    private var text = ""
+    private var waiters: [(String, CheckedContinuation<Void, Never>)] = []
+    private let exited = Completion()
+
+    init(_ arguments: [String]) throws {
+        process.executableURL = try Self.binary
+        process.arguments = arguments
+        process.standardOutput = output
+        process.standardError = output
+        output.fileHandleForReading.readabilityHandler = { [weak self] handle in
+            let data = handle.availableData
+            guard let self, !data.isEmpty else { return }
+            self.append(String(decoding: data, as: UTF8.self))
+        }
+        process.terminationHandler = { [exited] _ in exited.complete() }
+        try process.run()
+    }
+
+    var pid: Int32 { process.processIdentifier }
+    var outputText: String { lock.withLock { text } }
+
+    private func append(_ chunk: String) {
+        var ready: [CheckedContinuation<Void, Never>] = []
+        lock.withLock {
+            text += chunk
+            waiters.removeAll { needle, continuation in
+                guard text.contains(needle) else { return false }
+                ready.append(continuation)
+                return true
+            }
+        }
+        for continuation in ready { continuation.resume() }
+    }
+
+    /// Waits until the output contains `needle`.
+    func waitForOutput(_ needle: String, timeout: Duration = .seconds(30)) async throws {
+        try await withDeadline(timeout, waiting: "'\(needle)' in the host's output:\n\(outputText)",
+                               onTimeout: { self.release(needle) }) {
+            await withCheckedContinuation { continuation in
+                self.lock.lock()
+                if self.text.contains(needle) {
+                    self.lock.unlock()
+                    continuation.resume()
+                } else {
+                    self.waiters.append((needle, continuation))
+                    self.lock.unlock()
+                }
+            }
+        }
+    }
+
+    private func release(_ needle: String) {
+        let released: [CheckedContinuation<Void, Never>] = lock.withLock {
+            let matching = waiters.filter { $0.0 == needle }.map(\.1)
+            waiters.removeAll { $0.0 == needle }
+            return matching
+        }
+        for continuation in released { continuation.resume() }
+    }
+
+    func send(_ signal: Int32) {
+        kill(process.processIdentifier, signal)
+    }
+
+    /// Waits for the process to exit and returns its status; kills it on timeout.
+    func waitForExit(timeout: Duration = .seconds(30)) async throws -> Int32 {
+        do {
+            try await withDeadline(timeout, waiting: "servicehost to exit") { await self.exited.wait() }
+        } catch {
+            process.terminate()
+            throw error
+        }
+        process.waitUntilExit()
+        // Let the last output arrive before the caller reads it.
+        output.fileHandleForReading.readabilityHandler = nil
+        let rest = output.fileHandleForReading.readDataToEndOfFile()
+        if !rest.isEmpty { append(String(decoding: rest, as: UTF8.self)) }
+        return process.terminationStatus
+    }
+
+    /// Runs the binary to completion and returns its exit status and output.
+    static func run(_ arguments: [String]) async throws -> (status: Int32, output: String) {
+        let host = try HostProcess(arguments)
+        let status = try await host.waitForExit()
+        return (status, host.outputText)
+    }
+}

@@ -1,0 +1,113 @@
+import Foundation
+import Logging
+
+/// Collects every line logged through its logger, so that tests can assert
+/// what the host said, and await a line instead of sleeping for it.
+final class LogCapture: @unchecked Sendable {
+    struct Entry: Sendable, CustomStringConvertible {
+        let level: Logger.Level
+        let message: String
+        let metadata: [String: String]
+
+        var service: String? { metadata["service"] }
+        var description: String { "[\(level)] \(metadata.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")) \(message)" }
+    }
+
+    private struct Waiter {
+        let predicate: @Sendable (Entry) -> Bool
+        let continuation: CheckedContinuation<Entry, Never>
+    }
+
+    private let lock = NSLock()
+    private var stored: [Entry] = []
+    private var waiters: [UUID: Waiter] = [:]
+
+    var logger: Logger {
+        var logger = Logger(label: "test") { _ in Handler(capture: self) }
+        logger.logLevel = .trace
+        return logger
+    }
+
+    var entries: [Entry] { lock.withLock { stored } }
+
+    func entries(where predicate: (Entry) -> Bool) -> [Entry] { entries.filter(predicate) }
+
+    /// Waits for the first entry (already logged or to come) that matches.
+    /// - Throws: ``Timeout`` after `timeout`: a guard against a hung test, not a synchronisation.
+    @discardableResult
+    func waitFor(timeout: Duration = .seconds(20), _ description: String = "log line",
+                 where predicate: @escaping @Sendable (Entry) -> Bool) async throws -> Entry {
+        let identifier = UUID()
+        return try await withDeadline(timeout, waiting: description, onTimeout: { self.cancel(identifier) }) {
+            await withCheckedContinuation { continuation in
+                self.lock.lock()
+                if let found = self.stored.first(where: predicate) {
+                    self.lock.unlock()
+                    continuation.resume(returning: found)
+                    return
+                }
+                self.waiters[identifier] = Waiter(predicate: predicate, continuation: continuation)
+                self.lock.unlock()
+            }
+        }
+    }
+
+    private func cancel(_ identifier: UUID) {
+        _ = lock.withLock { waiters.removeValue(forKey: identifier) }
+    }
+
+    fileprivate func append(_ entry: Entry) {
+        var resumed: [CheckedContinuation<Entry, Never>] = []
+        lock.withLock {
+            stored.append(entry)
+            for (identifier, waiter) in waiters where waiter.predicate(entry) {
+                resumed.append(waiter.continuation)
+                waiters[identifier] = nil
+            }
+        }
+        for continuation in resumed { continuation.resume(returning: entry) }
+    }
+
+    private struct Handler: LogHandler {
+        let capture: LogCapture
+        var metadata: Logger.Metadata = [:]
+        var logLevel: Logger.Level = .trace
+
+        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+            get { metadata[key] }
+            set { metadata[key] = newValue }
+        }
+
+        func log(event: LogEvent) {
+            let merged = metadata.merging(event.metadata ?? [:]) { $1 }
+            capture.append(Entry(level: event.level, message: event.message.description,
+                                 metadata: merged.mapValues { "\($0)" }))
+        }
+    }
+}
+
+struct Timeout: Error, CustomStringConvertible {
+    let waitingFor: String
+    let after: Duration
+    var description: String { "timed out after \(after) waiting for \(waitingFor)" }
+}
+
+/// Runs `body`, failing with ``Timeout`` if it has not finished by `timeout`.
+/// `onTimeout` must make `body` return (e.g. by resuming what it waits on).
+func withDeadline<T: Sendable>(_ timeout: Duration, waiting description: String,
+                               onTimeout: @escaping @Sendable () -> Void = {},
+                               _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+    try await withThrowingTaskGroup(of: T?.self) { group in
+        group.addTask { try await body() }
+        group.addTask {
+            try? await Task.sleep(for: timeout)
+            return nil
+        }
+        guard let first = try await group.next(), let value = first else {
+            group.cancelAll()
+            throw Timeout(waitingFor: description, after: timeout)
+        }
+        group.cancelAll()
+        return value
+    }
+}

@@ -1,0 +1,71 @@
+import Foundation
+
+/// A temporary plugins directory that tests fill with built fixtures and sidecars.
+final class PluginFolder: @unchecked Sendable {
+    let directory: TemporaryDirectory
+    var path: String { directory.path }
+
+    init() throws {
+        directory = try TemporaryDirectory("plugins")
+    }
+
+    /// Copies a built C fixture into the folder as `<fileName>`.
+    @discardableResult
+    func add(_ fixture: String = "probe.c", as fileName: String, defines: [String] = [], sidecar: String? = nil) throws -> String {
+        let destination = directory.file(fileName)
+        try? FileManager.default.removeItem(at: destination)
+        try FileManager.default.copyItem(at: try BuiltFixtures.shared.c(fixture, defines: defines), to: destination)
+        if let sidecar {
+            try self.sidecar(for: fileName, sidecar)
+        }
+        return destination.path
+    }
+
+    /// Writes `<name>.toml` for the plugin file `fileName`.
+    func sidecar(for fileName: String, _ text: String) throws {
+        var name = fileName.replacingOccurrences(of: ".so", with: "")
+        if name.hasPrefix("lib") { name.removeFirst(3) }
+        try text.write(to: directory.file("\(name).toml"), atomically: true, encoding: .utf8)
+    }
+
+    /// Writes arbitrary bytes as a file in the folder.
+    @discardableResult
+    func write(_ bytes: [UInt8], as fileName: String) throws -> String {
+        let url = directory.file(fileName)
+        try Data(bytes).write(to: url)
+        return url.path
+    }
+
+    /// Overwrites `fileName` in place (same inode, truncated first), as `cp new.so x.so` does.
+    func overwriteInPlace(_ fileName: String, with bytes: [UInt8]) throws {
+        let handle = try FileHandle(forWritingTo: directory.file(fileName))
+        try handle.truncate(atOffset: 0)
+        try handle.write(contentsOf: Data(bytes))
+        try handle.close()
+    }
+}
+
+/// Fixtures compiled once per test run and per set of defines; tests copy them.
+final class BuiltFixtures: @unchecked Sendable {
+    static let shared = BuiltFixtures()
+
+    private let lock = NSLock()
+    private let directory = try! TemporaryDirectory("fixtures")
+    private var built: [String: URL] = [:]
+
+    func c(_ fixture: String, defines: [String] = []) throws -> URL {
+        let key = ([fixture] + defines).joined(separator: " ")
+        // Compiling under the lock keeps two tests from building the same file at once.
+        lock.lock()
+        defer { lock.unlock() }
+        if let url = built[key] { return url }
+        let url = directory.file("\(built.count)-\(fixture).so")
+        try PluginBuilder.buildC(fixture, to: url, defines: defines)
+        built[key] = url
+        return url
+    }
+
+    func bytes(_ fixture: String, defines: [String] = []) throws -> [UInt8] {
+        [UInt8](try Data(contentsOf: c(fixture, defines: defines)))
+    }
+}
