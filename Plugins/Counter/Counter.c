@@ -15,15 +15,15 @@ typedef struct counter {
     unsigned long ticks;
 } counter;
 
-uint32_t svc_abi_version(void) {
+SVC_EXPORT uint32_t svc_abi_version(void) {
     return SVC_ABI_VERSION;
 }
 
-const char *svc_plugin_version(void) {
+SVC_EXPORT const char *svc_plugin_version(void) {
     return "1.0.0";
 }
 
-int32_t svc_create(const svc_host *host, void **ctx) {
+SVC_EXPORT int32_t svc_create(const svc_host *host, void **ctx) {
     counter *self = malloc(sizeof *self);
     if (self == NULL) {
         return -12; /* out of memory */
@@ -36,7 +36,7 @@ int32_t svc_create(const svc_host *host, void **ctx) {
     return 0;
 }
 
-int32_t svc_loop(void *ctx) {
+SVC_EXPORT int32_t svc_loop(void *ctx) {
     counter *self = ctx;
     self->ticks += 1;
     char message[256];
@@ -45,6 +45,6 @@ int32_t svc_loop(void *ctx) {
     return SVC_CONTINUE;
 }
 
-void svc_stop(void *ctx) {
+SVC_EXPORT void svc_stop(void *ctx) {
     free(ctx);
 }

@@ -16,15 +16,15 @@ typedef struct flaky {
     int loops;
 } flaky;
 
-uint32_t svc_abi_version(void) {
+SVC_EXPORT uint32_t svc_abi_version(void) {
     return SVC_ABI_VERSION;
 }
 
-const char *svc_plugin_version(void) {
+SVC_EXPORT const char *svc_plugin_version(void) {
     return "1.0.0";
 }
 
-int32_t svc_create(const svc_host *host, void **ctx) {
+SVC_EXPORT int32_t svc_create(const svc_host *host, void **ctx) {
     flaky *self = malloc(sizeof *self);
     if (self == NULL) {
         return -12; /* out of memory */
@@ -36,7 +36,7 @@ int32_t svc_create(const svc_host *host, void **ctx) {
     return 0;
 }
 
-int32_t svc_loop(void *ctx) {
+SVC_EXPORT int32_t svc_loop(void *ctx) {
     flaky *self = ctx;
     self->loops += 1;
     char message[160];
@@ -53,7 +53,7 @@ int32_t svc_loop(void *ctx) {
     return SVC_CONTINUE;
 }
 
-void svc_stop(void *ctx) {
+SVC_EXPORT void svc_stop(void *ctx) {
     flaky *self = ctx;
     self->host->log(SVC_LOG_INFO, "stopped");
     free(self);

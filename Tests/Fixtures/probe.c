@@ -163,15 +163,15 @@ static void sleep_ms(long ms) {
     }
 }
 
-uint32_t svc_abi_version(void) {
+SVC_EXPORT uint32_t svc_abi_version(void) {
     return SVC_ABI_VERSION;
 }
 
-const char *svc_plugin_version(void) {
+SVC_EXPORT const char *svc_plugin_version(void) {
     return PROBE_VERSION;
 }
 
-int32_t svc_create(const svc_host *host, void **ctx) {
+SVC_EXPORT int32_t svc_create(const svc_host *host, void **ctx) {
     const char *name = host->service_name != NULL ? host->service_name : "(null)";
     const char *greeting = probe_config(host, "greeting");
     probe_log(host, SVC_LOG_INFO, "create name=%s version=%s greeting=%s abi=%u size=%u",
@@ -206,7 +206,7 @@ int32_t svc_create(const svc_host *host, void **ctx) {
     return 0;
 }
 
-int32_t svc_loop(void *ctx) {
+SVC_EXPORT int32_t svc_loop(void *ctx) {
     probe *self = ctx;
     const probe_options *options = &self->options;
     long n = ++self->loops;
@@ -231,7 +231,7 @@ int32_t svc_loop(void *ctx) {
     return SVC_CONTINUE;
 }
 
-void svc_stop(void *ctx) {
+SVC_EXPORT void svc_stop(void *ctx) {
     probe *self = ctx;
     if (self == NULL) {
         return;

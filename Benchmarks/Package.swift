@@ -1,0 +1,30 @@
+// swift-tools-version: 6.1
+// The benchmark suite lives in its own package so the main build stays lean.
+// Run it with: swift package --package-path Benchmarks benchmark
+import PackageDescription
+
+let package = Package(
+    name: "ServiceHostBenchmarks",
+    dependencies: [
+        .package(name: "ServiceHost", path: ".."),
+        .package(url: "https://github.com/ordo-one/package-benchmark", from: "1.38.1", traits: ["MallocInterposer"]),
+    ],
+    targets: [
+        // The limits the host is compared with, measured in C: a direct call
+        // through a function pointer and a raw ffi_call with a prepared CIF.
+        .target(
+            name: "CBaselines",
+            linkerSettings: [.linkedLibrary("ffi"), .linkedLibrary("dl")]
+        ),
+        .executableTarget(
+            name: "HostBenchmarks",
+            dependencies: [
+                "CBaselines",
+                .product(name: "Benchmark", package: "package-benchmark"),
+                .product(name: "ServiceHost", package: "ServiceHost"),
+            ],
+            path: "Benchmarks/HostBenchmarks",
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "package-benchmark")]
+        ),
+    ]
+)
