@@ -38,6 +38,7 @@ struct RunCommand: AsyncParsableCommand {
             logger.critical("\(error)")
             throw ExitCode(2)
         }
+        logger.debug("plugin copies are loaded from \(scheduler.runtimeDirectory)")
         scheduler.startAll()
         for await signal in signals.stream {
             if signal == SIGHUP {

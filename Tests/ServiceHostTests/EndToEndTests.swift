@@ -15,7 +15,7 @@ struct EndToEndTests {
         try folder.add(as: "Gamma.so", sidecar: "interval_ms = 600000\n")
         try folder.write(Array("garbage".utf8), as: "Broken.so")
 
-        let host = try HostProcess(["run", "--plugins", folder.path, "--log-level", "info"])
+        let host = try HostProcess(["run", "--plugins", folder.path, "--log-level", "debug"])
         try await host.waitForOutput("service=Alpha [ServiceHost] started")
         try await host.waitForOutput("service=Gamma [ServiceHost] started")
         // Beta stops itself after three loops and is restarted by recovery.
@@ -35,6 +35,11 @@ struct EndToEndTests {
             #expect(stops == creates, "\(name): \(creates) creates, \(stops) stops")
         }
         #expect(output.contains("all services stopped"))
+        // The private runtime directory is gone with the host.
+        let runtime = try #require(output.components(separatedBy: "plugin copies are loaded from ").dropFirst().first?
+            .prefix { !$0.isWhitespace })
+        #expect(runtime.contains("servicehost-"))
+        #expect(!FileManager.default.fileExists(atPath: String(runtime)))
     }
 
     @Test func sigintStopsTheHostToo() async throws {

@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 @testable import ServiceHost
 
@@ -111,5 +112,20 @@ struct StateMachineTests {
         #expect(snapshot.metadata.starts == 1)
         #expect(snapshot.metadata.restartPolicy == .never)
         await scheduler.shutdown()
+    }
+
+    @Test func theRuntimeDirectoryIsPrivateAndRemovedAtShutdown() async throws {
+        let folder = try PluginFolder()
+        try folder.add(as: "P.so")
+        let scheduler = try Scheduler(logger: LogCapture().logger)
+        let directory = scheduler.runtimeDirectory
+        var info = stat()
+        #expect(stat(directory, &info) == 0)
+        #expect(info.st_mode & 0o777 == 0o700)
+        try scheduler.addPlugins(directory: folder.path)
+        // The loaded copy lives there, not at the user's path.
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory).count == 1)
+        await scheduler.shutdown()
+        #expect(!FileManager.default.fileExists(atPath: directory))
     }
 }

@@ -10,8 +10,8 @@ import Glibc
 /// Loading a private copy at a unique path does two things: `dlopen` cannot
 /// hand back a cached image of an older version with the same path, and a
 /// user who overwrites a plugin file in place does not truncate pages the
-/// host has mapped. The directory is removed with everything in it when the
-/// value is released.
+/// host has mapped. The directory is removed with everything in it on
+/// ``remove()`` (at shutdown) or when the value is released.
 public final class RuntimeDirectory: @unchecked Sendable {
     public let path: String
     private let counter = NSLock()
@@ -41,7 +41,13 @@ public final class RuntimeDirectory: @unchecked Sendable {
         return "\(path)/\(nextSerial)-\(name)"
     }
 
-    deinit {
+    /// Removes the directory and the copies in it. Images already loaded stay
+    /// mapped: unlinking a file does not unmap it.
+    func remove() {
         try? FileManager.default.removeItem(atPath: path)
+    }
+
+    deinit {
+        remove()
     }
 }

@@ -126,8 +126,12 @@ public final class Scheduler: Sendable {
         return restarted
     }
 
-    /// Stops every service (each stop step runs once) and takes no more orders.
-    public func shutdown() async { await manager.shutdown() }
+    /// Stops every service (each stop step runs once), removes the runtime
+    /// directory, and takes no more orders.
+    public func shutdown() async {
+        await manager.shutdown()
+        loader.runtimeDirectory.remove()
+    }
 
     // MARK: Reading state
 
