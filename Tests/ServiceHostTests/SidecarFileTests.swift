@@ -48,6 +48,43 @@ import Testing
         ))
     }
 
+    @Test func readsEverySupervisionKey() throws {
+        let text = """
+            backoff_initial_ms = 50
+            backoff_max_ms = 2000
+            healthy_after_ms = 500
+            restart_limit = 3
+            restart_window_ms = 10000
+            isolation = "process"
+            stop_timeout_ms = 300
+            watchdog_ms = 40
+            start_timeout_ms = 70
+            requires = ["db", "cache"]
+            """
+        let configuration = try SidecarFile.parse(text, file: Self.file)
+        #expect(configuration == ServiceConfiguration(
+            backoffInitial: .milliseconds(50), backoffMax: .seconds(2), healthyAfter: .milliseconds(500),
+            restartLimit: 3, restartWindow: .seconds(10), isolation: .process, stopTimeout: .milliseconds(300),
+            watchdog: .milliseconds(40), startTimeout: .milliseconds(70), requires: ["db", "cache"]
+        ))
+    }
+
+    @Test func zeroTurnsTheWatchdogAndStartTimeoutOff() throws {
+        let configuration = try SidecarFile.parse("watchdog_ms = 0\nstart_timeout_ms = 0\n", file: Self.file)
+        #expect(configuration.watchdog == nil)
+        #expect(configuration.startTimeout == nil)
+    }
+
+    @Test func rejectsAnUnknownIsolation() throws {
+        let error = try #require(failure("isolation = \"vm\""))
+        #expect(error.reason == "key 'isolation' must be one of \"thread\", \"process\", found \"vm\"")
+    }
+
+    @Test func rejectsRequiresThatIsNotAnArrayOfStrings() throws {
+        #expect(try #require(failure("requires = \"db\"")).reason == "key 'requires' must be an array, found a string")
+        #expect(try #require(failure("requires = [\"db\", 3]")).reason == "key 'requires' must be an array of strings, found an integer in it")
+    }
+
     @Test(arguments: [
         ("always", RestartPolicy.always),
         ("on-failure", .onFailure),
@@ -87,7 +124,8 @@ import Testing
     @Test func knownKeysAreTheDocumentedOnes() {
         #expect(Set(SidecarFile.keys.keys) == [
             "backoff_initial_ms", "backoff_max_ms", "config", "delay_ms", "healthy_after_ms",
-            "interval_ms", "restart", "retries",
+            "interval_ms", "isolation", "requires", "restart", "restart_limit", "restart_window_ms",
+            "retries", "start_timeout_ms", "stop_timeout_ms", "watchdog_ms",
         ])
     }
 
@@ -235,7 +273,7 @@ import Testing
     @Test func reportsAnUnknownKeyWithTheKnownOnes() throws {
         let error = try #require(failure("restrat = \"always\""))
         #expect(error.code == .invalidConfiguration)
-        #expect(error.reason == "unknown key 'restrat' (known keys: backoff_initial_ms, backoff_max_ms, config, delay_ms, healthy_after_ms, interval_ms, restart, retries)")
+        #expect(error.reason == "unknown key 'restrat' (known keys: backoff_initial_ms, backoff_max_ms, config, delay_ms, healthy_after_ms, interval_ms, isolation, requires, restart, restart_limit, restart_window_ms, retries, start_timeout_ms, stop_timeout_ms, watchdog_ms)")
         #expect(error.description.contains(Self.file))
         #expect(error.description.contains("'restrat'"))
     }

@@ -79,6 +79,29 @@ enum SidecarFile {
         "healthy_after_ms": Key { (value, configuration) throws(PluginError) in
             configuration.healthyAfter = try value.milliseconds()
         },
+        "restart_limit": Key { (value, configuration) throws(PluginError) in
+            configuration.restartLimit = try value.integer(atLeast: 0)
+        },
+        "restart_window_ms": Key { (value, configuration) throws(PluginError) in
+            configuration.restartWindow = try value.milliseconds()
+        },
+        "isolation": Key { (value, configuration) throws(PluginError) in
+            configuration.isolation = try value.oneOf([Isolation.thread, .process], Isolation.init(name:))
+        },
+        "stop_timeout_ms": Key { (value, configuration) throws(PluginError) in
+            configuration.stopTimeout = try value.milliseconds()
+        },
+        "watchdog_ms": Key { (value, configuration) throws(PluginError) in
+            let watchdog = try value.milliseconds()
+            configuration.watchdog = watchdog == .zero ? nil : watchdog
+        },
+        "start_timeout_ms": Key { (value, configuration) throws(PluginError) in
+            let timeout = try value.milliseconds()
+            configuration.startTimeout = timeout == .zero ? nil : timeout
+        },
+        "requires": Key { (value, configuration) throws(PluginError) in
+            configuration.requires = try value.strings()
+        },
         "config": Key { (value, configuration) throws(PluginError) in
             configuration.settings = try value.settings()
         },
@@ -201,6 +224,19 @@ extension SidecarFile {
                 throw invalid("must be one of \(choices), found \(TOMLText.quoted(spelling))")
             }
             return option
+        }
+
+        /// An array of strings, e.g. `requires = ["db", "cache"]`.
+        func strings() throws(PluginError) -> [String] {
+            guard let array = value.array else { throw wrongType(expected: .array) }
+            var strings: [String] = []
+            for element in array {
+                guard let string = element.string else {
+                    throw invalid("must be an array of strings, found \(TOMLText.withArticle(element.type)) in it")
+                }
+                strings.append(string)
+            }
+            return strings
         }
 
         func table() throws(PluginError) -> TOMLTable {

@@ -86,6 +86,9 @@ open class BaseService: @unchecked Sendable {
             throw ServiceError(.illegalTransition, service: name, reason: "cannot start: already started")
         }
         stopSignal.clearRequested()
+        let clock = callClock
+        clock?.createBegins()
+        defer { clock?.createEnds() }
         do {
             try onCreate()
         } catch {
@@ -125,24 +128,58 @@ open class BaseService: @unchecked Sendable {
     final func runEventLoop() -> StopReason {
         let interval = configuration.interval
         let pauses = interval > .zero
-        while true {
-            switch stopSignal.request {
-            case .none: break
-            case .requested: return .requested
-            case .ordered: return .ordered
-            }
-            switch onLoop() {
-            case .continue: break
-            case .done: return .finished
-            case .failed(let failure):
-                lock.withLock { storedMetadata.record(failure) }
-                return .failed(failure)
-            }
-            if pauses {
-                stopSignal.pause(for: interval)
+        // Two copies of the loop, so that a service without a watchdog pays
+        // nothing for the stamps.
+        if let clock = callClock, clock.loopLimit != nil {
+            while true {
+                if let stop = pendingStop() { return stop }
+                clock.loopBegins()
+                let outcome = onLoop()
+                clock.loopEnds()
+                if let end = end(of: outcome) { return end }
+                if pauses { stopSignal.pause(for: interval) }
             }
         }
+        while true {
+            if let stop = pendingStop() { return stop }
+            if let end = end(of: onLoop()) { return end }
+            if pauses { stopSignal.pause(for: interval) }
+        }
     }
+
+    @inline(__always)
+    private func pendingStop() -> StopReason? {
+        switch stopSignal.request {
+        case .none: nil
+        case .requested: .requested
+        case .ordered: .ordered
+        }
+    }
+
+    @inline(__always)
+    private func end(of outcome: LoopOutcome) -> StopReason? {
+        switch outcome {
+        case .continue:
+            return nil
+        case .done:
+            return .finished
+        case .failed(let failure):
+            lock.withLock { storedMetadata.record(failure) }
+            return .failed(failure)
+        }
+    }
+
+    /// Whether the service cuts a stop short by itself once its stop timeout
+    /// passes (a worker process can be killed; a thread cannot).
+    var enforcesStopTimeout: Bool { false }
+
+    /// Whether a run that ended this way cannot succeed until something
+    /// outside changes (a plugin that cannot be loaded), so restarting is pointless.
+    func stopsForGood(after reason: StopReason) -> Bool { false }
+
+    /// Where this service's create and loop calls are stamped for the
+    /// ``Watchdog``; set before the first start when it has a watchdog or a start timeout.
+    var callClock: CallClock?
 
     /// Where the service's events go; set by the manager before the first start.
     var eventSink: (@Sendable (ServiceEvent) -> Void)?

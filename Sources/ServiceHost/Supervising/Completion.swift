@@ -1,32 +1,71 @@
 import Foundation
 
-/// A one-shot event that async code can await and any thread can signal.
+/// A one-shot event that async code or a thread can wait for, with or
+/// without a deadline, and any thread can signal.
 final class Completion: @unchecked Sendable {
-    private let lock = NSLock()
+    private let condition = NSCondition()
     private var done = false
-    private var waiters: [CheckedContinuation<Void, Never>] = []
+    private var waiters: [UInt64: CheckedContinuation<Bool, Never>] = [:]
+    private var nextWaiter: UInt64 = 0
 
     func complete() {
-        let resumed: [CheckedContinuation<Void, Never>] = lock.withLock {
-            done = true
-            defer { waiters = [] }
-            return waiters
-        }
-        for waiter in resumed { waiter.resume() }
+        condition.lock()
+        done = true
+        let resumed = waiters.values
+        waiters = [:]
+        condition.broadcast()
+        condition.unlock()
+        for waiter in resumed { waiter.resume(returning: true) }
     }
 
-    var isComplete: Bool { lock.withLock { done } }
+    var isComplete: Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        return done
+    }
 
     func wait() async {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            lock.lock()
-            if done {
-                lock.unlock()
-                continuation.resume()
-            } else {
-                waiters.append(continuation)
-                lock.unlock()
+        _ = await wait(timeout: nil)
+    }
+
+    /// Waits until completed or `timeout` has passed; returns whether it completed.
+    func wait(timeout: Duration?) async -> Bool {
+        let identifier: UInt64 = condition.withLock {
+            nextWaiter += 1
+            return nextWaiter
+        }
+        let timer: Task<Void, Never>? = timeout.map { timeout in
+            Task { [weak self] in
+                try? await Task.sleep(for: timeout)
+                self?.expire(identifier)
             }
         }
+        defer { timer?.cancel() }
+        return await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
+            condition.lock()
+            if done {
+                condition.unlock()
+                continuation.resume(returning: true)
+            } else {
+                waiters[identifier] = continuation
+                condition.unlock()
+            }
+        }
+    }
+
+    private func expire(_ identifier: UInt64) {
+        let expired: CheckedContinuation<Bool, Never>? = condition.withLock { waiters.removeValue(forKey: identifier) }
+        expired?.resume(returning: false)
+    }
+
+    /// Blocks the calling thread until completed or `timeout` has passed.
+    func waitBlocking(timeout: Duration? = nil) -> Bool {
+        let deadline = timeout.map { Date(timeIntervalSinceNow: $0.seconds) } ?? .distantFuture
+        condition.lock()
+        defer { condition.unlock() }
+        while !done {
+            if !condition.wait(until: deadline) { return done }
+        }
+        return true
     }
 }

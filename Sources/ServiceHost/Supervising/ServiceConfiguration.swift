@@ -23,6 +23,29 @@ public struct ServiceConfiguration: Sendable, Equatable {
     /// A run this long counts as healthy and resets the backoff. Default 10 s.
     /// Sidecar key `healthy_after_ms`.
     public var healthyAfter: Duration
+    /// More than this many restarts within ``restartWindow`` marks the service
+    /// failed, as an intensity limit does in OTP and systemd. Default 10; 0 means
+    /// no limit. Sidecar key `restart_limit`.
+    public var restartLimit: Int
+    /// The window ``restartLimit`` counts restarts in. Default 60 s. Sidecar key `restart_window_ms`.
+    public var restartWindow: Duration
+    /// Where the plugin runs; `nil` (the default) follows the host's default
+    /// (thread). Sidecar key `isolation`.
+    public var isolation: Isolation?
+    /// How long a stopping service's current `svc_loop` call gets to return
+    /// before the host gives up on it: a worker process is killed, a thread is
+    /// marked hung and abandoned. Default 5 s. Sidecar key `stop_timeout_ms`.
+    public var stopTimeout: Duration
+    /// A single `svc_loop` call running longer than this is a hang; `nil` (the
+    /// default, 0 in a sidecar) is off. Sidecar key `watchdog_ms`.
+    public var watchdog: Duration?
+    /// An `svc_create` that has not returned after this long is a failed
+    /// start; `nil` (the default, 0 in a sidecar) is off. Sidecar key `start_timeout_ms`.
+    public var startTimeout: Duration?
+    /// The services that must have started before this one starts; when one of
+    /// them stops, this one is stopped first and started again once it is
+    /// back. Default none. Sidecar key `requires`.
+    public var requires: [String]
     /// The sidecar's `[config]` table, flattened to dotted keys with values
     /// as text; handed to the plugin through `svc_host.config`.
     public var settings: [String: String]
@@ -35,6 +58,13 @@ public struct ServiceConfiguration: Sendable, Equatable {
         backoffInitial: Duration = .milliseconds(100),
         backoffMax: Duration = .seconds(30),
         healthyAfter: Duration = .seconds(10),
+        restartLimit: Int = 10,
+        restartWindow: Duration = .seconds(60),
+        isolation: Isolation? = nil,
+        stopTimeout: Duration = .seconds(5),
+        watchdog: Duration? = nil,
+        startTimeout: Duration? = nil,
+        requires: [String] = [],
         settings: [String: String] = [:]
     ) {
         self.restart = restart
@@ -44,6 +74,13 @@ public struct ServiceConfiguration: Sendable, Equatable {
         self.backoffInitial = backoffInitial
         self.backoffMax = backoffMax
         self.healthyAfter = healthyAfter
+        self.restartLimit = restartLimit
+        self.restartWindow = restartWindow
+        self.isolation = isolation
+        self.stopTimeout = stopTimeout
+        self.watchdog = watchdog
+        self.startTimeout = startTimeout
+        self.requires = requires
         self.settings = settings
     }
 }

@@ -15,6 +15,8 @@ public struct ServiceEvent: Sendable, CustomStringConvertible {
         case reloadRejected(reason: String)
         /// The service gave up and stays stopped until ordered to start.
         case failed(reason: String)
+        /// A call into the service ran past its limit (watchdog, start or stop timeout).
+        case hung(reason: String)
     }
 
     public let service: String

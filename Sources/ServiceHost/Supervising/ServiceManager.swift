@@ -7,6 +7,10 @@ import Logging
 /// Recovery is event driven: the service's own thread asks for a decision
 /// the moment a run ends, and restarts at once (or after its backoff) on that
 /// same thread. Nothing polls.
+///
+/// Dependencies: a service runs only while everything it `requires` is
+/// started. When a requirement stops, its dependents are stopped first (the
+/// deepest first) and started again, in dependency order, once it is back.
 final class ServiceManager: @unchecked Sendable {
     enum RestartDecision: Equatable {
         case restart(after: Duration)
@@ -14,16 +18,27 @@ final class ServiceManager: @unchecked Sendable {
     }
 
     /// The manager's record of one service.
-    private final class Supervision {
+    /// Guarded by the manager's lock, hence unchecked.
+    private final class Supervision: @unchecked Sendable {
         let service: BaseService
         /// The thread running the service now, if any.
         var runner: ServiceRunner?
+        /// A thread that overran its stop timeout and was abandoned inside the plugin.
+        var hungRunner: ServiceRunner?
+        /// Ordered to run: it starts whenever its requirements are up.
+        var wanted = false
+        /// Why it can never start (an unknown requirement, a cycle), if so.
+        var blocked: String?
         var backoff: RestartBackoff
+        /// When the recent restarts happened, oldest first, for the intensity limit.
+        var recentRestarts: [ContinuousClock.Instant] = []
 
         init(service: BaseService) {
             self.service = service
             backoff = RestartBackoff(service.configuration)
         }
+
+        var requires: [String] { service.configuration.requires }
     }
 
     private enum State {
@@ -34,8 +49,10 @@ final class ServiceManager: @unchecked Sendable {
     private let lock = NSLock()
     private var state: State = .running
     private var supervisions: [String: Supervision] = [:]
-    /// Names in the order they were added, for stable snapshots and shutdown.
+    /// Names in the order they were added, for stable snapshots.
     private var order: [String] = []
+    /// For each service, the services that require it.
+    private var dependents: [String: [String]] = [:]
     private var recovery: Bool
     private let logger: Logger
     let events = EventBroadcaster()
@@ -60,65 +77,73 @@ final class ServiceManager: @unchecked Sendable {
     func add(_ service: BaseService) throws(ServiceError) {
         lock.lock()
         defer { lock.unlock() }
-        switch state {
-        case .running: break
-        case .shutDown: throw ServiceError(.shutDown, service: service.name, reason: "the scheduler has shut down")
-        }
+        try requireRunningLocked(service.name)
         guard supervisions[service.name] == nil else {
             throw ServiceError(.duplicateService, service: service.name, reason: "a service with this name is already added")
         }
         let events = self.events
         service.eventSink = { events.publish($0) }
         Self.refreshPolicy(of: service, recovery: recovery)
+        if service.configuration.watchdog != nil || service.configuration.startTimeout != nil, service.callClock == nil {
+            service.callClock = makeThreadCallClock(for: service)
+        }
         supervisions[service.name] = Supervision(service: service)
         order.append(service.name)
+        for requirement in service.configuration.requires {
+            dependents[requirement, default: []].append(service.name)
+        }
     }
 
+    /// Orders a service to run. It starts now, or as soon as everything it
+    /// requires has started.
     func start(_ name: String) throws(ServiceError) {
         lock.lock()
         defer { lock.unlock() }
-        switch state {
-        case .running: break
-        case .shutDown: throw ServiceError(.shutDown, service: name, reason: "the scheduler has shut down")
-        }
+        try requireRunningLocked(name)
         let supervision = try supervisionLocked(name)
         guard supervision.runner == nil else {
             throw ServiceError(.illegalTransition, service: name, reason: "cannot start: already running")
         }
-        let service = supervision.service
-        service.stopSignal.reset()
+        guard supervision.hungRunner == nil else {
+            throw ServiceError(.illegalTransition, service: name,
+                               reason: "cannot start: its previous run is still inside the plugin (hung)")
+        }
+        supervision.wanted = true
         supervision.backoff.reset()
-        service.updateMetadata {
+        supervision.recentRestarts.removeAll()
+        supervision.service.updateMetadata {
             $0.restarts = 0
             $0.failed = false
             $0.failureReason = nil
         }
-        let delay = service.metadata.starts == 0 ? service.configuration.delay : .zero
-        let runner = ServiceRunner(service: service, manager: self, initialDelay: delay)
-        supervision.runner = runner
-        runner.launch()
+        resolveDependenciesLocked()
+        if let blocked = supervision.blocked {
+            throw ServiceError(.illegalTransition, service: name, reason: "cannot start: \(blocked)")
+        }
+        launchIfReadyLocked(supervision)
     }
 
+    /// Orders every service to run; those whose dependencies are broken are
+    /// logged and left stopped.
     func startAll() {
         for name in lock.withLock({ order }) {
             do {
                 try start(name)
             } catch {
-                logger.error("\(error)", metadata: ["service": "\(name)"])
+                logger.error("\(error.reason)", metadata: ["service": "\(name)"])
             }
         }
     }
 
-    /// Orders the service to stop and returns once its `onStop` has run
-    /// (after the current loop turn returns). Stopping a stopped service does nothing.
+    /// Orders the service to stop, after the services that require it, and
+    /// returns once its stop step has run (after the current loop turn
+    /// returns) or its stop timeout has passed. Stopping a stopped service does nothing.
     func stop(_ name: String) async throws(ServiceError) {
-        let (supervision, runner) = try currentRunner(of: name)
-        guard let runner else { return }
-        supervision.service.stopSignal.raise(.ordered)
-        await runner.waitUntilFinished()
-        lock.withLock {
-            if supervision.runner === runner { supervision.runner = nil }
+        let supervision = try unwant(name)
+        for dependent in runningDependents(of: name) {
+            await stopRun(of: dependent, because: "it requires \(name), which is stopping")
         }
+        await stopRun(of: supervision, because: nil)
     }
 
     func restart(_ name: String) async throws(ServiceError) {
@@ -129,20 +154,54 @@ final class ServiceManager: @unchecked Sendable {
     func remove(_ name: String) async throws(ServiceError) {
         try await stop(name)
         lock.withLock {
-            supervisions[name] = nil
+            guard let supervision = supervisions.removeValue(forKey: name) else { return }
             order.removeAll { $0 == name }
+            for requirement in supervision.requires {
+                dependents[requirement]?.removeAll { $0 == name }
+            }
         }
     }
 
-    /// Stops every service, all at once, and takes no more orders.
-    func shutdown() async {
-        let names: [String] = lock.withLock {
-            state = .shutDown
-            return order
+    /// Starts again every service that gave up (SIGHUP's second duty), once each.
+    func retryFailed() -> [String] {
+        let failed = lock.withLock {
+            order.compactMap { supervisions[$0] }
+                .filter { $0.runner == nil && $0.hungRunner == nil && $0.service.metadata.failed }
+                .map(\.service.name)
         }
-        await withTaskGroup(of: Void.self) { group in
-            for name in names {
-                group.addTask { try? await self.stop(name) }
+        var retried: [String] = []
+        for name in failed {
+            do {
+                try start(name)
+                retried.append(name)
+            } catch {
+                logger.error("\(error.reason)", metadata: ["service": "\(name)"])
+            }
+        }
+        return retried
+    }
+
+    /// Stops every service, dependents before what they require, and takes no more orders.
+    func shutdown() async {
+        lock.withLock {
+            state = .shutDown
+            for supervision in supervisions.values { supervision.wanted = false }
+        }
+        // In rounds: each round stops, all at once, the running services that
+        // no running service requires.
+        while true {
+            let round: [Supervision] = lock.withLock {
+                let running = supervisions.values.filter { $0.runner != nil }
+                let runningNames = Set(running.map(\.service.name))
+                return running.filter { supervision in
+                    !(dependents[supervision.service.name] ?? []).contains { runningNames.contains($0) }
+                }
+            }
+            if round.isEmpty { break }
+            await withTaskGroup(of: Void.self) { group in
+                for supervision in round {
+                    group.addTask { await self.stopRun(of: supervision, because: nil) }
+                }
             }
         }
         events.finish()
@@ -156,6 +215,75 @@ final class ServiceManager: @unchecked Sendable {
         lock.withLock { order.compactMap { supervisions[$0]?.service } }
     }
 
+    // MARK: Stopping one run
+
+    /// Orders the current run of a service to end and waits for it, keeping
+    /// whether the service is wanted. A thread that overruns its stop timeout
+    /// is abandoned and the service marked hung.
+    private func stopRun(of supervision: Supervision, because reason: String?) async {
+        guard let runner = lock.withLock({ supervision.runner }) else { return }
+        let service = supervision.service
+        if let reason {
+            logger.notice("stopping: \(reason)", metadata: ["service": "\(service.name)"])
+        }
+        service.stopSignal.raise(.ordered)
+        if await runner.finished.wait(timeout: stopDeadline(of: service)) {
+            lock.withLock {
+                if supervision.runner === runner { supervision.runner = nil }
+            }
+            return
+        }
+        abandon(runner, of: supervision)
+    }
+
+    /// The same as ``stopRun(of:because:)``, for a service's own thread, which
+    /// cannot await.
+    private func stopRunBlocking(of supervision: Supervision, because reason: String) {
+        guard let runner = lock.withLock({ supervision.runner }) else { return }
+        let service = supervision.service
+        logger.notice("stopping: \(reason)", metadata: ["service": "\(service.name)"])
+        service.stopSignal.raise(.ordered)
+        if runner.finished.waitBlocking(timeout: stopDeadline(of: service)) {
+            lock.withLock {
+                if supervision.runner === runner { supervision.runner = nil }
+            }
+            return
+        }
+        abandon(runner, of: supervision)
+    }
+
+    /// How long to wait for a run to end after ordering it to: the stop
+    /// timeout, with a margin for an isolated service, which enforces the
+    /// timeout itself by killing its worker.
+    private func stopDeadline(of service: BaseService) -> Duration {
+        service.enforcesStopTimeout ? service.configuration.stopTimeout + .seconds(2) : service.configuration.stopTimeout
+    }
+
+    private func abandon(_ runner: ServiceRunner, of supervision: Supervision) {
+        let service = supervision.service
+        let timeout = service.configuration.stopTimeout
+        let why = "hung: svc_loop did not return within stop_timeout_ms (\(timeout.milliseconds) ms) of the stop; its thread was abandoned"
+        lock.withLock {
+            if supervision.runner === runner { supervision.runner = nil }
+            supervision.hungRunner = runner
+        }
+        service.updateMetadata {
+            $0.failed = true
+            $0.failureReason = why
+            $0.record(ServiceFailure(code: -1, message: why))
+        }
+        logger.error("\(why)", metadata: ["service": "\(service.name)"])
+        service.report(.hung(reason: why))
+        // If the call ever returns, the runner stops the service cleanly; only then may it start again.
+        Task { [weak self] in
+            await runner.finished.wait()
+            self?.lock.withLock {
+                if supervision.hungRunner === runner { supervision.hungRunner = nil }
+            }
+            self?.logger.notice("the hung call returned; the service can be started again", metadata: ["service": "\(service.name)"])
+        }
+    }
+
     // MARK: Reports from service threads
 
     func serviceStarted(_ service: BaseService) {
@@ -163,6 +291,11 @@ final class ServiceManager: @unchecked Sendable {
         logger.info("started (start #\(metadata.starts)\(metadata.pluginVersion.map { ", version \($0)" } ?? ""))",
                     metadata: ["service": "\(service.name)"])
         service.report(.started(starts: metadata.starts))
+        lock.withLock {
+            for name in dependents[service.name] ?? [] {
+                if let dependent = supervisions[name] { launchIfReadyLocked(dependent) }
+            }
+        }
     }
 
     /// Records how a run ended and decides whether the runner starts the service again.
@@ -177,38 +310,64 @@ final class ServiceManager: @unchecked Sendable {
         service.report(.stopped(reason))
         if case .ordered = reason { return .remainStopped }
 
+        // What requires this service cannot keep running without it.
+        for dependent in runningDependents(of: name) {
+            stopRunBlocking(of: dependent, because: "it requires \(name), which stopped")
+        }
+
         lock.lock()
-        guard let supervision = supervisions[name], supervision.runner === runner, case .running = state else {
+        guard let supervision = supervisions[name], supervision.runner === runner, case .running = state,
+              service.stopSignal.request != .ordered else {
             lock.unlock()
             return .remainStopped
         }
         let policy = service.configuration.restart ?? (recovery ? .always : .never)
-        guard policy.restarts(afterFailure: reason.isFailure) else {
+        guard policy.restarts(afterFailure: reason.isFailure), !service.stopsForGood(after: reason) else {
             supervision.runner = nil
             lock.unlock()
-            logger.info("not restarting: restart policy is \(policy)\(recovery ? "" : ", recovery is off")", metadata: ["service": "\(name)"])
+            if service.stopsForGood(after: reason) {
+                giveUp(service, why: "its plugin cannot be loaded; fix the file, then send SIGHUP. \(reason)")
+            } else {
+                logger.info("not restarting: restart policy is \(policy)\(recovery ? "" : ", recovery is off")", metadata: ["service": "\(name)"])
+            }
             return .remainStopped
         }
         let restarts = service.metadata.restarts
         if let retries = service.configuration.retries, restarts >= retries {
             supervision.runner = nil
             lock.unlock()
-            let why = "gave up after \(restarts) restart\(restarts == 1 ? "" : "s") (retries = \(retries)); last: \(reason)"
-            service.updateMetadata {
-                $0.failed = true
-                $0.failureReason = why
-            }
-            logger.error("failed: \(why)", metadata: ["service": "\(name)"])
-            service.report(.failed(reason: why))
+            giveUp(service, why: "gave up after \(restarts) restart\(restarts == 1 ? "" : "s") (retries = \(retries)); last: \(reason)")
             return .remainStopped
         }
+        let now = ContinuousClock.now
+        let limit = service.configuration.restartLimit
+        let window = service.configuration.restartWindow
+        supervision.recentRestarts.removeAll { now - $0 > window }
+        if limit > 0, supervision.recentRestarts.count >= limit {
+            supervision.runner = nil
+            let count = supervision.recentRestarts.count
+            lock.unlock()
+            giveUp(service, why: "restarted \(count) times within \(window.milliseconds) ms (restart_limit = \(limit)); "
+                + "it stays stopped until SIGHUP retries failed services. Last: \(reason)")
+            return .remainStopped
+        }
+        if limit > 0 { supervision.recentRestarts.append(now) }
         let delay = supervision.backoff.nextDelay(afterRunning: ran)
         lock.unlock()
         service.updateMetadata { $0.restarts = restarts + 1 }
-        logger.info("restarting (start #\(service.metadata.starts + 1))\(delay > .zero ? " in \(delay)" : "")",
+        logger.info("restarting (start #\(service.metadata.starts + 1))\(delay > .zero ? " in \(delay.milliseconds) ms" : "")",
                     metadata: ["service": "\(name)"])
         service.report(.restarting(restart: restarts + 1, delay: delay))
         return .restart(after: delay)
+    }
+
+    private func giveUp(_ service: BaseService, why: String) {
+        service.updateMetadata {
+            $0.failed = true
+            $0.failureReason = why
+        }
+        logger.error("failed: \(why)", metadata: ["service": "\(service.name)"])
+        service.report(.failed(reason: why))
     }
 
     func runnerFailed(_ service: BaseService, _ runner: ServiceRunner, error: any Error) {
@@ -218,13 +377,97 @@ final class ServiceManager: @unchecked Sendable {
         }
     }
 
+    // MARK: Dependencies
+
+    /// The running services that require `name`, directly or through others,
+    /// deepest first: the order to stop them in.
+    private func runningDependents(of name: String) -> [Supervision] {
+        lock.withLock {
+            var ordered: [Supervision] = []
+            var seen: Set<String> = [name]
+            func visit(_ name: String) {
+                for dependent in dependents[name] ?? [] where !seen.contains(dependent) {
+                    seen.insert(dependent)
+                    visit(dependent)
+                    if let supervision = supervisions[dependent], supervision.runner != nil {
+                        ordered.append(supervision)
+                    }
+                }
+            }
+            visit(name)
+            return ordered
+        }
+    }
+
+    /// Starts a wanted service's run when everything it requires has started.
+    private func launchIfReadyLocked(_ supervision: Supervision) {
+        guard supervision.wanted, supervision.runner == nil, supervision.hungRunner == nil,
+              supervision.blocked == nil, case .running = state else { return }
+        for requirement in supervision.requires {
+            guard let required = supervisions[requirement], required.runner != nil,
+                  required.service.currentState == .started else { return }
+        }
+        let service = supervision.service
+        service.stopSignal.reset()
+        let delay = service.metadata.starts == 0 ? service.configuration.delay : .zero
+        let runner = ServiceRunner(service: service, manager: self, initialDelay: delay)
+        supervision.runner = runner
+        runner.launch()
+    }
+
+    /// Marks the services that can never start: an unknown requirement, or a
+    /// cycle, and logs each once with the services involved.
+    private func resolveDependenciesLocked() {
+        for supervision in supervisions.values {
+            let before = supervision.blocked
+            supervision.blocked = blockingProblemLocked(supervision)
+            if let problem = supervision.blocked, problem != before {
+                logger.error("not started: \(problem)", metadata: ["service": "\(supervision.service.name)"])
+            }
+        }
+    }
+
+    private func blockingProblemLocked(_ supervision: Supervision) -> String? {
+        let name = supervision.service.name
+        let unknown = supervision.requires.filter { supervisions[$0] == nil }
+        if !unknown.isEmpty {
+            return "requires \(unknown.map { "'\($0)'" }.joined(separator: ", ")), which \(unknown.count == 1 ? "is not a known service" : "are not known services")"
+        }
+        // A path from this service back to itself is a cycle.
+        var path: [String] = [name]
+        var visited: Set<String> = []
+        func cycle(from current: String) -> [String]? {
+            for next in supervisions[current]?.requires ?? [] {
+                if next == name { return path + [name] }
+                guard !visited.contains(next) else { continue }
+                visited.insert(next)
+                path.append(next)
+                if let found = cycle(from: next) { return found }
+                path.removeLast()
+            }
+            return nil
+        }
+        if let found = cycle(from: name) {
+            return "its requirements form a cycle: \(found.joined(separator: " -> "))"
+        }
+        return nil
+    }
+
     // MARK: Helpers
 
-    private func currentRunner(of name: String) throws(ServiceError) -> (Supervision, ServiceRunner?) {
+    private func unwant(_ name: String) throws(ServiceError) -> Supervision {
         lock.lock()
         defer { lock.unlock() }
         let supervision = try supervisionLocked(name)
-        return (supervision, supervision.runner)
+        supervision.wanted = false
+        return supervision
+    }
+
+    private func requireRunningLocked(_ name: String) throws(ServiceError) {
+        switch state {
+        case .running: return
+        case .shutDown: throw ServiceError(.shutDown, service: name, reason: "the scheduler has shut down")
+        }
     }
 
     private func supervisionLocked(_ name: String) throws(ServiceError) -> Supervision {
@@ -237,5 +480,30 @@ final class ServiceManager: @unchecked Sendable {
     private static func refreshPolicy(of service: BaseService, recovery: Bool) {
         let policy = service.configuration.restart ?? (recovery ? .always : .never)
         service.updateMetadata { $0.restartPolicy = policy }
+    }
+
+    /// A watchdog clock for a service whose calls run in this process: an
+    /// overrun can only be recorded and logged, not cut short.
+    private func makeThreadCallClock(for service: BaseService) -> CallClock {
+        let configuration = service.configuration
+        let logger = self.logger
+        return CallClock(loopLimit: configuration.watchdog, createLimit: configuration.startTimeout) { [weak service] call, elapsed in
+            guard let service else { return }
+            let why = switch call {
+            case .loop: "hung: svc_loop has run for \(elapsed.milliseconds) ms (watchdog_ms = \(configuration.watchdog?.milliseconds ?? 0)); in thread isolation it cannot be cut short"
+            case .create: "hung: svc_create has run for \(elapsed.milliseconds) ms (start_timeout_ms = \(configuration.startTimeout?.milliseconds ?? 0)); in thread isolation it cannot be cut short"
+            }
+            service.updateMetadata { $0.record(ServiceFailure(code: -1, message: why)) }
+            logger.error("\(why)", metadata: ["service": "\(service.name)"])
+            service.report(.hung(reason: why))
+        }
+    }
+}
+
+extension Duration {
+    /// Whole milliseconds, for log lines that speak the sidecar's unit.
+    var milliseconds: Int64 {
+        let (seconds, attoseconds) = components
+        return seconds * 1000 + attoseconds / 1_000_000_000_000_000
     }
 }

@@ -12,7 +12,8 @@ final class ServiceRunner: @unchecked Sendable {
     private let service: BaseService
     private let manager: ServiceManager
     private let initialDelay: Duration
-    private let finished = Completion()
+    /// Completed once the thread has left the service alone for good.
+    let finished = Completion()
 
     init(service: BaseService, manager: ServiceManager, initialDelay: Duration) {
         self.service = service
@@ -36,6 +37,12 @@ final class ServiceRunner: @unchecked Sendable {
 
     private func run() {
         let signal = service.stopSignal
+        if let clock = service.callClock {
+            Watchdog.shared.watch(clock)
+        }
+        defer {
+            if let clock = service.callClock { Watchdog.shared.unwatch(clock) }
+        }
         if initialDelay > .zero, signal.pause(for: initialDelay, unless: .ordered) {
             return
         }
