@@ -3,6 +3,8 @@ import PackageDescription
 
 let package = Package(
     name: "ServiceHost",
+    // Linux is the target; this only lets async entry points resolve as on Linux.
+    platforms: [.macOS(.v14)],
     products: [
         .library(name: "ServiceHost", targets: ["ServiceHost"]),
         .executable(name: "servicehost", targets: ["servicehost"]),
@@ -27,12 +29,15 @@ let package = Package(
         ),
         // What Swift cannot reach in libffi directly (see the header).
         .target(name: "CFFIShims", dependencies: ["CLibFFI"]),
+        // Process calls Swift cannot make directly (see the header).
+        .target(name: "CProcessControl"),
         .target(
             name: "ServiceHost",
             dependencies: [
                 "CServiceHostABI",
                 "CFFIShims",
                 "CLibFFI",
+                "CProcessControl",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
             ]

@@ -14,7 +14,8 @@ struct RunCommand: AsyncParsableCommand {
         discussion: """
             Every *.so directly in the directory is one service, named after the file \
             without 'lib' and '.so', with an optional sidecar NAME.toml beside it. \
-            SIGHUP restarts the services whose files changed.
+            SIGHUP restarts the services whose files changed and retries, once, \
+            those that gave up.
             """
     )
 
@@ -24,12 +25,27 @@ struct RunCommand: AsyncParsableCommand {
     @Flag(name: .long, help: "Leave services that stop on their own stopped (default restart policy 'never').")
     var noRecovery = false
 
+    @Option(name: .long, help: "Where plugins run unless their sidecar says: 'thread' (in the host) or 'process' (a worker process each).")
+    var isolation: String = "thread"
+
+    @Flag(name: .long, help: "Load plugins, sidecars and directories that others than this user could have written.")
+    var allowInsecurePlugins = false
+
+    func validate() throws {
+        guard Isolation(name: isolation) != nil else {
+            throw ValidationError("'\(isolation)' is not an isolation; use 'thread' or 'process'.")
+        }
+    }
+
     @OptionGroup var logging: LoggingOptions
 
     func run() async throws {
         let logger = logging.bootstrap()
         let signals = SignalStream(SIGINT, SIGTERM, SIGHUP)
-        let scheduler = try Scheduler(configuration: .init(recovery: !noRecovery), logger: logger)
+        let scheduler = try Scheduler(
+            configuration: .init(recovery: !noRecovery, isolation: Isolation(name: isolation) ?? .thread,
+                                 allowInsecurePlugins: allowInsecurePlugins),
+            logger: logger)
         do {
             let errors = try scheduler.addPlugins(directory: plugins)
             let count = scheduler.snapshot().count
@@ -42,8 +58,9 @@ struct RunCommand: AsyncParsableCommand {
         scheduler.startAll()
         for await signal in signals.stream {
             if signal == SIGHUP {
-                logger.notice("SIGHUP: restarting services whose files changed")
+                logger.notice("SIGHUP: restarting services whose files changed, retrying failed services")
                 await scheduler.restartChanged()
+                scheduler.retryFailed()
                 continue
             }
             logger.notice("\(signal == SIGINT ? "SIGINT" : "SIGTERM"): stopping every service")

@@ -1,6 +1,5 @@
 import ArgumentParser
 
-@main
 struct ServiceHostCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "servicehost",

@@ -48,6 +48,12 @@ public struct PluginError: Error, CustomStringConvertible, Sendable, Equatable {
         /// The file or directory may be written by others than the host's user.
         public static let insecure = Code(.insecure)
 
+        /// The code whose ``description`` is `name`; how a code crosses a process boundary.
+        init?(named name: String) {
+            guard let base = Base(rawValue: name) else { return nil }
+            self.init(base)
+        }
+
         public var description: String { base.rawValue }
     }
 

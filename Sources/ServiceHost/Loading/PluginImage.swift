@@ -9,36 +9,32 @@ import Glibc
 /// it has seen (type metadata, protocol conformances), and a dynamic cast after
 /// such an image is unmapped crashes the process. Those images stay loaded.
 final class PluginImage: @unchecked Sendable {
-    /// The plugin file the image was loaded from, as the user named it.
-    let file: String
-    /// The identity of `file` when it was read.
-    let identity: FileIdentity
+    /// The checked copy this image was loaded from; kept while the image lives.
+    let staged: StagedPlugin
     /// What `svc_plugin_version` returned, if the plugin exports it.
     let version: String?
-    let containsSwiftCode: Bool
     let entryPoints: PluginEntryPoints
-
     private let handle: UnsafeMutableRawPointer
-    private let privateCopy: String
 
-    init(file: String, identity: FileIdentity, privateCopy: String, handle: UnsafeMutableRawPointer,
-         containsSwiftCode: Bool, entryPoints: PluginEntryPoints) {
-        self.file = file
-        self.identity = identity
-        self.privateCopy = privateCopy
+    init(staged: StagedPlugin, handle: UnsafeMutableRawPointer, entryPoints: PluginEntryPoints) {
+        self.staged = staged
         self.handle = handle
-        self.containsSwiftCode = containsSwiftCode
         self.entryPoints = entryPoints
         self.version = entryPoints.pluginVersion()
     }
+
+    /// The plugin file the image was loaded from, as the user named it.
+    var file: String { staged.file }
+    /// The identity of `file` when it was read.
+    var identity: FileIdentity { staged.identity }
+    var containsSwiftCode: Bool { staged.containsSwiftCode }
 
     /// The version for log lines: the plugin's own, or a placeholder.
     var versionDescription: String { version ?? "(no version)" }
 
     deinit {
-        if !containsSwiftCode {
+        if !staged.containsSwiftCode {
             dlclose(handle)
         }
-        unlink(privateCopy)
     }
 }

@@ -14,12 +14,22 @@ import Glibc
 /// version before anything else in the plugin is called.
 struct PluginLoader: Sendable {
     let runtimeDirectory: RuntimeDirectory
+    /// Refuse plugin files others could have written (see ``FileSafety``).
+    let checksSafety: Bool
 
-    init(runtimeDirectory: RuntimeDirectory) {
+    init(runtimeDirectory: RuntimeDirectory, checksSafety: Bool = true) {
         self.runtimeDirectory = runtimeDirectory
+        self.checksSafety = checksSafety
     }
 
+    /// Stages and opens `file`: the whole path from a user's file to a loaded image.
     func load(file: String) throws(PluginError) -> PluginImage {
+        try Self.open(try stage(file: file))
+    }
+
+    /// Reads `file`, checks it, and writes the private copy that will be loaded.
+    func stage(file: String) throws(PluginError) -> StagedPlugin {
+        if checksSafety { try FileSafety.check(file, as: .plugin) }
         let (bytes, identity) = try Self.read(file: file)
         let elf = try bytes.withUnsafeBytes { buffer in
             Result { () throws(PluginError) in try ELFImage.inspect(buffer, file: file) }
@@ -27,10 +37,15 @@ struct PluginLoader: Sendable {
         let name = file.split(separator: "/").last.map(String.init) ?? "plugin.so"
         let copy = runtimeDirectory.uniquePath(for: name)
         try Self.write(bytes, to: copy, file: file)
+        return StagedPlugin(file: file, identity: identity, privateCopy: copy, containsSwiftCode: elf.containsSwiftCode)
+    }
 
+    /// Loads a staged copy: `dlopen`, the required symbols, the ABI version.
+    static func open(_ staged: StagedPlugin) throws(PluginError) -> PluginImage {
+        let file = staged.file
+        let copy = staged.privateCopy
         guard let handle = dlopen(copy, RTLD_NOW | RTLD_LOCAL) else {
             let reason = dlerror().map { String(cString: $0) } ?? "unknown dlopen error"
-            unlink(copy)
             // dlerror names the private copy; the user knows the file by its own name.
             throw PluginError(.loadFailed, file: file, reason: "cannot be loaded: \(reason.replacingOccurrences(of: copy, with: file))")
         }
@@ -38,28 +53,22 @@ struct PluginLoader: Sendable {
         do {
             entryPoints = try PluginEntryPoints { symbol in dlsym(handle, symbol) }
         } catch {
-            Self.discard(handle: handle, copy: copy, containsSwiftCode: elf.containsSwiftCode)
+            if !staged.containsSwiftCode { dlclose(handle) }
             throw PluginError(.missingSymbol, file: file, reason: "does not export the required function '\(error.name)'")
         }
         let abiVersion = entryPoints.abiVersion()
         guard abiVersion == UInt32(SVC_ABI_VERSION) else {
-            Self.discard(handle: handle, copy: copy, containsSwiftCode: elf.containsSwiftCode)
+            if !staged.containsSwiftCode { dlclose(handle) }
             throw PluginError(.abiMismatch, file: file,
                               reason: "was built for plugin ABI version \(abiVersion), this host implements version \(SVC_ABI_VERSION)")
         }
-        return PluginImage(file: file, identity: identity, privateCopy: copy, handle: handle,
-                           containsSwiftCode: elf.containsSwiftCode, entryPoints: entryPoints)
-    }
-
-    private static func discard(handle: UnsafeMutableRawPointer, copy: String, containsSwiftCode: Bool) {
-        if !containsSwiftCode { dlclose(handle) }
-        unlink(copy)
+        return PluginImage(staged: staged, handle: handle, entryPoints: entryPoints)
     }
 
     /// Reads the whole file; the identity is taken from the open descriptor so
     /// that it describes the bytes that were read.
     static func read(file: String) throws(PluginError) -> ([UInt8], FileIdentity) {
-        let descriptor = open(file, O_RDONLY | O_CLOEXEC)
+        let descriptor = Glibc.open(file, O_RDONLY | O_CLOEXEC)
         guard descriptor >= 0 else {
             let error = errno
             throw PluginError(error == ENOENT ? .notFound : .unreadable, file: file,
@@ -91,7 +100,7 @@ struct PluginLoader: Sendable {
     }
 
     private static func write(_ bytes: [UInt8], to path: String, file: String) throws(PluginError) {
-        let descriptor = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o700)
+        let descriptor = Glibc.open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o700)
         guard descriptor >= 0 else {
             throw PluginError(.unreadable, file: file, reason: "cannot make a private copy at \(path): \(Errno(errno))")
         }

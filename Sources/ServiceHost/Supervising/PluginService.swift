@@ -78,13 +78,7 @@ final class PluginService: BaseService, HostCallbackTarget, @unchecked Sendable 
     }
 
     override func onLoop() -> LoopOutcome {
-        let result = instance.unsafelyUnwrapped.loop()
-        switch result {
-        case 0: return .continue
-        case 1: return .done
-        case ..<0: return .failed(ServiceFailure(code: result, message: "\(file): svc_loop returned error \(result)"))
-        default: return .failed(ServiceFailure(code: result, message: "\(file): svc_loop returned \(result), a reserved value"))
-        }
+        LoopOutcome(pluginResult: instance.unsafelyUnwrapped.loop(), file: file)
     }
 
     override func onStop() {
@@ -125,16 +119,33 @@ final class PluginService: BaseService, HostCallbackTarget, @unchecked Sendable 
     // MARK: HostCallbackTarget
 
     func pluginLog(level: Int32, message: String) {
-        let logLevel: Logger.Level = switch level {
-        case 0: .debug
-        case 1: .info
-        case 2: .warning
-        default: .error
-        }
-        logger.log(level: logLevel, "\(message)", metadata: ["origin": "plugin"])
+        logger.pluginLine(level: level, message)
     }
 
     func pluginRequestedStop() {
         requestStop()
     }
 }
+
+extension Logger {
+    /// Logs a line a plugin wrote through `svc_host.log`, at the level it asked for.
+    func pluginLine(level: Int32, _ message: String) {
+        let logLevel: Logger.Level = switch level {
+        case 0: .debug
+        case 1: .info
+        case 2: .warning
+        default: .error
+        }
+        log(level: logLevel, "\(message)", metadata: ["origin": "plugin"])
+    }
+}
+
+/// A service backed by a plugin file, which a restart reloads when it changed.
+protocol ReloadableService: BaseService {
+    var file: String { get }
+    /// Whether the file differs from the version in use and has not been refused already.
+    var fileChanged: Bool { get }
+}
+
+extension PluginService: ReloadableService {}
+extension IsolatedPluginService: ReloadableService {}

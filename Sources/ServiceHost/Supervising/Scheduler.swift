@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 
 /// The one way to reach the host's ``ServiceManager``: add services and
@@ -12,22 +13,47 @@ public final class Scheduler: Sendable {
         /// Where the private runtime directory for plugin copies is made;
         /// `nil` (the default) uses `$XDG_RUNTIME_DIR` or the temporary directory.
         public var runtimeParent: String?
+        /// Where plugins run when their sidecar does not say. Default ``Isolation/thread``.
+        public var isolation: Isolation
+        /// The `servicehost` executable that makes worker processes for
+        /// ``Isolation/process``. Default: this process's executable when it is
+        /// `servicehost`; a program that embeds the host must name it.
+        public var workerExecutable: String?
+        /// Load plugins and sidecars that others than the host's user could
+        /// have written (see the README's "Loading safety"). Default `false`.
+        public var allowInsecurePlugins: Bool
 
-        public init(recovery: Bool = true, runtimeParent: String? = nil) {
+        public init(recovery: Bool = true, runtimeParent: String? = nil, isolation: Isolation = .thread,
+                    workerExecutable: String? = nil, allowInsecurePlugins: Bool = false) {
             self.recovery = recovery
             self.runtimeParent = runtimeParent
+            self.isolation = isolation
+            self.workerExecutable = workerExecutable ?? Self.currentExecutableIfServiceHost()
+            self.allowInsecurePlugins = allowInsecurePlugins
+        }
+
+        private static func currentExecutableIfServiceHost() -> String? {
+            guard let path = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"),
+                  path.hasSuffix("/servicehost") else { return nil }
+            return path
         }
     }
 
     private let manager: ServiceManager
     private let loader: PluginLoader
     private let logger: Logger
+    private let configuration: Configuration
+    /// Started on first use: most hosts never run a process-isolated service.
+    private let launcher: WorkerLauncher?
 
     /// - Throws: ``PluginError`` when the runtime directory cannot be made.
     public init(configuration: Configuration = .init(), logger: Logger) throws {
         self.logger = logger
+        self.configuration = configuration
         manager = ServiceManager(recovery: configuration.recovery, logger: logger)
-        loader = PluginLoader(runtimeDirectory: try RuntimeDirectory(parent: configuration.runtimeParent))
+        loader = PluginLoader(runtimeDirectory: try RuntimeDirectory(parent: configuration.runtimeParent),
+                              checksSafety: !configuration.allowInsecurePlugins)
+        launcher = configuration.workerExecutable.map { WorkerLauncher(executable: $0) }
     }
 
     /// The private directory that holds the copies of loaded plugins.
@@ -51,8 +77,18 @@ public final class Scheduler: Sendable {
         guard let name = name ?? PluginDirectory.serviceName(forFileName: fileName) else {
             throw PluginError(.notSharedObject, file: file, reason: "is not named like a plugin (NAME.so or libNAME.so)")
         }
-        let configuration = if let configuration { configuration } else { try Self.sidecarConfiguration(for: file, name: name) }
-        let service = try PluginService(name: name, file: file, configuration: configuration, loader: loader, logger: logger)
+        let configuration = if let configuration { configuration } else { try sidecarConfiguration(for: file, name: name) }
+        let service: BaseService
+        switch configuration.isolation ?? self.configuration.isolation {
+        case .process:
+            guard let launcher else {
+                throw PluginError(.loadFailed, file: file, reason: "process isolation needs the servicehost executable to fork workers from (Scheduler.Configuration.workerExecutable)")
+            }
+            service = try IsolatedPluginService(name: name, file: file, configuration: configuration, loader: loader,
+                                                launcher: launcher, logger: logger)
+        default:
+            service = try PluginService(name: name, file: file, configuration: configuration, loader: loader, logger: logger)
+        }
         do {
             try manager.add(service)
         } catch {
@@ -67,12 +103,15 @@ public final class Scheduler: Sendable {
     /// - Throws: when the directory itself is missing or unreadable.
     @discardableResult
     public func addPlugins(directory: String) throws(PluginError) -> [PluginError] {
+        if !configuration.allowInsecurePlugins {
+            try FileSafety.check(directory, as: .directory)
+        }
         let (entries, scanErrors) = try PluginDirectory(path: directory).scan()
         var errors = scanErrors
         for entry in entries {
             do {
                 var configuration = ServiceConfiguration()
-                if let sidecar = entry.sidecar { configuration = try SidecarFile.load(path: sidecar) }
+                if let sidecar = entry.sidecar { configuration = try loadSidecar(sidecar) }
                 try addPlugin(file: entry.file, name: entry.name, configuration: configuration)
             } catch {
                 errors.append(error)
@@ -84,11 +123,18 @@ public final class Scheduler: Sendable {
         return errors
     }
 
-    private static func sidecarConfiguration(for file: String, name: String) throws(PluginError) -> ServiceConfiguration {
+    private func sidecarConfiguration(for file: String, name: String) throws(PluginError) -> ServiceConfiguration {
         let directory = file.contains("/") ? String(file[..<file.lastIndex(of: "/")!]) : "."
         let sidecar = "\(directory)/\(name).toml"
         guard case .success = FileIdentity.of(path: sidecar) else { return ServiceConfiguration() }
-        return try SidecarFile.load(path: sidecar)
+        return try loadSidecar(sidecar)
+    }
+
+    private func loadSidecar(_ path: String) throws(PluginError) -> ServiceConfiguration {
+        if !configuration.allowInsecurePlugins {
+            try FileSafety.check(path, as: .sidecar)
+        }
+        return try SidecarFile.load(path: path)
     }
 
     // MARK: Orders
@@ -114,7 +160,7 @@ public final class Scheduler: Sendable {
     @discardableResult
     public func restartChanged() async -> [String] {
         var restarted: [String] = []
-        for case let service as PluginService in manager.services where service.fileChanged {
+        for case let service as any ReloadableService in manager.services where service.fileChanged {
             logger.notice("\(service.file) changed; restarting", metadata: ["service": "\(service.name)"])
             do {
                 try await manager.restart(service.name)
@@ -126,10 +172,25 @@ public final class Scheduler: Sendable {
         return restarted
     }
 
-    /// Stops every service (each stop step runs once), removes the runtime
+    /// Starts again, once each, the services that gave up (their restarts
+    /// used up, their restart limit reached, their plugin unloadable); what
+    /// `SIGHUP` does after restarting changed files.
+    /// - Returns: the names of the services started.
+    @discardableResult
+    public func retryFailed() -> [String] {
+        let retried = manager.retryFailed()
+        for name in retried {
+            logger.notice("retrying a failed service", metadata: ["service": "\(name)"])
+        }
+        return retried
+    }
+
+    /// Stops every service (each stop step runs once), dependents before what
+    /// they require, ends the worker processes, removes the runtime
     /// directory, and takes no more orders.
     public func shutdown() async {
         await manager.shutdown()
+        launcher?.shutdown()
         loader.runtimeDirectory.remove()
     }
 

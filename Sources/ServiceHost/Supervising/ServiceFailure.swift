@@ -23,3 +23,17 @@ public enum LoopOutcome: Sendable, Equatable {
     /// The service failed and stops.
     case failed(ServiceFailure)
 }
+
+extension LoopOutcome {
+    /// What an `svc_loop` result means: `SVC_CONTINUE`, `SVC_DONE`, or a
+    /// failure (a negative code, or a value above `SVC_DONE`, which is reserved).
+    @inline(__always)
+    init(pluginResult result: Int32, file: String) {
+        switch result {
+        case 0: self = .continue
+        case 1: self = .done
+        case ..<0: self = .failed(ServiceFailure(code: result, message: "\(file): svc_loop returned error \(result)"))
+        default: self = .failed(ServiceFailure(code: result, message: "\(file): svc_loop returned \(result), a reserved value"))
+        }
+    }
+}

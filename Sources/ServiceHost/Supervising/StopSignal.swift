@@ -20,6 +20,9 @@ final class StopSignal: @unchecked Sendable {
 
     private let pending = Atomic<UInt8>(Request.none.rawValue)
     private let condition = NSCondition()
+    /// Told of every request, after it is pending: a service whose work runs
+    /// elsewhere (a worker process) passes it on. Set before the first start.
+    var observer: (@Sendable (Request) -> Void)?
 
     /// The strongest request made since the last reset.
     @inline(__always)
@@ -39,6 +42,7 @@ final class StopSignal: @unchecked Sendable {
         }
         condition.broadcast()
         condition.unlock()
+        observer?(request)
     }
 
     /// Clears a service's own stop request before a new start; an order stays.

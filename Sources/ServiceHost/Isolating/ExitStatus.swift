@@ -1,0 +1,62 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// How a worker process ended, from `waitpid`'s status, in words an operator reads.
+struct ExitStatus: Sendable, Equatable, CustomStringConvertible {
+    enum Ending: Sendable, Equatable {
+        case exited(Int32)
+        case killed(Int32)
+        /// The status could not be collected (someone else reaped the process).
+        case unknown
+    }
+
+    let ending: Ending
+
+    init(waitStatus status: Int32) {
+        // WIFEXITED, WEXITSTATUS, WTERMSIG are macros Swift cannot import.
+        let signal = status & 0x7f
+        ending = signal == 0 ? .exited((status >> 8) & 0xff) : .killed(signal)
+    }
+
+    init(_ ending: Ending) { self.ending = ending }
+
+    /// The code recorded in the service's errors: the exit status, or 128 plus
+    /// the signal number, as shells report them.
+    var code: Int32 {
+        switch ending {
+        case .exited(let status): status
+        case .killed(let signal): 128 + signal
+        case .unknown: -1
+        }
+    }
+
+    var description: String {
+        switch ending {
+        case .exited(let status): "exited with status \(status)"
+        case .killed(let signal): "killed by \(Self.name(of: signal))"
+        case .unknown: "exited (status unknown)"
+        }
+    }
+
+    static func name(of signal: Int32) -> String {
+        let names: [Int32: String] = [
+            SIGHUP: "SIGHUP", SIGINT: "SIGINT", SIGQUIT: "SIGQUIT", SIGILL: "SIGILL", SIGTRAP: "SIGTRAP",
+            SIGABRT: "SIGABRT", SIGBUS: "SIGBUS", SIGFPE: "SIGFPE", SIGKILL: "SIGKILL", SIGUSR1: "SIGUSR1",
+            SIGSEGV: "SIGSEGV", SIGUSR2: "SIGUSR2", SIGPIPE: "SIGPIPE", SIGALRM: "SIGALRM", SIGTERM: "SIGTERM",
+            SIGXCPU: "SIGXCPU", SIGXFSZ: "SIGXFSZ", SIGSYS: "SIGSYS",
+        ]
+        return names[signal] ?? "signal \(signal)"
+    }
+
+    /// Waits for `pid` to exit and reaps it.
+    static func reap(_ pid: pid_t) -> ExitStatus {
+        var status: Int32 = 0
+        while true {
+            let result = waitpid(pid, &status, 0)
+            if result == pid { return ExitStatus(waitStatus: status) }
+            if result < 0, errno == EINTR { continue }
+            return ExitStatus(.unknown)
+        }
+    }
+}

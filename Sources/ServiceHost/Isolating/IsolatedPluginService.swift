@@ -1,0 +1,295 @@
+import Logging
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The ``BaseService`` adapter for a plugin that runs in worker processes
+/// (`isolation = "process"`): each start forks a worker, which loads the
+/// plugin and runs the service's loop; this side waits for what the worker
+/// reports, forwards its log lines, and turns its death into a failure with
+/// a readable reason (`killed by SIGSEGV`, `exited with status 3`).
+///
+/// The plugin is never loaded into the host. The host checks and stages each
+/// version of the file (ELF headers, private copy) and keeps the last one
+/// that worked, so a broken new version rolls back as in thread isolation.
+final class IsolatedPluginService: BaseService, @unchecked Sendable {
+    let file: String
+    private let loader: PluginLoader
+    private let launcher: WorkerLauncher
+    private let logger: Logger
+    private let versions: Mutex<Versions>
+    /// The worker of the current run; read by the stop observer from any thread.
+    private let worker = Mutex<Worker?>(nil)
+    /// Wakes this service's thread from a wait on the worker when a stop is ordered.
+    private let wakeup = Wakeup()
+    /// When an ordered stop must be over; touched only on the service's thread.
+    private var stopDeadline: ContinuousClock.Instant?
+    /// The last start failed to load a plugin that never loaded: restarting is pointless.
+    private let unloadable = Atomic<Bool>(false)
+
+    private struct Versions: @unchecked Sendable {
+        /// The staged version to run: the last one that worked, or the first.
+        var current: StagedPlugin
+        var currentVersion: String?
+        /// Whether `current` ever loaded and created in a worker.
+        var verified = false
+        var rejected: FileIdentity?
+    }
+
+    private struct Worker: Sendable {
+        let channel: WorkerChannel
+        let pid: pid_t
+    }
+
+    /// Why a worker's start failed.
+    private struct StartFailure: Error {
+        let failure: ServiceFailure
+        /// The plugin could not be loaded at all (not a crash or a create error).
+        let isLoadError: Bool
+    }
+
+    init(name: String, file: String, configuration: ServiceConfiguration, loader: PluginLoader,
+         launcher: WorkerLauncher, logger: Logger) throws(PluginError) {
+        let staged = try loader.stage(file: file)
+        self.file = file
+        self.loader = loader
+        self.launcher = launcher
+        var logger = logger
+        logger[metadataKey: "service"] = "\(name)"
+        self.logger = logger
+        versions = Mutex(Versions(current: staged))
+        super.init(name: name, configuration: configuration)
+        updateMetadata { $0.pluginFile = file }
+        stopSignal.observer = { [weak self] request in
+            guard request == .ordered, let self else { return }
+            // The worker ends its loop; this side's wait learns the deadline.
+            _ = worker.withLock { $0?.channel.send(.stop) }
+            wakeup.signal()
+        }
+    }
+
+    override var enforcesStopTimeout: Bool { true }
+
+    override func stopsForGood(after reason: StopReason) -> Bool {
+        unloadable.load(ordering: .relaxed)
+    }
+
+    /// Whether the file differs from the version in use and has not been refused already.
+    var fileChanged: Bool {
+        guard case .success(let identity) = FileIdentity.of(path: file) else { return false }
+        return versions.withLock { identity != $0.current.identity && identity != $0.rejected }
+    }
+
+    // MARK: Steps
+
+    override func onCreate() throws(ServiceFailure) {
+        stopDeadline = nil
+        unloadable.store(false, ordering: .relaxed)
+        let (current, candidate) = stagedToTry()
+        if let candidate {
+            switch startWorker(candidate) {
+            case .success(let version):
+                let previous = versions.withLock { versions in
+                    defer {
+                        versions = Versions(current: candidate, currentVersion: version, verified: true, rejected: nil)
+                    }
+                    return versions.currentVersion ?? "(no version)"
+                }
+                updateMetadata { $0.pluginVersion = version }
+                let next = version ?? "(no version)"
+                logger.notice("reloaded \(file): \(previous) -> \(next)")
+                report(.reloaded(from: previous, to: next))
+                return
+            case .failure(let failure):
+                reject(candidate.identity, reason: failure.failure.message)
+                if stopSignal.request == .ordered { throw failure.failure }
+            }
+        }
+        switch startWorker(current) {
+        case .success(let version):
+            versions.withLock {
+                $0.currentVersion = version
+                $0.verified = true
+            }
+            updateMetadata { $0.pluginVersion = version }
+        case .failure(let failure):
+            if failure.isLoadError, !versions.withLock({ $0.verified }) {
+                unloadable.store(true, ordering: .relaxed)
+            }
+            throw failure.failure
+        }
+    }
+
+    override func onLoop() -> LoopOutcome {
+        guard let worker = worker.withLock({ $0 }) else {
+            return .failed(ServiceFailure(code: -1, message: "\(file): no worker"))
+        }
+        var hung: String?
+        while true {
+            switch worker.channel.receive(until: stopDeadline, wake: wakeup.descriptor) {
+            case .message(.log(let level, let message)):
+                logger.pluginLine(level: level, message)
+            case .message(.hung(let call, let elapsed)):
+                hung = hungReason(call: call, elapsed: .nanoseconds(elapsed))
+            case .message(.stopped(let report)):
+                switch report.kind {
+                case .finished: return .done
+                case .failed: return .failed(ServiceFailure(code: report.code, message: report.message))
+                case .requested:
+                    requestStop()
+                    return .continue
+                case .ordered:
+                    return .continue
+                }
+            case .message:
+                continue
+            case .endOfFile:
+                let status = finish(worker)
+                let message = hung ?? "\(file): worker \(status) in svc_loop"
+                return .failed(ServiceFailure(code: status.code, message: message))
+            case .timedOut:
+                logger.error("svc_loop did not return within stop_timeout_ms (\(configuration.stopTimeout.milliseconds) ms) of the stop; killing the worker")
+                kill(worker.pid, SIGKILL)
+                stopDeadline = nil
+            case .woken:
+                wakeup.clear()
+                noteOrderedStop()
+            }
+        }
+    }
+
+    override func onStop() {
+        guard let worker = worker.withLock({ $0 }) else { return }
+        // The worker runs svc_stop and exits; it gets what is left of an
+        // ordered stop's time, or a whole stop timeout.
+        let deadline = stopDeadline ?? .now + configuration.stopTimeout
+        while true {
+            switch worker.channel.receive(until: deadline) {
+            case .message(.log(let level, let message)):
+                logger.pluginLine(level: level, message)
+            case .message, .woken:
+                continue
+            case .timedOut:
+                kill(worker.pid, SIGKILL)
+                let status = finish(worker)
+                record("\(file): svc_stop did not return within stop_timeout_ms (\(configuration.stopTimeout.milliseconds) ms); worker \(status)", code: status.code)
+                return
+            case .endOfFile:
+                let status = finish(worker)
+                if status != ExitStatus(.exited(0)) {
+                    record("\(file): worker \(status) in svc_stop", code: status.code)
+                }
+                return
+            }
+        }
+    }
+
+    // MARK: Workers
+
+    /// Forks a worker for `staged` and waits until its `svc_create` returned.
+    private func startWorker(_ staged: StagedPlugin) -> Result<String?, StartFailure> {
+        let launched: (channel: WorkerChannel, pid: pid_t)
+        do {
+            launched = try launcher.launch()
+        } catch {
+            return .failure(StartFailure(failure: ServiceFailure(code: -1, message: "\(file): \(error)"), isLoadError: false))
+        }
+        let current = Worker(channel: launched.channel, pid: launched.pid)
+        worker.withLock { $0 = current }
+        launched.channel.send(.start(WorkerAssignment(
+            name: name, file: file, privateCopy: staged.privateCopy, containsSwiftCode: staged.containsSwiftCode,
+            interval: configuration.interval, watchdog: configuration.watchdog, startTimeout: configuration.startTimeout,
+            settings: configuration.settings)))
+        // A stop ordered before the worker existed could not be passed on.
+        if stopSignal.request == .ordered {
+            launched.channel.send(.stop)
+            noteOrderedStop()
+        }
+        var version: String?
+        var hung: String?
+        while true {
+            switch launched.channel.receive(until: stopDeadline, wake: wakeup.descriptor) {
+            case .message(.log(let level, let message)):
+                logger.pluginLine(level: level, message)
+            case .message(.loaded(let loaded)):
+                version = loaded
+            case .message(.created):
+                return .success(version)
+            case .message(.loadFailed(let code, let reason)):
+                _ = finish(current)
+                let error = PluginError(PluginError.Code(named: code) ?? .loadFailed, file: file, reason: reason)
+                return .failure(StartFailure(failure: ServiceFailure(code: -1, message: error.description), isLoadError: true))
+            case .message(.createFailed(let code)):
+                _ = finish(current)
+                return .failure(StartFailure(failure: ServiceFailure(code: code, message: "\(file): svc_create returned \(code)"), isLoadError: false))
+            case .message(.hung(let call, let elapsed)):
+                hung = hungReason(call: call, elapsed: .nanoseconds(elapsed))
+            case .message:
+                continue
+            case .endOfFile:
+                let status = finish(current)
+                let message = hung ?? "\(file): worker \(status) in svc_create"
+                return .failure(StartFailure(failure: ServiceFailure(code: status.code, message: message), isLoadError: false))
+            case .timedOut:
+                kill(current.pid, SIGKILL)
+                stopDeadline = nil
+            case .woken:
+                wakeup.clear()
+                noteOrderedStop()
+            }
+        }
+    }
+
+    /// Reaps a worker whose channel reached its end, and forgets it.
+    private func finish(_ finished: Worker) -> ExitStatus {
+        let status = ExitStatus.reap(finished.pid)
+        finished.channel.close()
+        worker.withLock { if $0?.pid == finished.pid { $0 = nil } }
+        return status
+    }
+
+    private func noteOrderedStop() {
+        if stopSignal.request == .ordered, stopDeadline == nil {
+            stopDeadline = .now + configuration.stopTimeout
+        }
+    }
+
+    private func hungReason(call: UInt8, elapsed: Duration) -> String {
+        call == 0
+            ? "\(file): hung: svc_loop ran for \(elapsed.milliseconds) ms (watchdog_ms = \(configuration.watchdog?.milliseconds ?? 0)); worker killed"
+            : "\(file): hung: svc_create ran for \(elapsed.milliseconds) ms (start_timeout_ms = \(configuration.startTimeout?.milliseconds ?? 0)); worker killed"
+    }
+
+    private func record(_ message: String, code: Int32) {
+        logger.error("\(message)")
+        updateMetadata { $0.record(ServiceFailure(code: code, message: message)) }
+    }
+
+    // MARK: Reload
+
+    /// The staged version in use, and a newly staged one to try first when the file changed.
+    private func stagedToTry() -> (current: StagedPlugin, candidate: StagedPlugin?) {
+        let (current, rejected) = versions.withLock { ($0.current, $0.rejected) }
+        guard case .success(let identity) = FileIdentity.of(path: file),
+              identity != current.identity, identity != rejected else { return (current, nil) }
+        do {
+            return (current, try loader.stage(file: file))
+        } catch {
+            reject(identity, reason: error.reason)
+            return (current, nil)
+        }
+    }
+
+    private func reject(_ identity: FileIdentity, reason: String) {
+        let kept = versions.withLock { versions in
+            versions.rejected = identity
+            return versions.currentVersion ?? "(no version)"
+        }
+        let message = "reload of \(file) failed: \(reason); keeping version \(kept)"
+        logger.error("\(message)")
+        updateMetadata { $0.record(ServiceFailure(code: -1, message: message)) }
+        report(.reloadRejected(reason: reason))
+    }
+}

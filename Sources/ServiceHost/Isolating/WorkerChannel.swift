@@ -1,0 +1,193 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One end of a `SOCK_SEQPACKET` Unix socket between the host and a worker:
+/// whole messages, in order, and an end of file when the other side's
+/// process is gone, even if it died without a word.
+///
+/// Messages already sent stay readable after the sender dies, so no log
+/// line a worker wrote before crashing is lost.
+final class WorkerChannel: @unchecked Sendable {
+    let descriptor: Int32
+    /// Room for the largest message; allocated once per channel.
+    private let buffer: UnsafeMutableRawBufferPointer
+    private var closed = false
+
+    /// What a receive found.
+    enum Received: Equatable {
+        case message(WorkerMessage)
+        /// The other end is closed: its process exited or was killed.
+        case endOfFile
+        /// Nothing arrived before the deadline.
+        case timedOut
+        /// The wake-up descriptor became readable.
+        case woken
+    }
+
+    init(descriptor: Int32) {
+        self.descriptor = descriptor
+        buffer = .allocate(byteCount: 64 * 1024, alignment: 8)
+    }
+
+    /// A connected pair, both ends close-on-exec.
+    static func pair() throws(Errno) -> (WorkerChannel, WorkerChannel) {
+        var ends: [Int32] = [0, 0]
+        guard socketpair(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &ends) == 0 else {
+            throw Errno(errno)
+        }
+        return (WorkerChannel(descriptor: ends[0]), WorkerChannel(descriptor: ends[1]))
+    }
+
+    /// Sends one message. Never raises `SIGPIPE`; returns whether it was sent.
+    @discardableResult
+    func send(_ message: WorkerMessage) -> Bool {
+        let bytes = message.encoded()
+        while true {
+            let sent = bytes.withUnsafeBytes { Glibc.send(descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if sent >= 0 { return true }
+            if errno != EINTR { return false }
+        }
+    }
+
+    /// Waits for the next message.
+    /// - Parameters:
+    ///   - deadline: give up then (`nil` waits as long as it takes).
+    ///   - wake: a descriptor whose readability ends the wait early (see ``Wakeup``).
+    func receive(until deadline: ContinuousClock.Instant? = nil, wake: Int32? = nil) -> Received {
+        while true {
+            var fds = [pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)]
+            if let wake { fds.append(pollfd(fd: wake, events: Int16(POLLIN), revents: 0)) }
+            var timeout: Int32 = -1
+            if let deadline {
+                let left = deadline - ContinuousClock.now
+                if left <= .zero { return .timedOut }
+                timeout = Int32(clamping: max(1, left.milliseconds + 1))
+            }
+            let ready = poll(&fds, nfds_t(fds.count), timeout)
+            if ready < 0 {
+                if errno == EINTR { continue }
+                return .endOfFile
+            }
+            if ready == 0 { continue }  // recheck the deadline
+            if fds[0].revents != 0 {
+                let count = recv(descriptor, buffer.baseAddress, buffer.count, 0)
+                if count < 0 {
+                    if errno == EINTR || errno == EAGAIN { continue }
+                    return .endOfFile
+                }
+                if count == 0 { return .endOfFile }
+                guard let message = WorkerMessage(decoding: UnsafeRawBufferPointer(rebasing: buffer[0..<count])) else {
+                    continue  // a malformed message is dropped, not fatal
+                }
+                return .message(message)
+            }
+            if fds.count > 1, fds[1].revents != 0 { return .woken }
+        }
+    }
+
+    /// Sends a descriptor (and one byte, which `SCM_RIGHTS` needs to travel with).
+    func send(descriptor passed: Int32) throws(Errno) {
+        var byte: UInt8 = 1
+        let space = cmsgSpace(MemoryLayout<Int32>.size)
+        let control = UnsafeMutableRawPointer.allocate(byteCount: space, alignment: 8)
+        defer { control.deallocate() }
+        control.initializeMemory(as: UInt8.self, repeating: 0, count: space)
+        let result: Int = withUnsafeMutablePointer(to: &byte) { bytePointer in
+            var vector = iovec(iov_base: bytePointer, iov_len: 1)
+            return withUnsafeMutablePointer(to: &vector) { vectorPointer in
+                var header = msghdr()
+                header.msg_iov = vectorPointer
+                header.msg_iovlen = 1
+                header.msg_control = control
+                header.msg_controllen = space
+                let cmsg = control.assumingMemoryBound(to: cmsghdr.self)
+                cmsg.pointee.cmsg_len = cmsgLength(MemoryLayout<Int32>.size)
+                cmsg.pointee.cmsg_level = SOL_SOCKET
+                cmsg.pointee.cmsg_type = Int32(SCM_RIGHTS)
+                (control + MemoryLayout<cmsghdr>.size).storeBytes(of: passed, as: Int32.self)
+                return sendmsg(descriptor, &header, Int32(MSG_NOSIGNAL))
+            }
+        }
+        guard result >= 0 else { throw Errno(errno) }
+    }
+
+    /// Receives a descriptor sent with ``send(descriptor:)``; `nil` at end of file.
+    func receiveDescriptor() -> Int32? {
+        var byte: UInt8 = 0
+        let space = cmsgSpace(MemoryLayout<Int32>.size)
+        let control = UnsafeMutableRawPointer.allocate(byteCount: space, alignment: 8)
+        defer { control.deallocate() }
+        while true {
+            let result: Int = withUnsafeMutablePointer(to: &byte) { bytePointer in
+                var vector = iovec(iov_base: bytePointer, iov_len: 1)
+                return withUnsafeMutablePointer(to: &vector) { vectorPointer in
+                    var header = msghdr()
+                    header.msg_iov = vectorPointer
+                    header.msg_iovlen = 1
+                    header.msg_control = control
+                    header.msg_controllen = space
+                    let received = recvmsg(descriptor, &header, Int32(MSG_CMSG_CLOEXEC))
+                    return received <= 0 || header.msg_controllen < cmsgLength(MemoryLayout<Int32>.size) ? -Int(received == 0 ? 1 : 2) : received
+                }
+            }
+            if result == -1 { return nil }  // end of file
+            if result == -2 {
+                if errno == EINTR { continue }
+                return nil
+            }
+            return (control + MemoryLayout<cmsghdr>.size).load(as: Int32.self)
+        }
+    }
+
+    func close() {
+        guard !closed else { return }
+        closed = true
+        Glibc.close(descriptor)
+    }
+
+    deinit {
+        close()
+        buffer.deallocate()
+    }
+
+    // CMSG_SPACE and CMSG_LEN are macros Swift cannot import; on Linux both
+    // round to the alignment of size_t.
+    private func cmsgAlign(_ length: Int) -> Int {
+        (length + MemoryLayout<Int>.size - 1) & ~(MemoryLayout<Int>.size - 1)
+    }
+
+    private func cmsgSpace(_ length: Int) -> Int { cmsgAlign(MemoryLayout<cmsghdr>.size) + cmsgAlign(length) }
+    private func cmsgLength(_ length: Int) -> Int { cmsgAlign(MemoryLayout<cmsghdr>.size) + length }
+}
+
+/// A self-pipe (a socket pair) that wakes a thread blocked in ``WorkerChannel/receive(until:wake:)``.
+final class Wakeup: @unchecked Sendable {
+    /// The end to poll.
+    let descriptor: Int32
+    private let writeEnd: Int32
+
+    init() {
+        var ends: [Int32] = [-1, -1]
+        // A socket pair rather than pipe2, which Glibc's Swift module does not export.
+        _ = socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0, &ends)
+        descriptor = ends[0]
+        writeEnd = ends[1]
+    }
+
+    func signal() {
+        var one: UInt8 = 1
+        _ = write(writeEnd, &one, 1)
+    }
+
+    /// Consumes pending signals.
+    func clear() {
+        var drain = [UInt8](repeating: 0, count: 64)
+        while read(descriptor, &drain, drain.count) > 0 {}
+    }
+
+    deinit {
+        close(descriptor)
+        close(writeEnd)
+    }
+}

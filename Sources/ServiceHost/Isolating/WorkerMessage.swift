@@ -1,0 +1,226 @@
+/// What the host and a worker process say to each other, one message per
+/// datagram of a `SOCK_SEQPACKET` socket.
+enum WorkerMessage: Sendable, Equatable {
+    // Host to worker.
+    /// Load the staged copy and run the service.
+    case start(WorkerAssignment)
+    /// The scheduler ordered the service to stop.
+    case stop
+
+    // Worker to host.
+    /// The worker is up; its process ID.
+    case hello(pid: Int32)
+    /// The plugin loaded; its version.
+    case loaded(version: String?)
+    /// The plugin could not be loaded.
+    case loadFailed(code: String, reason: String)
+    /// `svc_create` succeeded.
+    case created
+    /// `svc_create` returned a negative code.
+    case createFailed(code: Int32)
+    /// A line the plugin logged.
+    case log(level: Int32, message: String)
+    /// A call overran its limit; the worker kills itself right after saying so.
+    case hung(call: UInt8, elapsedNanoseconds: Int64)
+    /// The run ended (after `svc_stop`); the worker exits right after.
+    case stopped(WorkerStopReport)
+}
+
+/// The service a worker is to run.
+struct WorkerAssignment: Sendable, Equatable {
+    var name: String
+    var file: String
+    var privateCopy: String
+    var containsSwiftCode: Bool
+    var interval: Duration
+    var watchdog: Duration?
+    var startTimeout: Duration?
+    var settings: [String: String]
+}
+
+/// How a worker's run ended, as ``StopReason`` without the start cases.
+struct WorkerStopReport: Sendable, Equatable {
+    enum Kind: UInt8, Sendable {
+        case ordered, requested, finished, failed
+    }
+
+    var kind: Kind
+    var code: Int32 = 0
+    var message: String = ""
+
+    init(kind: Kind, code: Int32 = 0, message: String = "") {
+        self.kind = kind
+        self.code = code
+        self.message = message
+    }
+
+    init(_ reason: StopReason) {
+        switch reason {
+        case .ordered: self.init(kind: .ordered)
+        case .requested: self.init(kind: .requested)
+        case .finished: self.init(kind: .finished)
+        case .failed(let failure), .startFailed(let failure):
+            self.init(kind: .failed, code: failure.code, message: failure.message)
+        }
+    }
+}
+
+// MARK: Encoding
+
+extension WorkerMessage {
+    /// The longest log line a worker sends; longer ones are cut, so that a
+    /// message always fits one datagram.
+    static let logLimit = 32 * 1024
+
+    private enum Tag: UInt8 {
+        case start = 1, stop, hello, loaded, loadFailed, created, createFailed, log, hung, stopped
+    }
+
+    func encoded() -> [UInt8] {
+        var out = MessageWriter()
+        switch self {
+        case .start(let assignment):
+            out.byte(Tag.start.rawValue)
+            out.string(assignment.name)
+            out.string(assignment.file)
+            out.string(assignment.privateCopy)
+            out.byte(assignment.containsSwiftCode ? 1 : 0)
+            out.duration(assignment.interval)
+            out.duration(assignment.watchdog ?? .zero)
+            out.duration(assignment.startTimeout ?? .zero)
+            out.int64(Int64(assignment.settings.count))
+            for (key, value) in assignment.settings.sorted(by: { $0.key < $1.key }) {
+                out.string(key)
+                out.string(value)
+            }
+        case .stop:
+            out.byte(Tag.stop.rawValue)
+        case .hello(let pid):
+            out.byte(Tag.hello.rawValue)
+            out.int64(Int64(pid))
+        case .loaded(let version):
+            out.byte(Tag.loaded.rawValue)
+            out.byte(version == nil ? 0 : 1)
+            out.string(version ?? "")
+        case .loadFailed(let code, let reason):
+            out.byte(Tag.loadFailed.rawValue)
+            out.string(code)
+            out.string(reason)
+        case .created:
+            out.byte(Tag.created.rawValue)
+        case .createFailed(let code):
+            out.byte(Tag.createFailed.rawValue)
+            out.int64(Int64(code))
+        case .log(let level, let message):
+            out.byte(Tag.log.rawValue)
+            out.int64(Int64(level))
+            out.string(String(decoding: message.utf8.prefix(Self.logLimit), as: UTF8.self))
+        case .hung(let call, let elapsed):
+            out.byte(Tag.hung.rawValue)
+            out.byte(call)
+            out.int64(elapsed)
+        case .stopped(let report):
+            out.byte(Tag.stopped.rawValue)
+            out.byte(report.kind.rawValue)
+            out.int64(Int64(report.code))
+            out.string(report.message)
+        }
+        return out.bytes
+    }
+
+    /// Decodes one datagram; `nil` for anything malformed.
+    init?(decoding bytes: UnsafeRawBufferPointer) {
+        var input = MessageReader(bytes)
+        guard let raw = input.byte(), let tag = Tag(rawValue: raw) else { return nil }
+        switch tag {
+        case .start:
+            guard let name = input.string(), let file = input.string(), let copy = input.string(),
+                  let swift = input.byte(), let interval = input.duration(), let watchdog = input.duration(),
+                  let startTimeout = input.duration(), let count = input.int64(), count >= 0 else { return nil }
+            var settings: [String: String] = [:]
+            for _ in 0..<count {
+                guard let key = input.string(), let value = input.string() else { return nil }
+                settings[key] = value
+            }
+            self = .start(WorkerAssignment(
+                name: name, file: file, privateCopy: copy, containsSwiftCode: swift != 0, interval: interval,
+                watchdog: watchdog == .zero ? nil : watchdog, startTimeout: startTimeout == .zero ? nil : startTimeout,
+                settings: settings))
+        case .stop:
+            self = .stop
+        case .hello:
+            guard let pid = input.int64() else { return nil }
+            self = .hello(pid: Int32(truncatingIfNeeded: pid))
+        case .loaded:
+            guard let has = input.byte(), let version = input.string() else { return nil }
+            self = .loaded(version: has == 0 ? nil : version)
+        case .loadFailed:
+            guard let code = input.string(), let reason = input.string() else { return nil }
+            self = .loadFailed(code: code, reason: reason)
+        case .created:
+            self = .created
+        case .createFailed:
+            guard let code = input.int64() else { return nil }
+            self = .createFailed(code: Int32(truncatingIfNeeded: code))
+        case .log:
+            guard let level = input.int64(), let message = input.string() else { return nil }
+            self = .log(level: Int32(truncatingIfNeeded: level), message: message)
+        case .hung:
+            guard let call = input.byte(), let elapsed = input.int64() else { return nil }
+            self = .hung(call: call, elapsedNanoseconds: elapsed)
+        case .stopped:
+            guard let raw = input.byte(), let kind = WorkerStopReport.Kind(rawValue: raw),
+                  let code = input.int64(), let message = input.string() else { return nil }
+            self = .stopped(WorkerStopReport(kind: kind, code: Int32(truncatingIfNeeded: code), message: message))
+        }
+    }
+}
+
+private struct MessageWriter {
+    var bytes: [UInt8] = []
+
+    mutating func byte(_ value: UInt8) { bytes.append(value) }
+
+    mutating func int64(_ value: Int64) {
+        withUnsafeBytes(of: value.littleEndian) { bytes.append(contentsOf: $0) }
+    }
+
+    mutating func duration(_ value: Duration) {
+        let (seconds, attoseconds) = value.components
+        int64(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+    }
+
+    mutating func string(_ value: String) {
+        int64(Int64(value.utf8.count))
+        bytes.append(contentsOf: value.utf8)
+    }
+}
+
+private struct MessageReader {
+    private let bytes: UnsafeRawBufferPointer
+    private var offset = 0
+
+    init(_ bytes: UnsafeRawBufferPointer) { self.bytes = bytes }
+
+    mutating func byte() -> UInt8? {
+        guard offset < bytes.count else { return nil }
+        defer { offset += 1 }
+        return bytes[offset]
+    }
+
+    mutating func int64() -> Int64? {
+        guard bytes.count - offset >= 8 else { return nil }
+        defer { offset += 8 }
+        return Int64(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: Int64.self))
+    }
+
+    mutating func duration() -> Duration? {
+        int64().map { .nanoseconds($0) }
+    }
+
+    mutating func string() -> String? {
+        guard let count = int64(), count >= 0, count <= bytes.count - offset else { return nil }
+        defer { offset += Int(count) }
+        return String(decoding: UnsafeRawBufferPointer(rebasing: bytes[offset..<offset + Int(count)]), as: UTF8.self)
+    }
+}

@@ -1,0 +1,119 @@
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The main of a worker process: load one plugin, run one service's run
+/// with the same ``BaseService`` event loop and libffi path as thread
+/// isolation, report to the host, exit.
+///
+/// A fresh process per run, as a process supervisor would: whatever a
+/// crashed or stopped run left behind goes with its process.
+enum WorkerProcess {
+    static func run(channel: WorkerChannel) -> Never {
+        // The Swift runtime's crash handlers (inherited from the fork server)
+        // would print a Swift backtrace for every plugin crash and delay the
+        // worker's death; the host reports the signal itself.
+        for crash in [SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGTRAP, SIGSYS] {
+            signal(crash, SIG_DFL)
+        }
+        signal(SIGPIPE, SIG_IGN)
+        channel.send(.hello(pid: getpid()))
+        guard case .message(.start(let assignment)) = channel.receive() else { _exit(64) }
+
+        // The host staged and checked the copy; the worker only loads it.
+        let staged = StagedPlugin(file: assignment.file, identity: FileIdentity(stat()), privateCopy: assignment.privateCopy,
+                                  containsSwiftCode: assignment.containsSwiftCode, ownsCopy: false)
+        let image: PluginImage
+        do {
+            image = try PluginLoader.open(staged)
+        } catch {
+            channel.send(.loadFailed(code: error.code.description, reason: error.reason))
+            _exit(0)
+        }
+        channel.send(.loaded(version: image.version))
+
+        let service = WorkerService(assignment: assignment, image: image, channel: channel)
+        if assignment.watchdog != nil || assignment.startTimeout != nil {
+            let clock = CallClock(loopLimit: assignment.watchdog, createLimit: assignment.startTimeout) { call, elapsed in
+                // Say why, then die at once: the host sees the reason and the end of file.
+                channel.send(.hung(call: call == .loop ? 0 : 1, elapsedNanoseconds: Int64(elapsed.milliseconds) * 1_000_000))
+                kill(getpid(), SIGKILL)
+            }
+            service.callClock = clock
+            Watchdog.shared.watch(clock)
+        }
+        let reader = Thread {
+            while true {
+                switch channel.receive() {
+                case .message(.stop): service.stopSignal.raise(.ordered)
+                case .endOfFile: _exit(70)  // the host is gone; nobody supervises this run any more
+                default: continue
+                }
+            }
+        }
+        reader.start()
+
+        do {
+            if let failure = try service.start() {
+                channel.send(.createFailed(code: failure.code))
+                _exit(0)
+            }
+            channel.send(.created)
+            // Reported before svc_stop runs, so that the host can tell a crash
+            // or hang in svc_stop from one in svc_loop.
+            channel.send(.stopped(WorkerStopReport(service.runEventLoop())))
+            try service.stop()
+        } catch {
+            channel.send(.stopped(WorkerStopReport(kind: .failed, code: -1, message: "worker: \(error)")))
+        }
+        // _exit, not exit: the worker is a fork of the fork server, whose
+        // atexit handlers are not this process's to run.
+        _exit(0)
+    }
+}
+
+/// The service as a worker runs it: the plugin's entry points through
+/// libffi, its callbacks forwarded to the host over the channel.
+final class WorkerService: BaseService, HostCallbackTarget, @unchecked Sendable {
+    private let image: PluginImage
+    private let channel: WorkerChannel
+    private var binding: HostBinding?
+    private var instance: PluginInstance?
+
+    init(assignment: WorkerAssignment, image: PluginImage, channel: WorkerChannel) {
+        self.image = image
+        self.channel = channel
+        super.init(name: assignment.name, configuration: ServiceConfiguration(
+            interval: assignment.interval, watchdog: assignment.watchdog, startTimeout: assignment.startTimeout,
+            settings: assignment.settings))
+        binding = HostBinding(serviceName: assignment.name, settings: assignment.settings, target: self)
+    }
+
+    override func onCreate() throws(ServiceFailure) {
+        switch PluginInstance.create(image: image, binding: binding!) {
+        case .success(let created): instance = created
+        case .failure(let failure):
+            throw ServiceFailure(code: failure.code, message: "\(image.file): svc_create returned \(failure.code)")
+        }
+    }
+
+    override func onLoop() -> LoopOutcome {
+        LoopOutcome(pluginResult: instance.unsafelyUnwrapped.loop(), file: image.file)
+    }
+
+    override func onStop() {
+        instance?.stop()
+        instance = nil
+    }
+
+    func pluginLog(level: Int32, message: String) {
+        // Sent before the call returns, so a crash right after loses nothing.
+        channel.send(.log(level: level, message: message))
+    }
+
+    func pluginRequestedStop() {
+        requestStop()
+    }
+}
