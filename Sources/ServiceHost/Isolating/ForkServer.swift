@@ -32,6 +32,10 @@ public enum ForkServer {
     }
 
     private static func serve(control: WorkerChannel) -> Never {
+        // The host may have had descriptors open without close-on-exec (a
+        // pipe to another child, say); held here, they would keep that pipe
+        // from ever reaching its end. Only the standard ones and the control socket stay.
+        closeInheritedDescriptors(above: controlDescriptor)
         // Out of the terminal's process group: a Ctrl-C must reach the host,
         // which stops each service properly, and not its workers directly.
         setpgid(0, 0)
@@ -56,6 +60,15 @@ public enum ForkServer {
         }
         // The host closed the control socket: it is gone or shutting down.
         _exit(0)
+    }
+}
+
+extension ForkServer {
+    static func closeInheritedDescriptors(above lowest: Int32) {
+        let listed = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
+        for descriptor in listed.compactMap({ Int32($0) }) where descriptor > lowest {
+            close(descriptor)
+        }
     }
 }
 

@@ -198,6 +198,7 @@ final class IsolatedPluginService: BaseService, @unchecked Sendable {
         }
         let current = Worker(channel: launched.channel, pid: launched.pid)
         worker.withLock { $0 = current }
+        logger.debug("worker \(launched.pid) loads \(file)")
         launched.channel.send(.start(WorkerAssignment(
             name: name, file: file, privateCopy: staged.privateCopy, containsSwiftCode: staged.containsSwiftCode,
             interval: configuration.interval, watchdog: configuration.watchdog, startTimeout: configuration.startTimeout,
