@@ -67,6 +67,14 @@ enum ProcessCensus {
         return (try? handle.readToEnd()).map { String(decoding: $0 ?? Data(), as: UTF8.self) }
     }
 
+    /// Each open descriptor and what it refers to, for a failure message.
+    static func describeDescriptors() -> String {
+        let listed = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
+        return listed.compactMap(Int.init).sorted().map { descriptor in
+            "\(descriptor)=\((try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\(descriptor)")) ?? "?")"
+        }.joined(separator: " ")
+    }
+
     static func openDescriptors() -> Int {
         ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []).count
     }
