@@ -21,6 +21,14 @@ public struct ServiceEvent: Sendable, CustomStringConvertible {
 
     public let service: String
     public let kind: Kind
+    /// When it happened, taken as it happened (not when a subscriber read it).
+    public let time: ContinuousClock.Instant
+
+    public init(service: String, kind: Kind, time: ContinuousClock.Instant = .now) {
+        self.service = service
+        self.kind = kind
+        self.time = time
+    }
 
     public var description: String { "\(service): \(kind)" }
 }
