@@ -23,6 +23,15 @@ final class EventWaiter: @unchecked Sendable {
         }
     }
 
+    /// Every event until the stream ends (at shutdown), after those already
+    /// consumed; returns all events seen.
+    func remaining(timeout: Duration = .seconds(20)) async throws -> [ServiceEvent] {
+        try await withDeadline(timeout, waiting: "the end of the event stream") { [self] in
+            while let event = await iterator.next() { seen.append(event) }
+            return seen
+        }
+    }
+
     /// The first event of service `name` of the given kind, whether already
     /// read past by an earlier wait or still to come.
     @discardableResult
