@@ -1,0 +1,108 @@
+import Foundation
+import Testing
+@testable import ServiceHost
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Plugins that hang, in both isolations: the watchdog, the stop timeout, and
+/// a host shutdown that always finishes.
+@Suite("Hangs and shutdown")
+struct HangTests {
+    @Test(arguments: ["thread", "process"])
+    func shutdownWithAHungPluginFinishesWithinItsStopTimeoutAndExitsZero(isolation: String) async throws {
+        let folder = try PluginFolder()
+        try folder.add("faulty.c", as: "Stuck.so", sidecar: """
+            stop_timeout_ms = 500
+            [config]
+            fault = "hang"
+            fault_after = 1
+            """)
+        try folder.add(as: "Fine.so")
+        let host = try HostProcess(["run", "--plugins", folder.path, "--isolation", isolation])
+        try await host.waitForOutput("fault hang in loop")
+        try await host.waitForOutput("service=Fine [ServiceHost] started")
+        let began = ContinuousClock.now
+        host.send(SIGTERM)
+        let status = try await host.waitForExit()
+        let took = ContinuousClock.now - began
+        #expect(status == 0, "\(host.outputText)")
+        #expect(took >= .milliseconds(500))
+        #expect(took < .milliseconds(500) + .seconds(2), "shutdown took \(took)")
+        #expect(host.outputText.contains("all services stopped"))
+        // The good service was stopped properly all the same.
+        #expect(host.outputText.contains("origin=plugin service=Fine [ServiceHost] stop after"))
+        if isolation == "thread" {
+            #expect(host.outputText.contains("hung: svc_loop did not return within stop_timeout_ms (500 ms) of the stop; its thread was abandoned"))
+        } else {
+            #expect(host.outputText.contains("svc_loop did not return within stop_timeout_ms (500 ms) of the stop; killing the worker"))
+        }
+    }
+
+    @Test func theWatchdogRecordsAndLogsAHangInThreadIsolation() async throws {
+        let host = try TestHost(plugins: [(file: "Slow.so", fixture: "faulty.c", sidecar: """
+            watchdog_ms = 50
+            stop_timeout_ms = 100
+            [config]
+            fault = "sleep"
+            fault_ms = 400
+            fault_after = 1
+            log_loops = true
+            """)])
+        let hung = try await host.events.next("Slow") { if case .hung = $0 { true } else { false } }
+        guard case .hung(let why) = hung.kind else { return }
+        #expect(why.hasPrefix("hung: svc_loop has run for"))
+        #expect(why.hasSuffix("(watchdog_ms = 50); in thread isolation it cannot be cut short"))
+        // Recorded once for the one long call, and the service carries on afterwards.
+        try await host.logs.waitFor { $0.service == "Slow" && $0.message == "loop 3" }
+        #expect(host.scheduler.snapshot(of: "Slow")?.metadata.errors.filter { $0.message.hasPrefix("hung:") }.count == 1)
+        await host.scheduler.shutdown()
+    }
+
+    @Test func aThreadThatIgnoresTheStopTimeoutIsAbandonedAndTheServiceMarkedHung() async throws {
+        let host = try TestHost(plugins: [(file: "Stuck.so", fixture: "faulty.c", sidecar: """
+            stop_timeout_ms = 200
+            [config]
+            fault = "sleep"
+            fault_ms = 1500
+            fault_after = 1
+            """)])
+        try await host.logs.waitFor { $0.message == "fault sleep in loop" }
+        let began = ContinuousClock.now
+        try await host.scheduler.stop("Stuck")
+        #expect(ContinuousClock.now - began < .seconds(1))
+        let snapshot = try #require(host.scheduler.snapshot(of: "Stuck"))
+        #expect(snapshot.metadata.failed)
+        #expect(snapshot.metadata.failureReason?.hasPrefix("hung: svc_loop did not return within stop_timeout_ms (200 ms)") == true)
+        // While the call is still inside the plugin, the service cannot start again.
+        let refused = #expect(throws: ServiceError.self) { try host.scheduler.start("Stuck") }
+        #expect(refused?.reason == "cannot start: its previous run is still inside the plugin (hung)")
+        // Once the call returns, the thread stops the service cleanly and it may start.
+        try await host.logs.waitFor { $0.message == "the hung call returned; the service can be started again" }
+        #expect(host.logs.entries { $0.service == "Stuck" && $0.message == "stop" }.count == 1)
+        try host.scheduler.start("Stuck")
+        try await host.events.next("Stuck") { $0 == .started(starts: 2) }
+        await host.scheduler.shutdown()
+    }
+
+    @Test func workersDieWithTheirHost() async throws {
+        let folder = try PluginFolder()
+        try folder.add("faulty.c", as: "Spin.so", sidecar: "[config]\nfault = \"hang\"\nfault_after = 1\n")
+        let host = try HostProcess(["run", "--plugins", folder.path, "--isolation", "process", "--log-level", "debug"])
+        try await host.waitForOutput("fault hang in loop")
+        let line = try #require(host.outputText.split(separator: "\n").first { $0.contains("] worker ") && $0.contains(" loads ") })
+        let pid = try #require(line.split(separator: " ").drop { $0 != "worker" }.dropFirst().first.flatMap { Int32($0) })
+        #expect(kill(pid, 0) == 0)
+        host.send(SIGKILL)
+        _ = try await host.waitForExit()
+        // The worker notices its host is gone (its socket closes) and exits at
+        // once. It is no child of this process, so there is no exit event to
+        // await: check until a deadline.
+        let deadline = ContinuousClock.now + .seconds(10)
+        while kill(pid, 0) == 0, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        #expect(kill(pid, 0) != 0, "worker \(pid) outlived its host")
+    }
+}
