@@ -29,15 +29,12 @@ let package = Package(
         ),
         // What Swift cannot reach in libffi directly (see the header).
         .target(name: "CFFIShims", dependencies: ["CLibFFI"]),
-        // Process calls Swift cannot make directly (see the header).
-        .target(name: "CProcessControl"),
         .target(
             name: "ServiceHost",
             dependencies: [
                 "CServiceHostABI",
                 "CFFIShims",
                 "CLibFFI",
-                "CProcessControl",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
             ]

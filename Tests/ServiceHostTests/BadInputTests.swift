@@ -11,7 +11,7 @@ struct BadInputTests {
     /// and that Good keeps looping.
     private func expectRefused(_ fileName: String, code: PluginError.Code, reasonContains reason: String,
                                in folder: PluginFolder, alsoLoaded: [String] = []) async throws {
-        try folder.add(as: "Good.so", sidecar: "[config]\nlog_loops = true\n")
+        try await folder.add(as: "Good.so", sidecar: "[config]\nlog_loops = true\n")
         let logs = LogCapture()
         let scheduler = try Scheduler(logger: logs.logger)
         let errors = try scheduler.addPlugins(directory: folder.path)
@@ -49,7 +49,7 @@ struct BadInputTests {
     @Test(arguments: [1_000, 4_000, 12_000])
     func aTruncatedPlugin(length: Int) async throws {
         let folder = try PluginFolder()
-        let bytes = try BuiltFixtures.shared.bytes("probe.c")
+        let bytes = try await BuiltFixtures.shared.bytes("probe.c")
         try folder.write(Array(bytes.prefix(length)), as: "Half.so")
         try await expectRefused("Half.so", code: .truncated, reasonContains: "truncated", in: folder)
     }
@@ -62,19 +62,19 @@ struct BadInputTests {
 
     @Test func aMissingRequiredSymbol() async throws {
         let folder = try PluginFolder()
-        try folder.add("missing_loop.c", as: "NoLoop.so")
+        try await folder.add("missing_loop.c", as: "NoLoop.so")
         try await expectRefused("NoLoop.so", code: .missingSymbol, reasonContains: "'svc_loop'", in: folder)
     }
 
     @Test func anUnresolvedSymbol() async throws {
         let folder = try PluginFolder()
-        try folder.add("unresolved.c", as: "Unresolved.so")
+        try await folder.add("unresolved.c", as: "Unresolved.so")
         try await expectRefused("Unresolved.so", code: .loadFailed, reasonContains: "undefined symbol: svc_fixture_undefined_function", in: folder)
     }
 
     @Test func anotherABIVersion() async throws {
         let folder = try PluginFolder()
-        try folder.add("abi_v2.c", as: "Future.so")
+        try await folder.add("abi_v2.c", as: "Future.so")
         try await expectRefused("Future.so", code: .abiMismatch, reasonContains: "plugin ABI version 2, this host implements version 1", in: folder)
     }
 
@@ -86,10 +86,10 @@ struct BadInputTests {
 
     @Test func malformedSidecarTOML() async throws {
         let folder = try PluginFolder()
-        try folder.add(as: "Broken.so", sidecar: "interval_ms = 10\nrestart = \n")
+        try await folder.add(as: "Broken.so", sidecar: "interval_ms = 10\nrestart = \n")
         let logs = LogCapture()
         let scheduler = try Scheduler(logger: logs.logger)
-        try folder.add(as: "Good.so", sidecar: "[config]\nlog_loops = true\n")
+        try await folder.add(as: "Good.so", sidecar: "[config]\nlog_loops = true\n")
         let errors = try scheduler.addPlugins(directory: folder.path)
         let error = try #require(errors.first)
         #expect(errors.count == 1)
@@ -103,14 +103,14 @@ struct BadInputTests {
 
     @Test func anUnknownSidecarKey() async throws {
         let folder = try PluginFolder()
-        try folder.add(as: "Typo.so", sidecar: "intervall_ms = 10\n")
+        try await folder.add(as: "Typo.so", sidecar: "intervall_ms = 10\n")
         try await expectRefused("Typo.toml", code: .invalidConfiguration, reasonContains: "unknown key 'intervall_ms'", in: folder)
     }
 
     @Test func duplicateServiceNames() async throws {
         let folder = try PluginFolder()
-        try folder.add(as: "libEcho.so")
-        try folder.add(as: "Echo.so")
+        try await folder.add(as: "libEcho.so")
+        try await folder.add(as: "Echo.so")
         // Sorted by file name, "Echo.so" comes first and keeps the name.
         try await expectRefused("libEcho.so", code: .duplicateName, reasonContains: "service name 'Echo' is already used by Echo.so", in: folder,
                                  alsoLoaded: ["Echo"])
@@ -129,10 +129,10 @@ struct BadInputTests {
         #expect(error?.description == "/nonexistent/plugins: plugins directory does not exist")
     }
 
-    @Test func ignoresDotFilesAndOtherFiles() throws {
+    @Test func ignoresDotFilesAndOtherFiles() async throws {
         let folder = try PluginFolder()
-        try folder.add(as: ".Hidden.so")
-        try folder.add(as: "Real.so")
+        try await folder.add(as: ".Hidden.so")
+        try await folder.add(as: "Real.so")
         try folder.write(Array("notes".utf8), as: "README.txt")
         let scheduler = try Scheduler(logger: LogCapture().logger)
         #expect(try scheduler.addPlugins(directory: folder.path).isEmpty)
@@ -141,8 +141,8 @@ struct BadInputTests {
 
     @Test func aFailingCreateIsLoggedWithFileAndCodeAndOthersRun() async throws {
         let folder = try PluginFolder()
-        try folder.add(as: "Good.so", sidecar: "[config]\nlog_loops = true\n")
-        try folder.add(as: "Refuses.so", sidecar: "restart = \"never\"\n[config]\ncreate_result = -7\n")
+        try await folder.add(as: "Good.so", sidecar: "[config]\nlog_loops = true\n")
+        try await folder.add(as: "Refuses.so", sidecar: "restart = \"never\"\n[config]\ncreate_result = -7\n")
         let logs = LogCapture()
         let scheduler = try Scheduler(logger: logs.logger)
         let events = EventWaiter(scheduler)

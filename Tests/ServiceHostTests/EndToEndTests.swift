@@ -10,9 +10,9 @@ import Glibc
 struct EndToEndTests {
     @Test func runSupervisesEveryPluginAndSIGTERMStopsThemAllAndExitsZero() async throws {
         let folder = try PluginFolder()
-        try folder.add(as: "libAlpha.so", sidecar: "interval_ms = 5\n[config]\ngreeting = \"from alpha\"\n")
-        try folder.add(as: "Beta.so", sidecar: "interval_ms = 5\n[config]\nstop_after = 3\n")
-        try folder.add(as: "Gamma.so", sidecar: "interval_ms = 600000\n")
+        try await folder.add(as: "libAlpha.so", sidecar: "interval_ms = 5\n[config]\ngreeting = \"from alpha\"\n")
+        try await folder.add(as: "Beta.so", sidecar: "interval_ms = 5\n[config]\nstop_after = 3\n")
+        try await folder.add(as: "Gamma.so", sidecar: "interval_ms = 600000\n")
         try folder.write(Array("garbage".utf8), as: "Broken.so")
 
         let host = try HostProcess(["run", "--plugins", folder.path, "--log-level", "debug"])
@@ -44,7 +44,7 @@ struct EndToEndTests {
 
     @Test func sigintStopsTheHostToo() async throws {
         let folder = try PluginFolder()
-        try folder.add(as: "P.so")
+        try await folder.add(as: "P.so")
         let host = try HostProcess(["run", "--plugins", folder.path])
         try await host.waitForOutput("service=P [ServiceHost] started")
         host.send(SIGINT)
@@ -54,10 +54,10 @@ struct EndToEndTests {
 
     @Test func sighupRestartsChangedPlugins() async throws {
         let folder = try PluginFolder()
-        try folder.add(as: "P.so")
+        try await folder.add(as: "P.so")
         let host = try HostProcess(["run", "--plugins", folder.path])
         try await host.waitForOutput("service=P [ServiceHost] started")
-        try folder.overwriteInPlace("P.so", with: BuiltFixtures.shared.bytes("probe.c", defines: ["PROBE_VERSION=\"2.0.0\""]))
+        try await folder.overwriteInPlace("P.so", with: BuiltFixtures.shared.bytes("probe.c", defines: ["PROBE_VERSION=\"2.0.0\""]))
         host.send(SIGHUP)
         try await host.waitForOutput("reloaded \(folder.path)/P.so: 1.0.0 -> 2.0.0")
         host.send(SIGTERM)
@@ -66,7 +66,7 @@ struct EndToEndTests {
 
     @Test func noRecoveryLeavesAStoppedServiceStopped() async throws {
         let folder = try PluginFolder()
-        try folder.add(as: "P.so", sidecar: "[config]\nstop_after = 1\n")
+        try await folder.add(as: "P.so", sidecar: "[config]\nstop_after = 1\n")
         let host = try HostProcess(["run", "--plugins", folder.path, "--no-recovery"])
         try await host.waitForOutput("not restarting: restart policy is never, recovery is off")
         host.send(SIGTERM)
@@ -88,9 +88,9 @@ struct EndToEndTests {
 
     @Test func checkExitsZeroOnlyWhenEveryFileLoads() async throws {
         let folder = try PluginFolder()
-        let good = try folder.add(as: "Good.so")
-        let other = try folder.add("noop.c", as: "Noop.so")
-        let bad = try folder.add("missing_loop.c", as: "Bad.so")
+        let good = try await folder.add(as: "Good.so")
+        let other = try await folder.add("noop.c", as: "Noop.so")
+        let bad = try await folder.add("missing_loop.c", as: "Bad.so")
 
         let (okStatus, okOutput) = try await HostProcess.run(["check", good, other])
         #expect(okStatus == 0, "\(okOutput)")

@@ -13,13 +13,13 @@ struct HangTests {
     @Test(arguments: ["thread", "process"])
     func shutdownWithAHungPluginFinishesWithinItsStopTimeoutAndExitsZero(isolation: String) async throws {
         let folder = try PluginFolder()
-        try folder.add("faulty.c", as: "Stuck.so", sidecar: """
+        try await folder.add("faulty.c", as: "Stuck.so", sidecar: """
             stop_timeout_ms = 500
             [config]
             fault = "hang"
             fault_after = 1
             """)
-        try folder.add(as: "Fine.so")
+        try await folder.add(as: "Fine.so")
         let host = try HostProcess(["run", "--plugins", folder.path, "--isolation", isolation])
         try await host.waitForOutput("fault hang in loop")
         try await host.waitForOutput("service=Fine [ServiceHost] started")
@@ -41,7 +41,7 @@ struct HangTests {
     }
 
     @Test func theWatchdogRecordsAndLogsAHangInThreadIsolation() async throws {
-        let host = try TestHost(plugins: [(file: "Slow.so", fixture: "faulty.c", sidecar: """
+        let host = try await TestHost(plugins: [(file: "Slow.so", fixture: "faulty.c", sidecar: """
             watchdog_ms = 50
             stop_timeout_ms = 100
             [config]
@@ -54,14 +54,34 @@ struct HangTests {
         guard case .hung(let why) = hung.kind else { return }
         #expect(why.hasPrefix("hung: svc_loop has run for"))
         #expect(why.hasSuffix("(watchdog_ms = 50); in thread isolation it cannot be cut short"))
-        // Recorded once for the one long call, and the service carries on afterwards.
+        // Recorded, and the service carries on once the call returns.
         try await host.logs.waitFor { $0.service == "Slow" && $0.message == "loop 3" }
-        #expect(host.scheduler.snapshot(of: "Slow")?.metadata.errors.filter { $0.message.hasPrefix("hung:") }.count == 1)
+        #expect(host.scheduler.snapshot(of: "Slow")?.metadata.errors.contains { $0.message.hasPrefix("hung: svc_loop") } == true)
         await host.scheduler.shutdown()
     }
 
+    @Test func theWatchdogReportsEachOverrunningCallOnce() {
+        let reports = ReportLog()
+        let clock = CallClock(loopLimit: .milliseconds(50), createLimit: .milliseconds(10)) { call, elapsed in
+            reports.add("\(call) \(elapsed.milliseconds)")
+        }
+        clock.loopBegins()
+        let started = CallClock.now()
+        clock.check(now: started + 20_000_000)  // 20 ms: within the limit
+        #expect(reports.all.isEmpty)
+        clock.check(now: started + 60_000_000)
+        clock.check(now: started + 90_000_000)  // the same call, still running
+        #expect(reports.all == ["loop 60"])
+        clock.loopEnds()
+        clock.check(now: started + 200_000_000)  // nothing running
+        clock.createBegins()
+        clock.check(now: CallClock.now() + 11_000_000)
+        #expect(reports.all.count == 2)
+        #expect(reports.all.last?.hasPrefix("create ") == true)
+    }
+
     @Test func aThreadThatIgnoresTheStopTimeoutIsAbandonedAndTheServiceMarkedHung() async throws {
-        let host = try TestHost(plugins: [(file: "Stuck.so", fixture: "faulty.c", sidecar: """
+        let host = try await TestHost(plugins: [(file: "Stuck.so", fixture: "faulty.c", sidecar: """
             stop_timeout_ms = 200
             [config]
             fault = "sleep"
@@ -88,7 +108,7 @@ struct HangTests {
 
     @Test func workersDieWithTheirHost() async throws {
         let folder = try PluginFolder()
-        try folder.add("faulty.c", as: "Spin.so", sidecar: "[config]\nfault = \"hang\"\nfault_after = 1\n")
+        try await folder.add("faulty.c", as: "Spin.so", sidecar: "[config]\nfault = \"hang\"\nfault_after = 1\n")
         let host = try HostProcess(["run", "--plugins", folder.path, "--isolation", "process", "--log-level", "debug"])
         try await host.waitForOutput("fault hang in loop")
         let line = try #require(host.outputText.split(separator: "\n").first { $0.contains("] worker ") && $0.contains(" loads ") })
@@ -105,4 +125,11 @@ struct HangTests {
         }
         #expect(kill(pid, 0) != 0, "worker \(pid) outlived its host")
     }
+}
+
+private final class ReportLog: @unchecked Sendable {
+    private let lock = NSLock()
+    private var reports: [String] = []
+    func add(_ report: String) { lock.withLock { reports.append(report) } }
+    var all: [String] { lock.withLock { reports } }
 }

@@ -8,7 +8,7 @@ import Testing
 struct HostCallbackTests {
     @Test func configReturnsTheSidecarValuesAndLogReachesTheHostLog() async throws {
         let folder = try PluginFolder()
-        try folder.add(as: "libGreeter.so", sidecar: """
+        try await folder.add(as: "libGreeter.so", sidecar: """
             restart = "never"
             [config]
             greeting = "hello world"
@@ -36,7 +36,7 @@ struct HostCallbackTests {
         // The probe reads done_after through host->config; a nested table and
         // a missing key must not confuse it.
         let folder = try PluginFolder()
-        try folder.add(as: "P.so", sidecar: """
+        try await folder.add(as: "P.so", sidecar: """
             restart = "never"
             [config]
             done_after = 1

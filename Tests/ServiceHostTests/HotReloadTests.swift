@@ -11,7 +11,7 @@ import Glibc
 struct HotReloadTests {
     @Test func v1ThenV2InPlaceThenGarbageRollsBackToV2() async throws {
         let folder = try PluginFolder()
-        let file = try folder.add(as: "P.so", defines: ["PROBE_VERSION=\"1.0.0\""])
+        let file = try await folder.add(as: "P.so", defines: ["PROBE_VERSION=\"1.0.0\""])
         let logs = LogCapture()
         let scheduler = try Scheduler(logger: logs.logger)
         let events = EventWaiter(scheduler)
@@ -21,7 +21,7 @@ struct HotReloadTests {
         #expect(scheduler.snapshot(of: "P")?.metadata.pluginVersion == "1.0.0")
 
         // Overwrite in place, as `cp v2.so P.so` does: same inode, truncated then written.
-        try folder.overwriteInPlace("P.so", with: BuiltFixtures.shared.bytes("probe.c", defines: ["PROBE_VERSION=\"2.0.0\""]))
+        try await folder.overwriteInPlace("P.so", with: BuiltFixtures.shared.bytes("probe.c", defines: ["PROBE_VERSION=\"2.0.0\""]))
         try await scheduler.restart("P")
         let reloaded = try await events.next("P") { $0.isReloaded }
         #expect(reloaded.kind == .reloaded(from: "1.0.0", to: "2.0.0"))
@@ -53,7 +53,7 @@ struct HotReloadTests {
 
     @Test func aNewVersionWhoseCreateFailsRollsBack() async throws {
         let folder = try PluginFolder()
-        try folder.add(as: "P.so")
+        try await folder.add(as: "P.so")
         let logs = LogCapture()
         let scheduler = try Scheduler(logger: logs.logger)
         let events = EventWaiter(scheduler)
@@ -61,7 +61,7 @@ struct HotReloadTests {
         scheduler.startAll()
         try await events.next("P") { $0.isStarted }
 
-        try folder.overwriteInPlace("P.so", with: BuiltFixtures.shared.bytes(
+        try await folder.overwriteInPlace("P.so", with: BuiltFixtures.shared.bytes(
             "probe.c", defines: ["PROBE_VERSION=\"3.0.0\"", "PROBE_CREATE_RESULT=-9"]))
         try await scheduler.restart("P")
         let rejected = try await events.next("P") { $0.isReloadRejected }
@@ -74,7 +74,7 @@ struct HotReloadTests {
 
     @Test func aServiceThatStopsItselfPicksUpARebuiltFileOnRecovery() async throws {
         let folder = try PluginFolder()
-        try folder.add(as: "P.so", sidecar: "interval_ms = 1\n[config]\nstop_after = 1000000\n")
+        try await folder.add(as: "P.so", sidecar: "interval_ms = 1\n[config]\nstop_after = 1000000\n")
         let logs = LogCapture()
         let scheduler = try Scheduler(logger: logs.logger)
         let events = EventWaiter(scheduler)
@@ -84,7 +84,7 @@ struct HotReloadTests {
         // Replace the file by rename (how most build tools write), then let
         // the service stop itself: recovery restarts it with the new file.
         let replacement = folder.directory.file("P.so.tmp")
-        try Data(BuiltFixtures.shared.bytes("probe.c", defines: ["PROBE_VERSION=\"2.0.0\""])).write(to: replacement)
+        try await Data(BuiltFixtures.shared.bytes("probe.c", defines: ["PROBE_VERSION=\"2.0.0\""])).write(to: replacement)
         #expect(rename(replacement.path, folder.directory.file("P.so").path) == 0)
         scheduler.service(named: "P")?.requestStop()
         let reloaded = try await events.next("P") { $0.isReloaded }
@@ -94,15 +94,15 @@ struct HotReloadTests {
 
     @Test func restartChangedRestartsOnlyServicesWhoseFileChanged() async throws {
         let folder = try PluginFolder()
-        try folder.add(as: "Changes.so")
-        try folder.add(as: "Stays.so")
+        try await folder.add(as: "Changes.so")
+        try await folder.add(as: "Stays.so")
         let scheduler = try Scheduler(logger: LogCapture().logger)
         let events = EventWaiter(scheduler)
         try scheduler.addPlugins(directory: folder.path)
         scheduler.startAll()
-        try await events.next("Changes") { $0.isStarted }
-        try await events.next("Stays") { $0.isStarted }
-        try folder.overwriteInPlace("Changes.so", with: BuiltFixtures.shared.bytes("probe.c", defines: ["PROBE_VERSION=\"2.0.0\""]))
+        try await events.first("Changes") { $0.isStarted }
+        try await events.first("Stays") { $0.isStarted }
+        try await folder.overwriteInPlace("Changes.so", with: BuiltFixtures.shared.bytes("probe.c", defines: ["PROBE_VERSION=\"2.0.0\""]))
         #expect(await scheduler.restartChanged() == ["Changes"])
         try await events.next("Changes") { $0.isReloaded }
         #expect(scheduler.snapshot(of: "Stays")?.metadata.starts == 1)

@@ -5,24 +5,8 @@ import Testing
 /// What the host does with each `svc_loop` result and with `request_stop`.
 @Suite("Loop results and recovery")
 struct LoopResultTests {
-    private struct Host {
-        let folder: PluginFolder
-        let logs = LogCapture()
-        let scheduler: Scheduler
-        let events: EventWaiter
-
-        init(recovery: Bool = true, plugins: [(String, String)]) throws {
-            folder = try PluginFolder()
-            for (fileName, sidecar) in plugins { try folder.add(as: fileName, sidecar: sidecar) }
-            scheduler = try Scheduler(configuration: .init(recovery: recovery), logger: logs.logger)
-            events = EventWaiter(scheduler)
-            #expect(try scheduler.addPlugins(directory: folder.path).isEmpty)
-            scheduler.startAll()
-        }
-    }
-
     @Test func continueCallsTheLoopAgain() async throws {
-        let host = try Host(plugins: [("P.so", "[config]\nlog_loops = true\n")])
+        let host = try await TestHost(probes: [("P.so", "[config]\nlog_loops = true\n")])
         try await host.logs.waitFor { $0.service == "P" && $0.message == "loop 50" }
         #expect(host.scheduler.snapshot(of: "P")?.state == .started)
         await host.scheduler.shutdown()
@@ -31,7 +15,7 @@ struct LoopResultTests {
     }
 
     @Test func doneStopsCleanlyAndPolicyNeverLeavesItStopped() async throws {
-        let host = try Host(plugins: [("P.so", "restart = \"never\"\n[config]\ndone_after = 3\n")])
+        let host = try await TestHost(probes: [("P.so", "restart = \"never\"\n[config]\ndone_after = 3\n")])
         try await host.events.next("P") { $0 == .stopped(.finished) }
         try await host.logs.waitFor { $0.service == "P" && $0.message == "stop after 3 loops" }
         let snapshot = try #require(host.scheduler.snapshot(of: "P"))
@@ -43,7 +27,7 @@ struct LoopResultTests {
     }
 
     @Test func aNegativeResultIsAFailureWithItsCode() async throws {
-        let host = try Host(plugins: [("P.so", "restart = \"never\"\n[config]\nfail_after = 2\nfail_code = -42\n")])
+        let host = try await TestHost(probes: [("P.so", "restart = \"never\"\n[config]\nfail_after = 2\nfail_code = -42\n")])
         let event = try await host.events.next("P") { $0.isStopped }
         guard case .stopped(.failed(let failure)) = event.kind else {
             Issue.record("expected a failure, got \(event)")
@@ -58,7 +42,7 @@ struct LoopResultTests {
     }
 
     @Test func aResultAboveDoneIsReservedAndCountsAsAFailure() async throws {
-        let host = try Host(plugins: [("P.so", "restart = \"never\"\n[config]\nfail_after = 1\nfail_code = 7\n")])
+        let host = try await TestHost(probes: [("P.so", "restart = \"never\"\n[config]\nfail_after = 1\nfail_code = 7\n")])
         let event = try await host.events.next("P") { $0.isStopped }
         guard case .stopped(.failed(let failure)) = event.kind else {
             Issue.record("expected a failure, got \(event)")
@@ -70,7 +54,7 @@ struct LoopResultTests {
     }
 
     @Test func requestStopRestartsTheServiceWithRecovery() async throws {
-        let host = try Host(plugins: [("P.so", "[config]\nstop_after = 2\n")])
+        let host = try await TestHost(probes: [("P.so", "[config]\nstop_after = 2\n")])
         try await host.events.next("P") { $0 == .stopped(.requested) }
         try await host.events.next("P") { $0.isRestarting }
         let started = try await host.events.next("P") { $0.isStarted }
@@ -81,7 +65,7 @@ struct LoopResultTests {
     }
 
     @Test func requestStopLeavesTheServiceStoppedWithoutRecovery() async throws {
-        let host = try Host(recovery: false, plugins: [("P.so", "[config]\nstop_after = 2\n"), ("Other.so", "[config]\ndone_after = 1\n")])
+        let host = try await TestHost(recovery: false, probes: [("P.so", "[config]\nstop_after = 2\n"), ("Other.so", "[config]\ndone_after = 1\n")])
         try await host.events.next("P") { $0 == .stopped(.requested) }
         // The other service finishes later or earlier; either way nothing restarts.
         try await host.logs.waitFor { $0.service == "P" && $0.message.contains("not restarting: restart policy is never, recovery is off") }
@@ -95,7 +79,7 @@ struct LoopResultTests {
     }
 
     @Test func exhaustedRetriesMarkTheServiceFailed() async throws {
-        let host = try Host(plugins: [("P.so", "retries = 3\nbackoff_initial_ms = 0\n[config]\nfail_after = 1\n")])
+        let host = try await TestHost(probes: [("P.so", "retries = 3\nbackoff_initial_ms = 0\n[config]\nfail_after = 1\n")])
         let failed = try await host.events.next("P") { $0.isFailed }
         guard case .failed(let reason) = failed.kind else { return }
         #expect(reason.contains("gave up after 3 restarts (retries = 3)"))
@@ -117,7 +101,7 @@ struct LoopResultTests {
     }
 
     @Test func onFailureRestartsAfterAFailureButNotAfterDone() async throws {
-        let host = try Host(plugins: [
+        let host = try await TestHost(probes: [
             ("Fails.so", "restart = \"on-failure\"\nretries = 1\nbackoff_initial_ms = 0\n[config]\nfail_after = 1\n"),
             ("Finishes.so", "restart = \"on-failure\"\n[config]\ndone_after = 1\n"),
         ])
@@ -129,7 +113,7 @@ struct LoopResultTests {
     }
 
     @Test func anIntervalPausesBetweenLoopsAndAStopCutsItShort() async throws {
-        let host = try Host(plugins: [("P.so", "interval_ms = 600000\n[config]\nlog_loops = true\n")])
+        let host = try await TestHost(probes: [("P.so", "interval_ms = 600000\n[config]\nlog_loops = true\n")])
         try await host.logs.waitFor { $0.service == "P" && $0.message == "loop 1" }
         // The service now waits ten minutes for its next loop; shutdown must not.
         let began = ContinuousClock.now
@@ -140,7 +124,7 @@ struct LoopResultTests {
     }
 
     @Test func aStartDelayIsCutShortByAStop() async throws {
-        let host = try Host(plugins: [("P.so", "delay_ms = 600000\n")])
+        let host = try await TestHost(probes: [("P.so", "delay_ms = 600000\n")])
         await host.scheduler.shutdown()
         #expect(host.scheduler.snapshot(of: "P")?.state == .idle)
         #expect(host.logs.entries { $0.service == "P" && $0.message.hasPrefix("create") }.isEmpty)

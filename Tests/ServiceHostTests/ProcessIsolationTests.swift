@@ -9,7 +9,7 @@ struct ProcessIsolationTests {
     /// A faulty plugin in a worker next to a good looping probe, both under `restart_limit = 2`.
     private func expectContained(fault: String, in phase: String = "loop", extraSidecar: String = "",
                                  reason: String) async throws {
-        let host = try TestHost(isolation: .process, plugins: [
+        let host = try await TestHost(isolation: .process, plugins: [
             (file: "Bad.so", fixture: "faulty.c", sidecar: """
                 backoff_initial_ms = 0
                 restart_limit = 2
@@ -41,8 +41,11 @@ struct ProcessIsolationTests {
             entry.service == "Good" && entry.message == "loop \(before + 5)"
         }
         #expect(host.scheduler.snapshot(of: "Good")?.metadata.starts == 1)
+        // Every dead worker was reaped; only the good one's is left.
+        let server = try #require(host.scheduler.forkServerPID)
+        #expect(ProcessCensus.zombieChildren(of: server).isEmpty)
+        #expect(ProcessCensus.children(of: server).count == 1)
         await host.scheduler.shutdown()
-        #expect(ProcessCensus.zombieChildren().isEmpty)
     }
 
     @Test func aSegfaultInTheLoop() async throws {
@@ -76,7 +79,7 @@ struct ProcessIsolationTests {
     }
 
     @Test func aHangInStopIsKilledAfterTheStopTimeout() async throws {
-        let host = try TestHost(isolation: .process, plugins: [
+        let host = try await TestHost(isolation: .process, plugins: [
             (file: "Stuck.so", fixture: "faulty.c", sidecar: "stop_timeout_ms = 300\n[config]\nfault = \"hang\"\nfault_in = \"stop\"\n"),
         ])
         try await host.events.next("Stuck") { $0.isStarted }
@@ -87,12 +90,13 @@ struct ProcessIsolationTests {
         #expect(took < .seconds(3), "\(took)")
         let errors = try #require(host.scheduler.snapshot(of: "Stuck")).metadata.errors
         #expect(errors.contains { $0.message.contains("svc_stop did not return within stop_timeout_ms (300 ms); worker killed by SIGKILL") }, "\(errors)")
+        let server = try #require(host.scheduler.forkServerPID)
+        #expect(ProcessCensus.children(of: server).isEmpty)
         await host.scheduler.shutdown()
-        #expect(ProcessCensus.zombieChildren().isEmpty)
     }
 
     @Test func aLoopThatIgnoresAStopIsKilledAfterTheStopTimeout() async throws {
-        let host = try TestHost(isolation: .process, plugins: [
+        let host = try await TestHost(isolation: .process, plugins: [
             (file: "Busy.so", fixture: "faulty.c", sidecar: "stop_timeout_ms = 300\n[config]\nfault = \"hang\"\nfault_after = 1\n"),
         ])
         try await host.logs.waitFor { $0.service == "Busy" && $0.message == "fault hang in loop" }
@@ -105,7 +109,7 @@ struct ProcessIsolationTests {
     }
 
     @Test func configLogAndRequestStopWorkAcrossTheProcessBoundary() async throws {
-        let host = try TestHost(isolation: .process, probes: [("P.so", """
+        let host = try await TestHost(isolation: .process, probes: [("P.so", """
             [config]
             greeting = "from a worker"
             warn_at = 2
@@ -124,7 +128,7 @@ struct ProcessIsolationTests {
     }
 
     @Test func theLastLogLineBeforeACrashIsNotLost() async throws {
-        let host = try TestHost(isolation: .process, plugins: [
+        let host = try await TestHost(isolation: .process, plugins: [
             (file: "Bad.so", fixture: "faulty.c", sidecar: "restart = \"never\"\n[config]\nfault = \"segv\"\nfault_after = 1\n"),
         ])
         try await host.events.next("Bad") { $0.isStopped }
@@ -134,7 +138,7 @@ struct ProcessIsolationTests {
     }
 
     @Test func thePluginIsNeverLoadedIntoTheHost() async throws {
-        let host = try TestHost(isolation: .process, probes: [("P.so", "")])
+        let host = try await TestHost(isolation: .process, probes: [("P.so", "")])
         try await host.events.next("P") { $0.isStarted }
         let maps = ProcessCensus.read("/proc/self/maps") ?? ""
         #expect(!maps.contains(host.scheduler.runtimeDirectory))
@@ -142,7 +146,7 @@ struct ProcessIsolationTests {
     }
 
     @Test func aPluginThatCannotBeLoadedFailsAtOnceWithTheReason() async throws {
-        let host = try TestHost(isolation: .process, plugins: [(file: "NoLoop.so", fixture: "missing_loop.c", sidecar: "")])
+        let host = try await TestHost(isolation: .process, plugins: [(file: "NoLoop.so", fixture: "missing_loop.c", sidecar: "")])
         let failed = try await host.events.next("NoLoop") { $0.isFailed }
         guard case .failed(let why) = failed.kind else { return }
         #expect(why.contains("its plugin cannot be loaded"))
@@ -153,9 +157,9 @@ struct ProcessIsolationTests {
     }
 
     @Test func hotReloadPicksUpAChangedFileAndRollsBackFromGarbage() async throws {
-        let host = try TestHost(isolation: .process, probes: [("P.so", "")])
+        let host = try await TestHost(isolation: .process, probes: [("P.so", "")])
         try await host.events.next("P") { $0.isStarted }
-        try host.folder.overwriteInPlace("P.so", with: BuiltFixtures.shared.bytes("probe.c", defines: ["PROBE_VERSION=\"2.0.0\""]))
+        try await host.folder.overwriteInPlace("P.so", with: BuiltFixtures.shared.bytes("probe.c", defines: ["PROBE_VERSION=\"2.0.0\""]))
         try await host.scheduler.restart("P")
         let reloaded = try await host.events.next("P") { $0.isReloaded }
         #expect(reloaded.kind == .reloaded(from: "1.0.0", to: "2.0.0"))
@@ -168,7 +172,7 @@ struct ProcessIsolationTests {
         #expect(host.scheduler.snapshot(of: "P")?.metadata.pluginVersion == "2.0.0")
         try await host.logs.waitFor { $0.service == "P" && $0.message.hasPrefix("create name=P version=2.0.0") && $0.metadata["origin"] == "plugin" }
         // A new version whose svc_create fails also rolls back.
-        try host.folder.overwriteInPlace("P.so", with: BuiltFixtures.shared.bytes(
+        try await host.folder.overwriteInPlace("P.so", with: BuiltFixtures.shared.bytes(
             "probe.c", defines: ["PROBE_VERSION=\"3.0.0\"", "PROBE_CREATE_RESULT=-9"]))
         try await host.scheduler.restart("P")
         let refused = try await host.events.next("P") { $0.isReloadRejected }

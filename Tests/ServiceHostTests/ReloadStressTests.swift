@@ -49,7 +49,7 @@ struct ReloadStressTests {
     @Test func aSwiftPluginReloadedAHundredTimesWithDynamicCastsInBetween() async throws {
         let folder = try PluginFolder()
         let file = folder.directory.file("SwiftProbe.so")
-        try PluginBuilder.buildSwift("swift_probe.swift", to: file, moduleName: "SwiftProbe")
+        _ = try await Blocking.run { try PluginBuilder.buildSwift("swift_probe.swift", to: file, moduleName: "SwiftProbe") }
         let scheduler = try Scheduler(logger: LogCapture().logger)
         let events = EventWaiter(scheduler)
         try scheduler.addPlugin(file: file.path)
@@ -71,7 +71,7 @@ struct ReloadStressTests {
 
     @Test func aCPluginReloadedAThousandTimesDoesNotGrowTheMappedImages() async throws {
         let folder = try PluginFolder()
-        let file = try folder.add(as: "C.so")
+        let file = try await folder.add(as: "C.so")
         let scheduler = try Scheduler(logger: LogCapture().logger)
         let events = EventWaiter(scheduler)
         try scheduler.addPlugin(file: file)

@@ -24,7 +24,7 @@ struct RestartPolicyTests {
     }
 
     @Test func measuredDelaysBetweenRestartsDoubleUpToTheCap() async throws {
-        let host = try TestHost(probes: [("P.so", """
+        let host = try await TestHost(probes: [("P.so", """
             backoff_initial_ms = 40
             backoff_max_ms = 160
             restart_limit = 0
@@ -54,7 +54,7 @@ struct RestartPolicyTests {
 
     @Test func aHealthyRunMakesEachRestartImmediate() async throws {
         // Each run lasts over healthy_after_ms before it fails: no backoff builds up.
-        let host = try TestHost(probes: [("P.so", """
+        let host = try await TestHost(probes: [("P.so", """
             backoff_initial_ms = 5000
             healthy_after_ms = 50
             restart_limit = 0
@@ -72,7 +72,7 @@ struct RestartPolicyTests {
     }
 
     @Test func tooManyRestartsWithinTheWindowMarkTheServiceFailed() async throws {
-        let host = try TestHost(probes: [("P.so", """
+        let host = try await TestHost(probes: [("P.so", """
             backoff_initial_ms = 0
             restart_limit = 4
             restart_window_ms = 60000
@@ -97,7 +97,7 @@ struct RestartPolicyTests {
 
     @Test func restartsOutsideTheWindowDoNotCount() async throws {
         // Every run lasts longer than the window, so no two restarts fall in one.
-        let host = try TestHost(probes: [("P.so", """
+        let host = try await TestHost(probes: [("P.so", """
             backoff_initial_ms = 0
             restart_limit = 1
             restart_window_ms = 10

@@ -12,8 +12,8 @@ import Glibc
 struct SafeLoadingTests {
     @Test func aGroupWritablePluginIsRefusedAndTheOthersLoad() async throws {
         let folder = try PluginFolder()
-        let open = try folder.add(as: "Open.so")
-        try folder.add(as: "Fine.so")
+        let open = try await folder.add(as: "Open.so")
+        try await folder.add(as: "Fine.so")
         chmod(open, 0o664)
         let logs = LogCapture()
         let scheduler = try Scheduler(logger: logs.logger)
@@ -27,7 +27,7 @@ struct SafeLoadingTests {
 
     @Test func aWorldWritableSidecarIsRefused() async throws {
         let folder = try PluginFolder()
-        try folder.add(as: "P.so", sidecar: "interval_ms = 10\n")
+        try await folder.add(as: "P.so", sidecar: "interval_ms = 10\n")
         chmod(folder.directory.file("P.toml").path, 0o646)
         let scheduler = try Scheduler(logger: LogCapture().logger)
         let errors = try scheduler.addPlugins(directory: folder.path)
@@ -39,7 +39,7 @@ struct SafeLoadingTests {
 
     @Test func aWorldWritableDirectoryIsRefusedWhole() async throws {
         let folder = try PluginFolder()
-        try folder.add(as: "P.so")
+        try await folder.add(as: "P.so")
         chmod(folder.path, 0o777)
         let scheduler = try Scheduler(logger: LogCapture().logger)
         let error = #expect(throws: PluginError.self) { try scheduler.addPlugins(directory: folder.path) }
@@ -52,7 +52,7 @@ struct SafeLoadingTests {
         let folder = try PluginFolder()
         let elsewhere = try TemporaryDirectory("elsewhere")
         let target = elsewhere.file("real.so")
-        try FileManager.default.copyItem(at: try BuiltFixtures.shared.c("probe.c"), to: target)
+        try await FileManager.default.copyItem(at: try BuiltFixtures.shared.c("probe.c"), to: target)
         chmod(target.path, 0o666)
         try FileManager.default.createSymbolicLink(atPath: folder.directory.file("Linked.so").path, withDestinationPath: target.path)
         let scheduler = try Scheduler(logger: LogCapture().logger)
@@ -62,9 +62,9 @@ struct SafeLoadingTests {
     }
 
     @Test func aChangedFileThatBecameWritableIsRefusedOnReload() async throws {
-        let host = try TestHost(probes: [("P.so", "")])
+        let host = try await TestHost(probes: [("P.so", "")])
         try await host.events.next("P") { $0.isStarted }
-        try host.folder.overwriteInPlace("P.so", with: BuiltFixtures.shared.bytes("probe.c", defines: ["PROBE_VERSION=\"2.0.0\""]))
+        try await host.folder.overwriteInPlace("P.so", with: BuiltFixtures.shared.bytes("probe.c", defines: ["PROBE_VERSION=\"2.0.0\""]))
         chmod(host.folder.directory.file("P.so").path, 0o666)
         try await host.scheduler.restart("P")
         let rejected = try await host.events.next("P") { $0.isReloadRejected }
@@ -76,7 +76,7 @@ struct SafeLoadingTests {
 
     @Test func theFlagLoadsThemAll() async throws {
         let folder = try PluginFolder()
-        let open = try folder.add(as: "Open.so", sidecar: "[config]\ngreeting = \"insecure\"\n")
+        let open = try await folder.add(as: "Open.so", sidecar: "[config]\ngreeting = \"insecure\"\n")
         chmod(open, 0o666)
         chmod(folder.directory.file("Open.toml").path, 0o666)
         chmod(folder.path, 0o777)

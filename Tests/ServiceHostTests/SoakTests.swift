@@ -2,14 +2,24 @@ import Foundation
 import Testing
 @testable import ServiceHost
 
-/// Hundreds of worker crashes in a row must leave the host as it was:
-/// no memory growth to speak of, no descriptors or zombies left behind.
-@Suite("Soak", .serialized)
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Hundreds of worker crashes in a row must leave the host as it was: no
+/// memory growth to speak of, no descriptors or zombies left behind.
+///
+/// Measured on a `servicehost run` process of its own, so that nothing else
+/// the test runner does at the same time counts.
+@Suite("Soak")
 struct SoakTests {
     @Test func fiveHundredConsecutiveWorkerCrashes() async throws {
         let crashes = 500
-        func crashing(_ file: String, times: Int) -> (file: String, fixture: String, sidecar: String) {
-            (file: file, fixture: "faulty.c", sidecar: """
+        let folder = try PluginFolder()
+        func crashing(_ file: String, times: Int, delay: Int) async throws {
+            try await folder.add("faulty.c", as: file, sidecar: """
+                isolation = "process"
+                delay_ms = \(delay)
                 backoff_initial_ms = 0
                 restart_limit = 0
                 retries = \(times - 1)
@@ -18,36 +28,33 @@ struct SoakTests {
                 fault_after = 1
                 """)
         }
-        let host = try TestHost(isolation: .process, plugins: [crashing("Warm.so", times: 20), crashing("Crashy.so", times: crashes)],
-                                start: false)
-        // A first, shorter series warms up what the host and the runtime keep
-        // (allocator arenas, the fork server, Dispatch's timers behind the
-        // test's own deadlines), so that what follows measures growth per crash.
-        // Both measures are taken while no worker runs.
-        try host.scheduler.start("Warm")
-        try await host.events.next("Warm", { $0.isFailed }, timeout: .seconds(60))
-        let residentBefore = ProcessCensus.residentBytes()
-        let descriptorsBefore = ProcessCensus.openDescriptors()
+        // A first, short series warms up what the host keeps (allocator
+        // arenas, the fork server); the second, which starts later, is measured.
+        try await crashing("Warm.so", times: 20, delay: 0)
+        try await crashing("Crashy.so", times: crashes, delay: 3000)
+        let host = try HostProcess(["run", "--plugins", folder.path])
+        try await host.waitForOutput("service=Warm [ServiceHost] failed: gave up after 19 restarts")
+        #expect(!host.outputText.contains("service=Crashy [ServiceHost] started"), "the measured series began before the baseline")
+        let residentBefore = ProcessCensus.residentBytes(of: host.pid)
+        let descriptorsBefore = ProcessCensus.openDescriptors(of: host.pid)
+        let forkServer = try #require(ProcessCensus.children(of: host.pid).first)
 
-        try host.scheduler.start("Crashy")
-        let failed = try await host.events.next("Crashy", { $0.isFailed }, timeout: .seconds(300))
-        guard case .failed(let why) = failed.kind else { return }
-        #expect(why.contains("gave up after \(crashes - 1) restarts"))
-        let snapshot = try #require(host.scheduler.snapshot(of: "Crashy"))
-        #expect(snapshot.metadata.errorCount == crashes)
-        #expect(snapshot.metadata.errors.count == ServiceMetadata.errorHistoryLimit)
-        #expect(snapshot.metadata.errors.allSatisfy { $0.message.contains("worker killed by SIGSEGV in svc_loop") })
-
-        let residentAfter = ProcessCensus.residentBytes()
+        try await host.waitForOutput("service=Crashy [ServiceHost] failed: gave up after \(crashes - 1) restarts", timeout: .seconds(300))
+        let residentAfter = ProcessCensus.residentBytes(of: host.pid)
+        let descriptorsAfter = ProcessCensus.openDescriptors(of: host.pid)
         let grew = residentAfter - residentBefore
-        print("soak: \(crashes) crashes, resident \(residentBefore / 1024) KiB -> \(residentAfter / 1024) KiB (\(grew / 1024) KiB), descriptors \(descriptorsBefore) -> \(ProcessCensus.openDescriptors())")
+        print("soak: \(crashes) worker crashes; host resident \(residentBefore / 1024) KiB -> \(residentAfter / 1024) KiB (\(grew / 1024) KiB), descriptors \(descriptorsBefore) -> \(descriptorsAfter)")
         #expect(grew < 10 * 1024 * 1024, "resident memory grew by \(grew) bytes")
-        #expect(ProcessCensus.openDescriptors() == descriptorsBefore, "\(ProcessCensus.describeDescriptors())")
-        #expect(ProcessCensus.zombieChildren().isEmpty)
-        // Only the fork server is left as a child; every worker was reaped.
-        let children = ProcessCensus.children()
-        #expect(children.count <= 1, "\(children)")
-        await host.scheduler.shutdown()
-        #expect(ProcessCensus.zombieChildren().isEmpty)
+        #expect(descriptorsAfter == descriptorsBefore, "\(ProcessCensus.describeDescriptors(of: host.pid))")
+        // No zombies: every worker was reaped, and only the fork server is a child.
+        #expect(ProcessCensus.zombieChildren(of: host.pid).isEmpty)
+        #expect(ProcessCensus.zombieChildren(of: forkServer).isEmpty)
+        #expect(ProcessCensus.children(of: forkServer).isEmpty)
+        #expect(ProcessCensus.children(of: host.pid) == [forkServer])
+        let crashLines = host.outputText.components(separatedBy: "service=Crashy [ServiceHost] stopped: failed: \(folder.path)/Crashy.so: worker killed by SIGSEGV in svc_loop").count - 1
+        #expect(crashLines == crashes)
+
+        host.send(SIGTERM)
+        #expect(try await host.waitForExit() == 0)
     }
 }

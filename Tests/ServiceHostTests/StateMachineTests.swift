@@ -116,7 +116,7 @@ struct StateMachineTests {
 
     @Test func theRuntimeDirectoryIsPrivateAndRemovedAtShutdown() async throws {
         let folder = try PluginFolder()
-        try folder.add(as: "P.so")
+        try await folder.add(as: "P.so")
         let scheduler = try Scheduler(logger: LogCapture().logger)
         let directory = scheduler.runtimeDirectory
         var info = stat()

@@ -1,4 +1,3 @@
-import CProcessControl
 import Foundation
 
 #if canImport(Glibc)
@@ -15,9 +14,11 @@ import Glibc
 /// which is what makes forking it safe: no other thread can be holding a lock
 /// the child would inherit.
 ///
-/// Each worker is forked twice, the middle process exiting at once, so that
-/// the worker is adopted by the host (a child subreaper): the host can then
-/// `waitpid` and `kill` it directly, with no pid reuse race.
+/// The workers are the fork server's children, and it reaps each one only
+/// when the host asks, after the host has seen the worker's socket close. Until
+/// then a dead worker stays a zombie, so its pid cannot be reused and the host
+/// can `kill` it without racing anything; and the host itself never has to
+/// reap processes it did not start (which would steal other code's children).
 public enum ForkServer {
     /// The first argument that makes `servicehost` a fork server instead of a command.
     public static let argument = "__fork-server"
@@ -41,29 +42,26 @@ public enum ForkServer {
         setpgid(0, 0)
         signal(SIGPIPE, SIG_IGN)
         signal(SIGINT, SIG_IGN)
-        while let channel = control.receiveDescriptor() {
-            let middle = fork()
-            if middle == 0 {
+        while true {
+            switch control.receiveRequest() {
+            case .spawn(let channel):
                 let worker = fork()
                 if worker == 0 {
                     control.close()
                     signal(SIGINT, SIG_DFL)
                     WorkerProcess.run(channel: WorkerChannel(descriptor: channel))
                 }
-                _exit(worker < 0 ? 1 : 0)
-            }
-            close(channel)
-            if middle > 0 {
-                var status: Int32 = 0
-                while waitpid(middle, &status, 0) < 0 && errno == EINTR {}
+                close(channel)
+                control.send(.spawned(pid: worker))
+            case .reap(let pid):
+                control.send(.reaped(status: ExitStatus.reap(pid)))
+            case .end:
+                // The host closed the control socket: it is gone or shutting down.
+                _exit(0)
             }
         }
-        // The host closed the control socket: it is gone or shutting down.
-        _exit(0)
     }
-}
 
-extension ForkServer {
     static func closeInheritedDescriptors(above lowest: Int32) {
         let listed = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
         for descriptor in listed.compactMap({ Int32($0) }) where descriptor > lowest {
@@ -72,10 +70,11 @@ extension ForkServer {
     }
 }
 
-/// The host's side of the fork server: starts it on first use and asks it
-/// for workers.
+/// The host's side of the fork server: starts it on first use, asks it for
+/// workers and to reap them.
 final class WorkerLauncher: @unchecked Sendable {
     let executable: String
+    /// One request and its answer at a time on the control socket.
     private let lock = NSLock()
     private var control: WorkerChannel?
     private var serverPID: pid_t = 0
@@ -88,7 +87,7 @@ final class WorkerLauncher: @unchecked Sendable {
         let description: String
     }
 
-    /// A new worker process, connected, with its pid known.
+    /// A new worker process, connected, and ready for its assignment.
     func launch() throws(LaunchError) -> (channel: WorkerChannel, pid: pid_t) {
         let host: WorkerChannel
         let worker: WorkerChannel
@@ -97,41 +96,47 @@ final class WorkerLauncher: @unchecked Sendable {
         } catch {
             throw LaunchError(description: "cannot make a socket for the worker: \(error)")
         }
-        defer { worker.close() }
-        try requestWorker(on: worker.descriptor)
-        // The fork server has its own copy now; closing ours means an end of
-        // file on `host` if the worker dies before it says hello.
+        let pid = try spawn(with: worker)
+        // The fork server and the worker have their copies; closing ours means an
+        // end of file on `host` if the worker dies before it says hello.
         worker.close()
         switch host.receive(until: .now + .seconds(10)) {
-        case .message(.hello(let pid)):
+        case .message(.hello):
             return (host, pid)
         default:
+            _ = reap(pid)
             throw LaunchError(description: "the worker process did not start")
         }
     }
 
-    /// Hands the worker's end of its socket to the fork server, which forks the worker.
-    private func requestWorker(on descriptor: Int32) throws(LaunchError) {
+    /// Collects the exit status of a worker whose socket has closed (after
+    /// killing it, if need be). Each worker must be reaped exactly once.
+    func reap(_ pid: pid_t) -> ExitStatus {
         lock.lock()
         defer { lock.unlock() }
-        do {
-            try serverControlLocked().send(descriptor: descriptor)
-        } catch {
-            // The fork server died; start a new one, once.
-            control = nil
-            do {
-                try serverControlLocked().send(descriptor: descriptor)
-            } catch {
-                throw LaunchError(description: "the fork server does not answer: \(error)")
+        guard let control, control.sendRequest(.reap(pid: pid)),
+              case .reaped(let status) = control.receiveAnswer() else { return ExitStatus(.unknown) }
+        return status
+    }
+
+    private func spawn(with worker: WorkerChannel) throws(LaunchError) -> pid_t {
+        lock.lock()
+        defer { lock.unlock() }
+        for attempt in 1...2 {
+            let control = try serverControlLocked()
+            if (try? control.send(descriptor: worker.descriptor)) != nil,
+               case .spawned(let pid) = control.receiveAnswer(), pid > 0 {
+                return pid
             }
+            // The fork server died (or could not fork): start a new one, once.
+            self.control = nil
+            if attempt == 2 { break }
         }
+        throw LaunchError(description: "the fork server could not start a worker")
     }
 
     private func serverControlLocked() throws(LaunchError) -> WorkerChannel {
         if let control { return control }
-        // Orphaned workers (whose middle process exited) are adopted by the
-        // host, so it can reap them and read their exit status.
-        _ = cprocess_become_subreaper()
         let host: WorkerChannel
         let server: WorkerChannel
         do {
@@ -159,6 +164,9 @@ final class WorkerLauncher: @unchecked Sendable {
         control = host
         return host
     }
+
+    /// The fork server's pid, once it runs.
+    var serverProcess: pid_t? { lock.withLock { serverPID > 0 ? serverPID : nil } }
 
     /// Ends the fork server: it exits when its control socket closes.
     func shutdown() {

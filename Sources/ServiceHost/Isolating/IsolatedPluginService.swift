@@ -245,7 +245,7 @@ final class IsolatedPluginService: BaseService, @unchecked Sendable {
 
     /// Reaps a worker whose channel reached its end, and forgets it.
     private func finish(_ finished: Worker) -> ExitStatus {
-        let status = ExitStatus.reap(finished.pid)
+        let status = launcher.reap(finished.pid)
         finished.channel.close()
         worker.withLock { if $0?.pid == finished.pid { $0 = nil } }
         return status

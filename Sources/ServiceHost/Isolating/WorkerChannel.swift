@@ -86,7 +86,111 @@ final class WorkerChannel: @unchecked Sendable {
         }
     }
 
-    /// Sends a descriptor (and one byte, which `SCM_RIGHTS` needs to travel with).
+    // MARK: The fork server's control protocol
+
+    /// What the host asks of the fork server.
+    enum Request {
+        /// Fork a worker on this socket (the descriptor arrives with the request).
+        case spawn(Int32)
+        /// Wait for this worker, which has exited or been killed.
+        case reap(pid: pid_t)
+        /// The host closed the socket.
+        case end
+    }
+
+    /// What the fork server answers.
+    enum Answer {
+        case spawned(pid: pid_t)
+        case reaped(status: ExitStatus)
+    }
+
+    /// Asks to reap a worker (spawn requests go with ``send(descriptor:)``).
+    func sendRequest(_ request: Request) -> Bool {
+        guard case .reap(let pid) = request else { return false }
+        var bytes: [UInt8] = [2]
+        withUnsafeBytes(of: Int32(pid).littleEndian) { bytes.append(contentsOf: $0) }
+        return bytes.withUnsafeBytes { Glibc.send(descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) } == bytes.count
+    }
+
+    /// The fork server's next request.
+    func receiveRequest() -> Request {
+        var byte: [UInt8] = [0, 0, 0, 0, 0]
+        let space = cmsgSpace(MemoryLayout<Int32>.size)
+        let control = UnsafeMutableRawPointer.allocate(byteCount: space, alignment: 8)
+        defer { control.deallocate() }
+        while true {
+            var controlLength = 0
+            let received: Int = byte.withUnsafeMutableBytes { bytes in
+                var vector = iovec(iov_base: bytes.baseAddress, iov_len: bytes.count)
+                return withUnsafeMutablePointer(to: &vector) { vectorPointer in
+                    var header = msghdr()
+                    header.msg_iov = vectorPointer
+                    header.msg_iovlen = 1
+                    header.msg_control = control
+                    header.msg_controllen = space
+                    let count = recvmsg(descriptor, &header, Int32(MSG_CMSG_CLOEXEC))
+                    controlLength = header.msg_controllen
+                    return count
+                }
+            }
+            if received < 0 && errno == EINTR { continue }
+            if received <= 0 { return .end }
+            switch byte[0] {
+            case 1 where controlLength >= cmsgLength(MemoryLayout<Int32>.size):
+                return .spawn((control + cmsgAlign(MemoryLayout<cmsghdr>.size)).load(as: Int32.self))
+            case 2 where received >= 5:
+                return .reap(pid: byte.withUnsafeBytes { Int32(littleEndian: $0.loadUnaligned(fromByteOffset: 1, as: Int32.self)) })
+            default:
+                continue
+            }
+        }
+    }
+
+    /// Answers the host.
+    func send(_ answer: Answer) {
+        var bytes: [UInt8]
+        let value: Int32
+        switch answer {
+        case .spawned(let pid):
+            bytes = [1]
+            value = pid
+        case .reaped(let status):
+            bytes = [2]
+            switch status.ending {
+            case .exited(let code): bytes.append(0); value = code
+            case .killed(let signal): bytes.append(1); value = signal
+            case .unknown: bytes.append(2); value = 0
+            }
+        }
+        withUnsafeBytes(of: value.littleEndian) { bytes.append(contentsOf: $0) }
+        _ = bytes.withUnsafeBytes { Glibc.send(descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+    }
+
+    /// The fork server's answer to the last request; `nil` if it is gone.
+    func receiveAnswer() -> Answer? {
+        var bytes = [UInt8](repeating: 0, count: 16)
+        while true {
+            let count = bytes.withUnsafeMutableBytes { recv(descriptor, $0.baseAddress, $0.count, 0) }
+            if count < 0 && errno == EINTR { continue }
+            guard count > 0 else { return nil }
+            let value: (Int) -> Int32 = { offset in
+                bytes.withUnsafeBytes { Int32(littleEndian: $0.loadUnaligned(fromByteOffset: offset, as: Int32.self)) }
+            }
+            switch bytes[0] {
+            case 1 where count >= 5: return .spawned(pid: value(1))
+            case 2 where count >= 6:
+                switch bytes[1] {
+                case 0: return .reaped(status: ExitStatus(.exited(value(2))))
+                case 1: return .reaped(status: ExitStatus(.killed(value(2))))
+                default: return .reaped(status: ExitStatus(.unknown))
+                }
+            default: return nil
+            }
+        }
+    }
+
+    /// Asks the fork server to spawn a worker on `passed`: the descriptor
+    /// travels as `SCM_RIGHTS` with the one-byte spawn request.
     func send(descriptor passed: Int32) throws(Errno) {
         var byte: UInt8 = 1
         let space = cmsgSpace(MemoryLayout<Int32>.size)
@@ -110,34 +214,6 @@ final class WorkerChannel: @unchecked Sendable {
             }
         }
         guard result >= 0 else { throw Errno(errno) }
-    }
-
-    /// Receives a descriptor sent with ``send(descriptor:)``; `nil` at end of file.
-    func receiveDescriptor() -> Int32? {
-        var byte: UInt8 = 0
-        let space = cmsgSpace(MemoryLayout<Int32>.size)
-        let control = UnsafeMutableRawPointer.allocate(byteCount: space, alignment: 8)
-        defer { control.deallocate() }
-        while true {
-            let result: Int = withUnsafeMutablePointer(to: &byte) { bytePointer in
-                var vector = iovec(iov_base: bytePointer, iov_len: 1)
-                return withUnsafeMutablePointer(to: &vector) { vectorPointer in
-                    var header = msghdr()
-                    header.msg_iov = vectorPointer
-                    header.msg_iovlen = 1
-                    header.msg_control = control
-                    header.msg_controllen = space
-                    let received = recvmsg(descriptor, &header, Int32(MSG_CMSG_CLOEXEC))
-                    return received <= 0 || header.msg_controllen < cmsgLength(MemoryLayout<Int32>.size) ? -Int(received == 0 ? 1 : 2) : received
-                }
-            }
-            if result == -1 { return nil }  // end of file
-            if result == -2 {
-                if errno == EINTR { continue }
-                return nil
-            }
-            return (control + MemoryLayout<cmsghdr>.size).load(as: Int32.self)
-        }
     }
 
     func close() {

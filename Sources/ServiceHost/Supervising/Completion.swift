@@ -34,13 +34,13 @@ final class Completion: @unchecked Sendable {
             nextWaiter += 1
             return nextWaiter
         }
-        let timer: Task<Void, Never>? = timeout.map { timeout in
-            Task { [weak self] in
-                try? await Task.sleep(for: timeout)
+        // A Dispatch timer, not Task.sleep: a stop timeout must fire even
+        // when the program has every thread of Swift's cooperative pool blocked.
+        if let timeout {
+            DispatchQueue.global().asyncAfter(deadline: .now() + timeout.seconds) { [weak self] in
                 self?.expire(identifier)
             }
         }
-        defer { timer?.cancel() }
         return await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
             condition.lock()
             if done {

@@ -212,6 +212,9 @@ public final class Scheduler: Sendable {
         manager.service(named: name).map { ServiceSnapshot(name: $0.name, state: $0.currentState, metadata: $0.metadata) }
     }
 
+    /// The fork server's pid, once one runs; for white-box tests.
+    var forkServerPID: Int32? { launcher?.serverProcess }
+
     /// The service object behind a name, for white-box tests.
     func service(named name: String) -> BaseService? { manager.service(named: name) }
 

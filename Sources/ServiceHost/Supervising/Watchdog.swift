@@ -90,7 +90,7 @@ final class CallClock: @unchecked Sendable {
     func createBegins() { createStarted.store(Self.now(), ordering: .relaxed) }
     func createEnds() { createStarted.store(0, ordering: .relaxed) }
 
-    fileprivate func check(now: Int64) {
+    func check(now: Int64) {
         check(.loop, started: loopStarted, reported: reportedLoop, limit: loopLimit, now: now)
         check(.create, started: createStarted, reported: reportedCreate, limit: createLimit, now: now)
     }

@@ -11,10 +11,10 @@ final class PluginFolder: @unchecked Sendable {
 
     /// Copies a built C fixture into the folder as `<fileName>`.
     @discardableResult
-    func add(_ fixture: String = "probe.c", as fileName: String, defines: [String] = [], sidecar: String? = nil) throws -> String {
+    func add(_ fixture: String = "probe.c", as fileName: String, defines: [String] = [], sidecar: String? = nil) async throws -> String {
         let destination = directory.file(fileName)
         try? FileManager.default.removeItem(at: destination)
-        try FileManager.default.copyItem(at: try BuiltFixtures.shared.c(fixture, defines: defines), to: destination)
+        try FileManager.default.copyItem(at: try await BuiltFixtures.shared.c(fixture, defines: defines), to: destination)
         if let sidecar {
             try self.sidecar(for: fileName, sidecar)
         }
@@ -53,7 +53,14 @@ final class BuiltFixtures: @unchecked Sendable {
     private let directory = try! TemporaryDirectory("fixtures")
     private var built: [String: URL] = [:]
 
-    func c(_ fixture: String, defines: [String] = []) throws -> URL {
+    /// The built fixture; compiled on a thread of its own, so that tests
+    /// waiting for it never block Swift's cooperative pool (two threads on
+    /// this machine), which the host's async API needs to make progress.
+    func c(_ fixture: String, defines: [String] = []) async throws -> URL {
+        try await Blocking.run { try self.build(fixture, defines: defines) }
+    }
+
+    private func build(_ fixture: String, defines: [String]) throws -> URL {
         let key = ([fixture] + defines).joined(separator: " ")
         // Compiling under the lock keeps two tests from building the same file at once.
         lock.lock()
@@ -65,7 +72,16 @@ final class BuiltFixtures: @unchecked Sendable {
         return url
     }
 
-    func bytes(_ fixture: String, defines: [String] = []) throws -> [UInt8] {
-        [UInt8](try Data(contentsOf: c(fixture, defines: defines)))
+    func bytes(_ fixture: String, defines: [String] = []) async throws -> [UInt8] {
+        [UInt8](try Data(contentsOf: await c(fixture, defines: defines)))
+    }
+}
+
+/// Runs blocking work (compilers, waiting on a lock) on a thread of its own.
+enum Blocking {
+    static func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread { continuation.resume(with: Result { try body() }) }.start()
+        }
     }
 }

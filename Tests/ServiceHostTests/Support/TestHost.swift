@@ -14,9 +14,9 @@ struct TestHost {
     ///   - isolation: the host's default isolation; process isolation forks
     ///     workers from the built `servicehost` binary.
     init(recovery: Bool = true, isolation: Isolation = .thread, plugins: [(file: String, fixture: String, sidecar: String)],
-         start: Bool = true) throws {
+         start: Bool = true) async throws {
         folder = try PluginFolder()
-        for plugin in plugins { try folder.add(plugin.fixture, as: plugin.file, sidecar: plugin.sidecar) }
+        for plugin in plugins { try await folder.add(plugin.fixture, as: plugin.file, sidecar: plugin.sidecar) }
         scheduler = try Scheduler(
             configuration: .init(recovery: recovery, isolation: isolation, workerExecutable: try HostProcess.binary.path),
             logger: logs.logger)
@@ -27,61 +27,57 @@ struct TestHost {
     }
 
     /// Probe plugins (Tests/Fixtures/probe.c) with their sidecars.
-    init(recovery: Bool = true, isolation: Isolation = .thread, probes: [(String, String)], start: Bool = true) throws {
-        try self.init(recovery: recovery, isolation: isolation,
+    init(recovery: Bool = true, isolation: Isolation = .thread, probes: [(String, String)], start: Bool = true) async throws {
+        try await self.init(recovery: recovery, isolation: isolation,
                       plugins: probes.map { (file: $0.0, fixture: "probe.c", sidecar: $0.1) }, start: start)
     }
 }
 
-/// What this process's children and descriptors look like, for leak checks.
+/// What a process's children and descriptors look like, for leak checks.
 enum ProcessCensus {
-    /// Child processes of this process that have exited but were not reaped.
-    static func zombieChildren() -> [Int32] {
-        let me = getpid()
+    /// The `stat` fields after the command name (state, ppid, ...) of every process.
+    private static func processes() -> [(pid: Int32, state: Substring, parent: Int32)] {
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
-        return entries.compactMap { Int32($0) }.filter { pid in
-            guard let stat = read("/proc/\(pid)/stat"),
-                  let close = stat.lastIndex(of: ")") else { return false }
-            // Fields after the command name: state, ppid, ...
+        return entries.compactMap { Int32($0) }.compactMap { pid in
+            guard let stat = read("/proc/\(pid)/stat"), let close = stat.lastIndex(of: ")") else { return nil }
             let fields = stat[stat.index(after: close)...].split(separator: " ")
-            return fields.count > 1 && fields[0] == "Z" && Int32(fields[1]) == me
+            guard fields.count > 1, let parent = Int32(fields[1]) else { return nil }
+            return (pid, fields[0], parent)
         }
     }
 
-    /// Child processes of this process, alive or not.
-    static func children() -> [Int32] {
-        let me = getpid()
-        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
-        return entries.compactMap { Int32($0) }.filter { pid in
-            guard let stat = read("/proc/\(pid)/stat"),
-                  let close = stat.lastIndex(of: ")") else { return false }
-            let fields = stat[stat.index(after: close)...].split(separator: " ")
-            return fields.count > 1 && Int32(fields[1]) == me
-        }
+    /// Children of `parent` that have exited but were not reaped.
+    static func zombieChildren(of parent: Int32 = getpid()) -> [Int32] {
+        processes().filter { $0.parent == parent && $0.state == "Z" }.map(\.pid)
+    }
+
+    /// Children of `parent`, alive or not.
+    static func children(of parent: Int32 = getpid()) -> [Int32] {
+        processes().filter { $0.parent == parent }.map(\.pid)
     }
 
     /// /proc files report size 0, so they are read as a stream rather than by size.
     static func read(_ path: String) -> String? {
         guard let handle = FileHandle(forReadingAtPath: path) else { return nil }
         defer { try? handle.close() }
-        return (try? handle.readToEnd()).map { String(decoding: $0 ?? Data(), as: UTF8.self) }
+        return (try? handle.readToEnd() ?? Data()).map { String(decoding: $0, as: UTF8.self) }
     }
 
-    /// Each open descriptor and what it refers to, for a failure message.
-    static func describeDescriptors() -> String {
-        let listed = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
+    /// Each open descriptor of `pid` and what it refers to, for a failure message.
+    static func describeDescriptors(of pid: Int32) -> String {
+        let listed = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd")) ?? []
         return listed.compactMap(Int.init).sorted().map { descriptor in
-            "\(descriptor)=\((try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\(descriptor)")) ?? "?")"
+            "\(descriptor)=\((try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/\(descriptor)")) ?? "?")"
         }.joined(separator: " ")
     }
 
-    static func openDescriptors() -> Int {
-        ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []).count
+    static func openDescriptors(of pid: Int32) -> Int {
+        ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd")) ?? []).count
     }
 
-    /// Resident memory in bytes, from /proc/self/statm.
-    static func residentBytes() -> Int {
-        guard let statm = read("/proc/self/statm") else { return 0 }
+    /// Resident memory of `pid` in bytes, from /proc/PID/statm.
+    static func residentBytes(of pid: Int32) -> Int {
+        guard let statm = read("/proc/\(pid)/statm") else { return 0 }
         let fields = statm.split(separator: " ")
         return (fields.count > 1 ? Int(fields[1]) ?? 0 : 0) * Int(sysconf(Int32(_SC_PAGESIZE)))
     }
