@@ -29,12 +29,15 @@ let package = Package(
         ),
         // What Swift cannot reach in libffi directly (see the header).
         .target(name: "CFFIShims", dependencies: ["CLibFFI"]),
+        // Thread settings Swift cannot reach directly (see the header).
+        .target(name: "CThreadShims"),
         .target(
             name: "ServiceHost",
             dependencies: [
                 "CServiceHostABI",
                 "CFFIShims",
                 "CLibFFI",
+                "CThreadShims",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
             ]

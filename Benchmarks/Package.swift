@@ -7,7 +7,7 @@ let package = Package(
     name: "ServiceHostBenchmarks",
     dependencies: [
         .package(name: "ServiceHost", path: ".."),
-        .package(url: "https://github.com/ordo-one/package-benchmark", from: "1.38.1", traits: ["MallocInterposer"]),
+        .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.1", traits: ["MallocInterposer"]),
     ],
     targets: [
         // The limits the host is compared with, measured in C: a direct call
@@ -20,11 +20,11 @@ let package = Package(
             name: "HostBenchmarks",
             dependencies: [
                 "CBaselines",
-                .product(name: "Benchmark", package: "package-benchmark"),
+                .product(name: "Benchmark", package: "benchmark"),
                 .product(name: "ServiceHost", package: "ServiceHost"),
             ],
             path: "Benchmarks/HostBenchmarks",
-            plugins: [.plugin(name: "BenchmarkPlugin", package: "package-benchmark")]
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
         ),
     ]
 )

@@ -18,20 +18,47 @@ enum Fixtures {
 
     /// Compiles `Fixtures/<source>` into `<folder>/<name>.so`, with an optional sidecar.
     @discardableResult
-    static func plugin(_ source: String, named name: String, in folder: URL, sidecar: String? = nil) throws -> String {
+    static func plugin(_ source: String, named name: String, in folder: URL, sidecar: String? = nil,
+                       defines: [String] = []) throws -> String {
         let output = folder.appendingPathComponent("\(name).so").path
+        try compile(["-shared", "-fPIC"] + defines.map { "-D\($0)" }, source, to: output)
+        if let sidecar {
+            try sidecar.write(to: folder.appendingPathComponent("\(name).toml"), atomically: true, encoding: .utf8)
+        }
+        return output
+    }
+
+    /// Compiles `Fixtures/<source>` into an executable at `<folder>/<name>`.
+    static func executable(_ source: String, named name: String, in folder: URL) throws -> String {
+        let output = folder.appendingPathComponent(name).path
+        try compile([], source, to: output)
+        return output
+    }
+
+    private static func compile(_ flags: [String], _ source: String, to output: String) throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["cc", "-shared", "-fPIC", "-O2", "-I", include.path, "-o", output,
-                             benchmarksRoot.appendingPathComponent("Fixtures/\(source)").path]
+        process.arguments = ["cc", "-O2", "-I", include.path] + flags
+            + ["-o", output, benchmarksRoot.appendingPathComponent("Fixtures/\(source)").path]
         try process.run()
         process.waitUntilExit()
         guard process.terminationStatus == 0 else {
             throw CocoaError(.fileWriteUnknown, userInfo: [NSLocalizedDescriptionKey: "cc failed for \(source)"])
         }
-        if let sidecar {
-            try sidecar.write(to: folder.appendingPathComponent("\(name).toml"), atomically: true, encoding: .utf8)
-        }
-        return output
+    }
+
+    /// The benchmark harness preloads its malloc interposer (a Swift library)
+    /// into the benchmark process through LD_PRELOAD, and every child would
+    /// inherit it: a trivial C program would then load the Swift runtime.
+    /// Process benchmarks measure children as a supervisor would start them.
+    static func withoutHarnessPreload() {
+        unsetenv("LD_PRELOAD")
+    }
+
+    /// The `servicehost` executable that forks workers for process isolation:
+    /// `$SERVICEHOST_EXECUTABLE` (set by Benchmarks/run), else the release build beside this package.
+    static var workerExecutable: String {
+        ProcessInfo.processInfo.environment["SERVICEHOST_EXECUTABLE"]
+            ?? benchmarksRoot.deletingLastPathComponent().appendingPathComponent(".build/release/servicehost").path
     }
 }

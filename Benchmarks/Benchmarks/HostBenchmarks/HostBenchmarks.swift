@@ -3,19 +3,28 @@ import CBaselines
 import Foundation
 import ServiceHost
 
-/// Loop dispatch and restart latency of the host, side by side with the
-/// limits: a direct C call and a raw `ffi_call` of the same plugin function.
+/// ServiceHost against the limits it is built on, measured in one run: loop
+/// dispatch against a direct C call and a raw `ffi_call`; process restarts
+/// against `posix_spawn` of a trivial C program; plus restart, reload, scale
+/// and idle figures. `Benchmarks/run` runs them and writes docs/PERFORMANCE.md.
 let benchmarks: @Sendable () -> Void = {
     Benchmark.defaultConfiguration = .init(
-        metrics: [.wallClock, .cpuTotal],
+        metrics: [.wallClock],
         timeUnits: .nanoseconds,
         warmupIterations: 1,
         maxDuration: .seconds(3),
         maxIterations: 20
     )
+    loopDispatch()
+    restartLatency()
+    reloadLatency()
+    scaleAndIdleCost()
+    idleFloor()
+}
 
-    // MARK: Loop dispatch: one svc_loop call of a no-op plugin, three ways.
+// MARK: 1. Loop dispatch
 
+private func loopDispatch() {
     let dispatch = Benchmark.Configuration(scalingFactor: .mega)
 
     Benchmark("Loop dispatch: direct C function-pointer call", configuration: dispatch) { benchmark, baseline in
@@ -53,9 +62,11 @@ let benchmarks: @Sendable () -> Void = {
         try current.scheduler.start("Counted")
         await current.finished()
     }
+}
 
-    // MARK: Restart latency, thread mode.
+// MARK: 2 and 3. Restart latency
 
+private func restartLatency() {
     Benchmark(
         "Restart latency, thread mode",
         configuration: .init(
@@ -65,8 +76,13 @@ let benchmarks: @Sendable () -> Void = {
     ) { benchmark in
         let tap = LogTap(marker: "restart-samples")
         let folder = try Fixtures.folder("restart")
-        try Fixtures.plugin("restart_clock.c", named: "Restarts", in: folder,
-                            sidecar: "restart = \"always\"\nbackoff_initial_ms = 0\n[config]\nsamples = 10000\n")
+        try Fixtures.plugin("restart_clock.c", named: "Restarts", in: folder, sidecar: """
+            restart = "always"
+            backoff_initial_ms = 0
+            restart_limit = 0
+            [config]
+            samples = 10000
+            """)
         let scheduler = try Scheduler(logger: tap.logger)
         try scheduler.addPlugins(directory: folder.path)
         scheduler.startAll()
@@ -78,9 +94,160 @@ let benchmarks: @Sendable () -> Void = {
             }
         }
     }
+
+    Benchmark(
+        "Process start: posix_spawn + wait of a trivial C program",
+        configuration: .init(metrics: [.wallClock], timeUnits: .microseconds, maxDuration: .seconds(3), maxIterations: 2000)
+    ) { (benchmark: Benchmark, program: String) in
+        for _ in benchmark.scaledIterations {
+            blackHole(baseline_spawn_and_wait(program))
+        }
+    } setup: {
+        Fixtures.withoutHarnessPreload()
+        return try Fixtures.executable("trivial.c", named: "trivial", in: Fixtures.folder("spawn"))
+    }
+
+    Benchmark(
+        "Restart latency, process mode",
+        configuration: .init(
+            metrics: [.custom("worker crash to new worker's first svc_loop (ns)")],
+            warmupIterations: 0, maxIterations: 1
+        )
+    ) { benchmark in
+        Fixtures.withoutHarnessPreload()
+        let tap = LogTap(marker: "crash-samples")
+        let folder = try Fixtures.folder("crash")
+        try Fixtures.plugin("crash_clock.c", named: "Crashes", in: folder, sidecar: """
+            isolation = "process"
+            restart = "always"
+            backoff_initial_ms = 0
+            restart_limit = 0
+            [config]
+            samples = 2000
+            clock_file = "\(folder.path)/clock"
+            samples_file = "\(folder.path)/samples"
+            """)
+        let scheduler = try Scheduler(configuration: .init(workerExecutable: Fixtures.workerExecutable), logger: tap.logger)
+        try scheduler.addPlugins(directory: folder.path)
+        scheduler.startAll()
+        let line = await tap.line()
+        await scheduler.shutdown()
+        for sample in samples("crash-samples ", in: line) {
+            benchmark.measurement(.custom("worker crash to new worker's first svc_loop (ns)"), sample)
+        }
+    }
 }
 
-/// The numbers after `field` in the plugin's report line.
+// MARK: 4. Reload latency
+
+private func reloadLatency() {
+    for (label, size) in [("small", 16), ("1 MB", 1 << 20)] {
+        Benchmark(
+            "Reload latency, \(label) plugin",
+            configuration: .init(
+                metrics: [.custom("file replaced to new version's first svc_loop (ns)")],
+                warmupIterations: 0, maxIterations: 1
+            )
+        ) { benchmark in
+            let tap = LogTap(marker: "first-loop")
+            let builds = try Fixtures.folder("reload-builds")
+            let versions = try ["1", "2"].map { version in
+                try Data(contentsOf: URL(fileURLWithPath: Fixtures.plugin(
+                    "reload_clock.c", named: "v\(version)", in: builds,
+                    defines: ["RELOAD_VERSION=\"\(version)\"", "BLOB_SIZE=\(size)"])))
+            }
+            let folder = try Fixtures.folder("reload")
+            let file = folder.appendingPathComponent("Reloads.so")
+            try versions[0].write(to: file)
+            try "interval_ms = 1000\n".write(to: folder.appendingPathComponent("Reloads.toml"), atomically: true, encoding: .utf8)
+            let scheduler = try Scheduler(logger: tap.logger)
+            try scheduler.addPlugins(directory: folder.path)
+            scheduler.startAll()
+            _ = await tap.line()
+            for round in 1...200 {
+                // Replaced as `cp` does it (in place); the clock starts once the new file is there.
+                let handle = try FileHandle(forWritingTo: file)
+                try handle.truncate(atOffset: 0)
+                try handle.write(contentsOf: versions[round % 2])
+                try handle.close()
+                let replaced = baseline_monotonic_ns()
+                try await scheduler.restart("Reloads")
+                let line = await tap.line()
+                guard let stamp = line.split(separator: " ").dropFirst().first.flatMap({ Int64($0) }) else { continue }
+                benchmark.measurement(.custom("file replaced to new version's first svc_loop (ns)"), Int(stamp - replaced))
+            }
+            await scheduler.shutdown()
+        }
+    }
+}
+
+// MARK: 5 and 6. Scale and idle cost
+
+private func scaleAndIdleCost() {
+    Benchmark(
+        "Scale: 1,000 plugins",
+        configuration: .init(
+            metrics: [
+                .custom("run to all 1,000 started (µs)"),
+                .custom("host memory per service, beyond the plugin's own (KiB)"),
+                .custom("idle host CPU, 1,000 services at interval_ms = 1000 (µs per second)"),
+            ],
+            warmupIterations: 0, maxIterations: 1
+        )
+    ) { benchmark in
+        let count = 1000
+        let builds = try Fixtures.folder("scale-build")
+        let plugin = try Data(contentsOf: URL(fileURLWithPath: Fixtures.plugin("counted_loop.c", named: "noop", in: builds)))
+        let folder = try Fixtures.folder("scale")
+        for index in 0..<count {
+            try plugin.write(to: folder.appendingPathComponent(String(format: "S%04d.so", index)))
+            try "interval_ms = 1000\n".write(to: folder.appendingPathComponent(String(format: "S%04d.toml", index)),
+                                             atomically: false, encoding: .utf8)
+        }
+        let residentBefore = Measure.residentBytes()
+        let began = baseline_monotonic_ns()
+        let scheduler = try Scheduler(logger: LogTap(marker: "\u{0}").logger)
+        let events = scheduler.events()
+        try scheduler.addPlugins(directory: folder.path)
+        scheduler.startAll()
+        var started = 0
+        for await event in events {
+            if case .started = event.kind { started += 1 }
+            if started == count { break }
+        }
+        let allStarted = baseline_monotonic_ns()
+        benchmark.measurement(.custom("run to all 1,000 started (µs)"), Int((allStarted - began) / 1000))
+
+        let grown = Measure.residentBytes() - residentBefore
+        let plugins = Measure.residentBytes(ofMappingsUnder: scheduler.runtimeDirectory)
+        benchmark.measurement(.custom("host memory per service, beyond the plugin's own (KiB)"), (grown - plugins) / count / 1024)
+
+        // Ten seconds of 1,000 services waking once a second to call a no-op.
+        let cpuBefore = Measure.processCPUMicroseconds()
+        let wallBefore = baseline_monotonic_ns()
+        try await Task.sleep(for: .seconds(10))
+        let cpu = Measure.processCPUMicroseconds() - cpuBefore
+        let wall = Double(baseline_monotonic_ns() - wallBefore) / 1e9
+        benchmark.measurement(.custom("idle host CPU, 1,000 services at interval_ms = 1000 (µs per second)"), Int(Double(cpu) / wall))
+        await scheduler.shutdown()
+    }
+}
+
+private func idleFloor() {
+    Benchmark(
+        "Idle floor: 1,000 bare C threads sleeping 1 s",
+        configuration: .init(metrics: [.custom("idle CPU, 1,000 threads waking once a second (µs per second)")],
+                             warmupIterations: 0, maxIterations: 1)
+    ) { benchmark in
+        // The same timer slack the host gives a service with interval_ms = 1000.
+        let used = baseline_idle_threads(1000, 1000, 10_000_000, 10)
+        benchmark.measurement(.custom("idle CPU, 1,000 threads waking once a second (µs per second)"), Int(used))
+    }
+}
+
+// MARK: Helpers
+
+/// The numbers after `field` in a plugin's report line.
 private func samples(_ field: String, in line: String) -> [Int] {
     guard let range = line.range(of: field) else { return [] }
     let list = line[range.upperBound...].prefix { $0 != " " }
@@ -94,7 +261,9 @@ final class Baseline: @unchecked Sendable {
     init(_ path: String) throws {
         var error = [CChar](repeating: 0, count: 512)
         guard let handle = baseline_open(path, &error, Int32(error.count)) else {
-            throw CocoaError(.fileReadUnknown, userInfo: [NSLocalizedDescriptionKey: String(decoding: error.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)])
+            throw CocoaError(.fileReadUnknown, userInfo: [
+                NSLocalizedDescriptionKey: String(decoding: error.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self),
+            ])
         }
         self.handle = handle
     }
@@ -125,5 +294,40 @@ final class HostUnderTest: @unchecked Sendable {
         while let event = await events.next() {
             if event.service == service, case .stopped = event.kind { return }
         }
+    }
+}
+
+/// Readings of this process from /proc and getrusage.
+enum Measure {
+    /// /proc files report size 0, so they are read as a stream.
+    private static func read(_ path: String) -> String {
+        guard let handle = FileHandle(forReadingAtPath: path) else { return "" }
+        defer { try? handle.close() }
+        return String(decoding: (try? handle.readToEnd()) ?? Data(), as: UTF8.self)
+    }
+
+    static func residentBytes() -> Int {
+        let fields = read("/proc/self/statm").split(separator: " ")
+        return (fields.count > 1 ? Int(fields[1]) ?? 0 : 0) * Int(sysconf(Int32(_SC_PAGESIZE)))
+    }
+
+    /// The resident memory of the mappings of files under `directory` (the plugins' own).
+    static func residentBytes(ofMappingsUnder directory: String) -> Int {
+        var total = 0
+        var inside = false
+        for line in read("/proc/self/smaps").split(separator: "\n") {
+            if line.first?.isHexDigit == true, line.contains("-") {
+                inside = line.contains(directory)
+            } else if inside, line.hasPrefix("Rss:") {
+                total += (Int(line.split(separator: " ").dropFirst().first ?? "") ?? 0) * 1024
+            }
+        }
+        return total
+    }
+
+    static func processCPUMicroseconds() -> Int {
+        var usage = rusage()
+        getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
+        return (usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) * 1_000_000 + usage.ru_utime.tv_usec + usage.ru_stime.tv_usec
     }
 }

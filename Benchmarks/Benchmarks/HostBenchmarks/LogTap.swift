@@ -1,15 +1,20 @@
 import Foundation
 import Logging
 
-/// A logger that drops everything but hands lines containing a marker to a
-/// waiting benchmark: how the restart-latency plugin reports its samples.
+/// A logger that drops everything but hands the lines containing a marker,
+/// in order, to a waiting benchmark: how benchmark plugins report what they
+/// measured from inside.
 final class LogTap: @unchecked Sendable {
     private let marker: String
-    private let lock = NSLock()
-    private var found: String?
-    private var waiter: CheckedContinuation<String, Never>?
+    let lines: AsyncStream<String>
+    private let continuation: AsyncStream<String>.Continuation
+    private var iterator: AsyncStream<String>.AsyncIterator
 
-    init(marker: String) { self.marker = marker }
+    init(marker: String) {
+        self.marker = marker
+        (lines, continuation) = AsyncStream.makeStream(of: String.self)
+        iterator = lines.makeAsyncIterator()
+    }
 
     var logger: Logger {
         var logger = Logger(label: "bench") { _ in Handler(tap: self) }
@@ -18,28 +23,13 @@ final class LogTap: @unchecked Sendable {
         return logger
     }
 
+    /// The next line with the marker.
     func line() async -> String {
-        await withCheckedContinuation { continuation in
-            lock.lock()
-            if let found {
-                lock.unlock()
-                continuation.resume(returning: found)
-            } else {
-                waiter = continuation
-                lock.unlock()
-            }
-        }
+        await iterator.next() ?? ""
     }
 
     fileprivate func offer(_ message: String) {
-        guard message.contains(marker) else { return }
-        let resumed: CheckedContinuation<String, Never>? = lock.withLock {
-            guard found == nil else { return nil }
-            found = message
-            defer { waiter = nil }
-            return waiter
-        }
-        resumed?.resume(returning: message)
+        if message.contains(marker) { continuation.yield(message) }
     }
 
     private struct Handler: LogHandler {

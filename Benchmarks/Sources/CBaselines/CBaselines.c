@@ -1,6 +1,14 @@
 #include "CBaselines.h"
 
 #include <dlfcn.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <unistd.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <ffi.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -69,4 +77,63 @@ void baseline_close(void *opaque) {
     self->stop(self->ctx);
     dlclose(self->handle);
     free(self);
+}
+
+extern char **environ;
+
+int baseline_spawn_and_wait(const char *path) {
+    char *argv[] = {(char *)path, NULL};
+    pid_t pid;
+    if (posix_spawn(&pid, path, NULL, NULL, argv, environ) != 0) return -1;
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0) {}
+    return status;
+}
+
+int64_t baseline_monotonic_ns(void) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (int64_t)now.tv_sec * 1000000000LL + now.tv_nsec;
+}
+
+typedef struct sleeper_options {
+    int period_ms;
+    uint64_t slack_ns;
+    atomic_int *running;
+} sleeper_options;
+
+static void *sleeper(void *opaque) {
+    sleeper_options *options = opaque;
+    prctl(PR_SET_TIMERSLACK, (unsigned long)options->slack_ns, 0, 0, 0);
+    while (atomic_load(options->running)) {
+        struct timespec period = {options->period_ms / 1000, (options->period_ms % 1000) * 1000000L};
+        clock_nanosleep(CLOCK_MONOTONIC, 0, &period, NULL);
+    }
+    return NULL;
+}
+
+static int64_t cpu_microseconds(void) {
+    struct rusage usage;
+    getrusage(RUSAGE_SELF, &usage);
+    return ((int64_t)usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) * 1000000 + usage.ru_utime.tv_usec + usage.ru_stime.tv_usec;
+}
+
+int64_t baseline_idle_threads(int count, int period_ms, uint64_t slack_ns, int seconds) {
+    atomic_int running = 1;
+    sleeper_options options = {period_ms, slack_ns, &running};
+    pthread_t *threads = calloc((size_t)count, sizeof *threads);
+    pthread_attr_t attributes;
+    pthread_attr_init(&attributes);
+    pthread_attr_setstacksize(&attributes, 64 * 1024);
+    for (int i = 0; i < count; i++) pthread_create(&threads[i], &attributes, sleeper, &options);
+    sleep(2);
+    int64_t before = cpu_microseconds();
+    int64_t began = baseline_monotonic_ns();
+    sleep((unsigned)seconds);
+    int64_t used = cpu_microseconds() - before;
+    double wall = (double)(baseline_monotonic_ns() - began) / 1e9;
+    atomic_store(&running, 0);
+    for (int i = 0; i < count; i++) pthread_join(threads[i], NULL);
+    free(threads);
+    return (int64_t)((double)used / wall);
 }

@@ -68,8 +68,29 @@ final class PluginEntryPoints: @unchecked Sendable {
         return Int32(truncatingIfNeeded: arguments.result.pointee)
     }
 
+    /// The loop call of one instance, with nothing reference-counted in it.
+    func loopCall(_ arguments: CallArguments) -> LoopCall {
+        LoopCall(cif: loopInterface.cif, function: loopFunction, arguments: arguments.contextArguments, result: arguments.result)
+    }
+
     func stop(_ arguments: CallArguments) {
         ffi_call(stopInterface.cif, stopFunction, arguments.result, arguments.contextArguments)
+    }
+}
+
+/// Everything one `svc_loop` call needs, as plain pointers: copying or
+/// calling it touches no reference count and takes no lock. Valid while the
+/// ``PluginInstance`` it came from lives.
+struct LoopCall {
+    fileprivate let cif: UnsafeMutablePointer<ffi_cif>
+    fileprivate let function: PluginEntryPoints.CFunction
+    fileprivate let arguments: UnsafeMutablePointer<UnsafeMutableRawPointer?>
+    fileprivate let result: UnsafeMutablePointer<ffi_arg>
+
+    @inline(__always)
+    func callAsFunction() -> Int32 {
+        ffi_call(cif, function, result, arguments)
+        return Int32(truncatingIfNeeded: result.pointee)
     }
 }
 

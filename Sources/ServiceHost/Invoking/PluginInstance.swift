@@ -35,6 +35,9 @@ final class PluginInstance: @unchecked Sendable {
         entryPoints.loop(arguments)
     }
 
+    /// The hot path's handle on `svc_loop`; valid while this instance lives.
+    var loopCall: LoopCall { entryPoints.loopCall(arguments) }
+
     /// Calls `svc_stop` once; later calls do nothing.
     func stop() {
         guard !stopped else { return }

@@ -80,7 +80,11 @@ final class WorkerService: BaseService, HostCallbackTarget, @unchecked Sendable 
     private let image: PluginImage
     private let channel: WorkerChannel
     private var binding: HostBinding?
-    private var instance: PluginInstance?
+    private var instance: PluginInstance? {
+        didSet { loopCall = instance?.loopCall }
+    }
+    /// `instance`'s loop call, read on every loop turn; only this thread touches it.
+    @exclusivity(unchecked) private var loopCall: LoopCall?
 
     init(assignment: WorkerAssignment, image: PluginImage, channel: WorkerChannel) {
         self.image = image
@@ -100,7 +104,8 @@ final class WorkerService: BaseService, HostCallbackTarget, @unchecked Sendable 
     }
 
     override func onLoop() -> LoopOutcome {
-        LoopOutcome(pluginResult: instance.unsafelyUnwrapped.loop(), file: image.file)
+        let result = loopCall.unsafelyUnwrapped()
+        return result == 0 ? .continue : LoopOutcome(pluginResult: result, file: image.file)
     }
 
     override func onStop() {

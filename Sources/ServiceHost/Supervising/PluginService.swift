@@ -16,7 +16,12 @@ final class PluginService: BaseService, HostCallbackTarget, @unchecked Sendable 
     private let imageLock = Mutex<Images?>(nil)
     private var binding: HostBinding?
     /// Touched only on the service's own thread (create, loop, stop).
-    private var instance: PluginInstance?
+    private var instance: PluginInstance? {
+        didSet { loopCall = instance?.loopCall }
+    }
+    /// `instance`'s loop call, read on every loop turn. Only the service's
+    /// own thread touches it, so the dynamic exclusivity check is skipped.
+    @exclusivity(unchecked) private var loopCall: LoopCall?
 
     private struct Images: @unchecked Sendable {
         /// The image that created successfully last (or the one loaded when the service was added).
@@ -78,7 +83,9 @@ final class PluginService: BaseService, HostCallbackTarget, @unchecked Sendable 
     }
 
     override func onLoop() -> LoopOutcome {
-        LoopOutcome(pluginResult: instance.unsafelyUnwrapped.loop(), file: file)
+        let result = loopCall.unsafelyUnwrapped()
+        // The common case first, without building anything.
+        return result == 0 ? .continue : LoopOutcome(pluginResult: result, file: file)
     }
 
     override func onStop() {

@@ -27,7 +27,6 @@ public enum LoopOutcome: Sendable, Equatable {
 extension LoopOutcome {
     /// What an `svc_loop` result means: `SVC_CONTINUE`, `SVC_DONE`, or a
     /// failure (a negative code, or a value above `SVC_DONE`, which is reserved).
-    @inline(__always)
     init(pluginResult result: Int32, file: String) {
         switch result {
         case 0: self = .continue

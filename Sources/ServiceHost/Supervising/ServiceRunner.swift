@@ -1,3 +1,4 @@
+import CThreadShims
 import Foundation
 
 /// Runs one service on a thread of its own, from a start order until the
@@ -22,7 +23,13 @@ final class ServiceRunner: @unchecked Sendable {
     }
 
     func launch() {
+        let interval = service.configuration.interval
         let thread = Thread { [self] in
+            // Pauses end on a shared grid (see BaseService.wakeupGrid); the
+            // timer slack lets the kernel fire the timers of one grid point together.
+            if let grid = BaseService.wakeupGrid(for: interval) {
+                _ = cthread_set_timer_slack(UInt64(grid.nanoseconds))
+            }
             run()
             finished.complete()
         }

@@ -1,14 +1,19 @@
-import Foundation
-import Synchronization
+import CThreadShims
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Tells a running service to stop, and wakes it from any pause.
 ///
 /// The event loop reads the pending request once per turn: a single atomic
 /// load, so checking costs nothing measurable next to a call into a plugin.
-/// Pauses (the loop interval, the start delay, a restart backoff) wait on a
-/// condition that a request signals, so a stop never waits a pause out.
+/// Pauses (the loop interval, the start delay, a restart backoff) sleep on the
+/// same word with a futex, which a request wakes, so a stop never waits a
+/// pause out. An idle service wakes once per interval, and with a thousand
+/// services that wakeup is most of what the host costs: one system call each.
 final class StopSignal: @unchecked Sendable {
-    enum Request: UInt8, Comparable {
+    enum Request: UInt32, Comparable {
         case none = 0
         /// The service asked to stop itself.
         case requested = 1
@@ -18,54 +23,56 @@ final class StopSignal: @unchecked Sendable {
         static func < (lhs: Request, rhs: Request) -> Bool { lhs.rawValue < rhs.rawValue }
     }
 
-    private let pending = Atomic<UInt8>(Request.none.rawValue)
-    private let condition = NSCondition()
+    /// The word the requests are kept in, and the futex pauses sleep on.
+    private let word: UnsafeMutablePointer<UInt32>
     /// Told of every request, after it is pending: a service whose work runs
     /// elsewhere (a worker process) passes it on. Set before the first start.
     var observer: (@Sendable (Request) -> Void)?
 
+    init() {
+        word = .allocate(capacity: 1)
+        word.initialize(to: Request.none.rawValue)
+    }
+
+    deinit { word.deallocate() }
+
     /// The strongest request made since the last reset.
     @inline(__always)
     var request: Request {
-        Request(rawValue: pending.load(ordering: .acquiring)) ?? .none
+        Request(rawValue: cthread_word_load(word)) ?? .none
     }
 
     /// Raises the pending request to `request` (never lowers it) and wakes a pause.
     func raise(_ request: Request) {
-        condition.lock()
-        var current = pending.load(ordering: .relaxed)
-        while current < request.rawValue {
-            let (exchanged, original) = pending.compareExchange(
-                expected: current, desired: request.rawValue, ordering: .acquiringAndReleasing)
-            if exchanged { break }
-            current = original
-        }
-        condition.broadcast()
-        condition.unlock()
+        cthread_word_raise(word, request.rawValue)
         observer?(request)
     }
 
     /// Clears a service's own stop request before a new start; an order stays.
     func clearRequested() {
-        _ = pending.compareExchange(expected: Request.requested.rawValue, desired: Request.none.rawValue, ordering: .acquiringAndReleasing)
+        _ = cthread_word_replace(word, Request.requested.rawValue, Request.none.rawValue)
     }
 
     /// Clears every request: a new run is starting by order.
     func reset() {
-        pending.store(Request.none.rawValue, ordering: .releasing)
+        cthread_word_store(word, Request.none.rawValue)
     }
 
     /// Waits for `duration` or until a request at least as strong as `level`
     /// is raised. Returns whether such a request is pending.
+    /// - Parameter grid: when given, the end of the pause is moved later, by
+    ///   less than `grid`, onto a multiple of it, so that many services pausing
+    ///   for the same interval wake together: one timer instead of hundreds.
     @discardableResult
-    func pause(for duration: Duration, unless level: Request = .requested) -> Bool {
-        let deadline = Date(timeIntervalSinceNow: duration.seconds)
-        condition.lock()
-        defer { condition.unlock() }
-        while request < level {
-            if !condition.wait(until: deadline) { break }
+    func pause(for duration: Duration, unless level: Request = .requested, grid: Duration? = nil) -> Bool {
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        var end = Int64(now.tv_sec) * 1_000_000_000 + Int64(now.tv_nsec) + duration.nanoseconds
+        if let grid, grid > .zero {
+            let step = grid.nanoseconds
+            end = (end + step - 1) / step * step
         }
-        return request >= level
+        return cthread_word_wait(word, level.rawValue, end) >= level.rawValue
     }
 }
 
