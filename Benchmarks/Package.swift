@@ -1,6 +1,6 @@
 // swift-tools-version: 6.1
 // The benchmark suite lives in its own package so the main build stays lean.
-// Run it with: swift package --package-path Benchmarks benchmark
+// Run it with Benchmarks/run, which also writes docs/PERFORMANCE.md.
 import PackageDescription
 
 let package = Package(

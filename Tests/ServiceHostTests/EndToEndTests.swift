@@ -86,6 +86,12 @@ struct EndToEndTests {
         #expect(output.contains("'loud' is not a log level"))
     }
 
+    @Test func anUnknownIsolationIsAValidationError() async throws {
+        let (status, output) = try await HostProcess.run(["run", "--isolation", "container"])
+        #expect(status != 0)
+        #expect(output.contains("'container' is not an isolation; use 'thread' or 'process'."))
+    }
+
     @Test func checkExitsZeroOnlyWhenEveryFileLoads() async throws {
         let folder = try PluginFolder()
         let good = try await folder.add(as: "Good.so")
