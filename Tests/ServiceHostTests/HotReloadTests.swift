@@ -10,13 +10,9 @@ import Glibc
 @Suite("Hot reload")
 struct HotReloadTests {
     @Test func v1ThenV2InPlaceThenGarbageRollsBackToV2() async throws {
-        let folder = try PluginFolder()
-        let file = try await folder.add(as: "P.so", defines: ["PROBE_VERSION=\"1.0.0\""])
-        let logs = LogCapture()
-        let scheduler = try Scheduler(logger: logs.logger)
-        let events = EventWaiter(scheduler)
-        try scheduler.addPlugins(directory: folder.path)
-        scheduler.startAll()
+        let host = try await TestHost(probes: [("P.so", "")])
+        let (folder, logs, scheduler, events) = (host.folder, host.logs, host.scheduler, host.events)
+        let file = "\(folder.path)/P.so"
         try await events.next("P") { $0.isStarted }
         #expect(scheduler.snapshot(of: "P")?.metadata.pluginVersion == "1.0.0")
 
@@ -52,13 +48,8 @@ struct HotReloadTests {
     }
 
     @Test func aNewVersionWhoseCreateFailsRollsBack() async throws {
-        let folder = try PluginFolder()
-        try await folder.add(as: "P.so")
-        let logs = LogCapture()
-        let scheduler = try Scheduler(logger: logs.logger)
-        let events = EventWaiter(scheduler)
-        try scheduler.addPlugins(directory: folder.path)
-        scheduler.startAll()
+        let host = try await TestHost(probes: [("P.so", "")])
+        let (folder, logs, scheduler, events) = (host.folder, host.logs, host.scheduler, host.events)
         try await events.next("P") { $0.isStarted }
 
         try await folder.overwriteInPlace("P.so", with: BuiltFixtures.shared.bytes(
@@ -73,13 +64,8 @@ struct HotReloadTests {
     }
 
     @Test func aServiceThatStopsItselfPicksUpARebuiltFileOnRecovery() async throws {
-        let folder = try PluginFolder()
-        try await folder.add(as: "P.so", sidecar: "interval_ms = 1\n[config]\nstop_after = 1000000\n")
-        let logs = LogCapture()
-        let scheduler = try Scheduler(logger: logs.logger)
-        let events = EventWaiter(scheduler)
-        try scheduler.addPlugins(directory: folder.path)
-        scheduler.startAll()
+        let host = try await TestHost(probes: [("P.so", "interval_ms = 1\n[config]\nstop_after = 1000000\n")])
+        let (folder, scheduler, events) = (host.folder, host.scheduler, host.events)
         try await events.next("P") { $0.isStarted }
         // Replace the file by rename (how most build tools write), then let
         // the service stop itself: recovery restarts it with the new file.
@@ -93,13 +79,8 @@ struct HotReloadTests {
     }
 
     @Test func restartChangedRestartsOnlyServicesWhoseFileChanged() async throws {
-        let folder = try PluginFolder()
-        try await folder.add(as: "Changes.so")
-        try await folder.add(as: "Stays.so")
-        let scheduler = try Scheduler(logger: LogCapture().logger)
-        let events = EventWaiter(scheduler)
-        try scheduler.addPlugins(directory: folder.path)
-        scheduler.startAll()
+        let host = try await TestHost(probes: [("Changes.so", ""), ("Stays.so", "")])
+        let (folder, scheduler, events) = (host.folder, host.scheduler, host.events)
         try await events.first("Changes") { $0.isStarted }
         try await events.first("Stays") { $0.isStarted }
         try await folder.overwriteInPlace("Changes.so", with: BuiltFixtures.shared.bytes("probe.c", defines: ["PROBE_VERSION=\"2.0.0\""]))

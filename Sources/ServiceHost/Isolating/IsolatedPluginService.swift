@@ -48,6 +48,8 @@ final class IsolatedPluginService: BaseService, @unchecked Sendable {
         let failure: ServiceFailure
         /// The plugin could not be loaded at all (not a crash or a create error).
         let isLoadError: Bool
+        /// Why a new version is refused, in the words thread isolation uses.
+        let reloadReason: String
     }
 
     init(name: String, file: String, configuration: ServiceConfiguration, loader: PluginLoader,
@@ -103,7 +105,7 @@ final class IsolatedPluginService: BaseService, @unchecked Sendable {
                 report(.reloaded(from: previous, to: next))
                 return
             case .failure(let failure):
-                reject(candidate.identity, reason: failure.failure.message)
+                reject(candidate.identity, reason: failure.reloadReason)
                 if stopSignal.request == .ordered { throw failure.failure }
             }
         }
@@ -194,7 +196,8 @@ final class IsolatedPluginService: BaseService, @unchecked Sendable {
         do {
             launched = try launcher.launch()
         } catch {
-            return .failure(StartFailure(failure: ServiceFailure(code: -1, message: "\(file): \(error)"), isLoadError: false))
+            return .failure(StartFailure(failure: ServiceFailure(code: -1, message: "\(file): \(error)"), isLoadError: false,
+                                         reloadReason: "\(error)"))
         }
         let current = Worker(channel: launched.channel, pid: launched.pid)
         worker.withLock { $0 = current }
@@ -221,10 +224,13 @@ final class IsolatedPluginService: BaseService, @unchecked Sendable {
             case .message(.loadFailed(let code, let reason)):
                 _ = finish(current)
                 let error = PluginError(PluginError.Code(named: code) ?? .loadFailed, file: file, reason: reason)
-                return .failure(StartFailure(failure: ServiceFailure(code: -1, message: error.description), isLoadError: true))
+                return .failure(StartFailure(failure: ServiceFailure(code: -1, message: error.description), isLoadError: true,
+                                             reloadReason: error.reason))
             case .message(.createFailed(let code)):
                 _ = finish(current)
-                return .failure(StartFailure(failure: ServiceFailure(code: code, message: "\(file): svc_create returned \(code)"), isLoadError: false))
+                return .failure(StartFailure(
+                    failure: ServiceFailure(code: code, message: "\(file): svc_create returned \(code)"), isLoadError: false,
+                    reloadReason: "svc_create of the new version \(version ?? "(no version)") returned \(code)"))
             case .message(.hung(let call, let elapsed)):
                 hung = hungReason(call: call, elapsed: .nanoseconds(elapsed))
             case .message:
@@ -232,7 +238,8 @@ final class IsolatedPluginService: BaseService, @unchecked Sendable {
             case .endOfFile:
                 let status = finish(current)
                 let message = hung ?? "\(file): worker \(status) in svc_create"
-                return .failure(StartFailure(failure: ServiceFailure(code: status.code, message: message), isLoadError: false))
+                return .failure(StartFailure(failure: ServiceFailure(code: status.code, message: message), isLoadError: false,
+                                             reloadReason: "the new version's worker \(status) in svc_create"))
             case .timedOut:
                 kill(current.pid, SIGKILL)
                 stopDeadline = nil
