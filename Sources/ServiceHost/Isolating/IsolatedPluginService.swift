@@ -19,7 +19,9 @@ final class IsolatedPluginService: BaseService, @unchecked Sendable {
     private let loader: PluginLoader
     private let launcher: WorkerLauncher
     private let logger: Logger
-    private let versions: Mutex<Versions>
+    private let versions: PluginVersions<StagedPlugin>
+    /// Whether the version in use ever loaded and created in a worker.
+    private let verified = Atomic<Bool>(false)
     /// The worker of the current run; read by the stop observer from any thread.
     private let worker = Mutex<Worker?>(nil)
     /// Wakes this service's thread from a wait on the worker when a stop is ordered.
@@ -28,15 +30,6 @@ final class IsolatedPluginService: BaseService, @unchecked Sendable {
     private var stopDeadline: ContinuousClock.Instant?
     /// The last start failed to load a plugin that never loaded: restarting is pointless.
     private let unloadable = Atomic<Bool>(false)
-
-    private struct Versions: @unchecked Sendable {
-        /// The staged version to run: the last one that worked, or the first.
-        var current: StagedPlugin
-        var currentVersion: String?
-        /// Whether `current` ever loaded and created in a worker.
-        var verified = false
-        var rejected: FileIdentity?
-    }
 
     private struct Worker: Sendable {
         let channel: WorkerChannel
@@ -61,7 +54,7 @@ final class IsolatedPluginService: BaseService, @unchecked Sendable {
         var logger = logger
         logger[metadataKey: "service"] = "\(name)"
         self.logger = logger
-        versions = Mutex(Versions(current: staged))
+        versions = PluginVersions(file: file, current: staged, name: nil)
         super.init(name: name, configuration: configuration)
         updateMetadata { $0.pluginFile = file }
         stopSignal.observer = { [weak self] request in
@@ -79,10 +72,7 @@ final class IsolatedPluginService: BaseService, @unchecked Sendable {
     }
 
     /// Whether the file differs from the version in use and has not been refused already.
-    var fileChanged: Bool {
-        guard case .success(let identity) = FileIdentity.of(path: file) else { return false }
-        return versions.withLock { identity != $0.current.identity && identity != $0.rejected }
-    }
+    var fileChanged: Bool { versions.fileChanged }
 
     // MARK: Steps
 
@@ -93,31 +83,25 @@ final class IsolatedPluginService: BaseService, @unchecked Sendable {
         if let candidate {
             switch startWorker(candidate) {
             case .success(let version):
-                let previous = versions.withLock { versions in
-                    defer {
-                        versions = Versions(current: candidate, currentVersion: version, verified: true, rejected: nil)
-                    }
-                    return versions.currentVersion ?? "(no version)"
-                }
+                let previous = versions.adopt(candidate, name: version)
+                verified.store(true, ordering: .relaxed)
                 updateMetadata { $0.pluginVersion = version }
                 let next = version ?? "(no version)"
                 logger.notice("reloaded \(file): \(previous) -> \(next)")
                 report(.reloaded(from: previous, to: next))
                 return
             case .failure(let failure):
-                reject(candidate.identity, reason: failure.reloadReason)
+                versions.reject(candidate.identity, reason: failure.reloadReason, for: self, logger: logger)
                 if stopSignal.request == .ordered { throw failure.failure }
             }
         }
         switch startWorker(current) {
         case .success(let version):
-            versions.withLock {
-                $0.currentVersion = version
-                $0.verified = true
-            }
+            versions.name(version)
+            verified.store(true, ordering: .relaxed)
             updateMetadata { $0.pluginVersion = version }
         case .failure(let failure):
-            if failure.isLoadError, !versions.withLock({ $0.verified }) {
+            if failure.isLoadError, !verified.load(ordering: .relaxed) {
                 unloadable.store(true, ordering: .relaxed)
             }
             throw failure.failure
@@ -279,25 +263,13 @@ final class IsolatedPluginService: BaseService, @unchecked Sendable {
 
     /// The staged version in use, and a newly staged one to try first when the file changed.
     private func stagedToTry() -> (current: StagedPlugin, candidate: StagedPlugin?) {
-        let (current, rejected) = versions.withLock { ($0.current, $0.rejected) }
-        guard case .success(let identity) = FileIdentity.of(path: file),
-              identity != current.identity, identity != rejected else { return (current, nil) }
+        let current = versions.current
+        guard let changed = versions.changedFile(logger: logger) else { return (current, nil) }
         do {
             return (current, try loader.stage(file: file))
         } catch {
-            reject(identity, reason: error.reason)
+            versions.reject(changed, reason: error.reason, for: self, logger: logger)
             return (current, nil)
         }
-    }
-
-    private func reject(_ identity: FileIdentity, reason: String) {
-        let kept = versions.withLock { versions in
-            versions.rejected = identity
-            return versions.currentVersion ?? "(no version)"
-        }
-        let message = "reload of \(file) failed: \(reason); keeping version \(kept)"
-        logger.error("\(message)")
-        updateMetadata { $0.record(ServiceFailure(code: -1, message: message)) }
-        report(.reloadRejected(reason: reason))
     }
 }

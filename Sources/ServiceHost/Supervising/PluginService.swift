@@ -1,5 +1,4 @@
 import Logging
-import Synchronization
 
 /// The ``BaseService`` adapter around a plugin file: its create, loop and
 /// stop steps call the plugin's `svc_create`, `svc_loop` and `svc_stop`.
@@ -12,8 +11,7 @@ final class PluginService: BaseService, HostCallbackTarget, @unchecked Sendable 
     let file: String
     private let loader: PluginLoader
     private let logger: Logger
-    /// Guards `current` and `rejected`, which SIGHUP handling reads from another thread.
-    private let imageLock = Mutex<Images?>(nil)
+    private let versions: PluginVersions<PluginImage>
     private var binding: HostBinding?
     /// Touched only on the service's own thread (create, loop, stop).
     private var instance: PluginInstance? {
@@ -22,13 +20,6 @@ final class PluginService: BaseService, HostCallbackTarget, @unchecked Sendable 
     /// `instance`'s loop call, read on every loop turn. Only the service's
     /// own thread touches it, so the dynamic exclusivity check is skipped.
     @exclusivity(unchecked) private var loopCall: LoopCall?
-
-    private struct Images: @unchecked Sendable {
-        /// The image that created successfully last (or the one loaded when the service was added).
-        var current: PluginImage
-        /// A changed file that failed; not tried again until the file changes again.
-        var rejected: FileIdentity?
-    }
 
     /// Loads `file` now, so that a file that cannot be used is reported when
     /// the service is added rather than at its first start.
@@ -39,8 +30,8 @@ final class PluginService: BaseService, HostCallbackTarget, @unchecked Sendable 
         var logger = logger
         logger[metadataKey: "service"] = "\(name)"
         self.logger = logger
+        versions = PluginVersions(file: file, current: image, name: image.version)
         super.init(name: name, configuration: configuration)
-        imageLock.withLock { $0 = Images(current: image) }
         binding = HostBinding(serviceName: name, settings: configuration.settings, target: self)
         updateMetadata {
             $0.pluginFile = file
@@ -49,13 +40,7 @@ final class PluginService: BaseService, HostCallbackTarget, @unchecked Sendable 
     }
 
     /// Whether the file differs from the image in use and has not been refused already.
-    var fileChanged: Bool {
-        guard case .success(let identity) = FileIdentity.of(path: file) else { return false }
-        return imageLock.withLock { images in
-            guard let images else { return false }
-            return identity != images.current.identity && identity != images.rejected
-        }
-    }
+    var fileChanged: Bool { versions.fileChanged }
 
     // MARK: Steps
 
@@ -65,13 +50,14 @@ final class PluginService: BaseService, HostCallbackTarget, @unchecked Sendable 
             switch PluginInstance.create(image: candidate, binding: binding!) {
             case .success(let created):
                 instance = created
-                imageLock.withLock { $0!.current = candidate }
+                let previous = versions.adopt(candidate, name: candidate.version)
                 updateMetadata { $0.pluginVersion = candidate.version }
-                logger.notice("reloaded \(file): \(current.versionDescription) -> \(candidate.versionDescription)")
-                report(.reloaded(from: current.versionDescription, to: candidate.versionDescription))
+                logger.notice("reloaded \(file): \(previous) -> \(candidate.versionDescription)")
+                report(.reloaded(from: previous, to: candidate.versionDescription))
                 return
             case .failure(let failure):
-                reject(candidate.identity, reason: "svc_create of the new version \(candidate.versionDescription) returned \(failure.code)", keeping: current)
+                versions.reject(candidate.identity, reason: "svc_create of the new version \(candidate.versionDescription) returned \(failure.code)",
+                                for: self, logger: logger)
             }
         }
         switch PluginInstance.create(image: current, binding: binding!) {
@@ -97,30 +83,14 @@ final class PluginService: BaseService, HostCallbackTarget, @unchecked Sendable 
 
     /// The image in use, and a newly loaded one to try first when the file changed.
     private func imageToTry() -> (current: PluginImage, candidate: PluginImage?) {
-        let (current, rejected) = imageLock.withLock { ($0!.current, $0!.rejected) }
-        let identity: FileIdentity
-        switch FileIdentity.of(path: file) {
-        case .success(let found):
-            identity = found
-        case .failure(let error):
-            logger.warning("\(file): cannot be examined (\(error)); keeping version \(current.versionDescription)")
-            return (current, nil)
-        }
-        guard identity != current.identity, identity != rejected else { return (current, nil) }
+        let current = versions.current
+        guard let changed = versions.changedFile(logger: logger) else { return (current, nil) }
         do {
             return (current, try loader.load(file: file))
         } catch {
-            reject(identity, reason: error.reason, keeping: current)
+            versions.reject(changed, reason: error.reason, for: self, logger: logger)
             return (current, nil)
         }
-    }
-
-    private func reject(_ identity: FileIdentity, reason: String, keeping current: PluginImage) {
-        imageLock.withLock { $0!.rejected = identity }
-        let message = "reload of \(file) failed: \(reason); keeping version \(current.versionDescription)"
-        logger.error("\(message)")
-        updateMetadata { $0.record(ServiceFailure(code: -1, message: message)) }
-        report(.reloadRejected(reason: reason))
     }
 
     // MARK: HostCallbackTarget
