@@ -80,6 +80,27 @@ struct HangTests {
         #expect(reports.all.last?.hasPrefix("create ") == true)
     }
 
+    @Test func aClockStaysWatchedWhileAnyRunWatchesIt() {
+        // A new run can begin while the thread of the last one is on its way out.
+        let clock = CallClock(loopLimit: .seconds(1), createLimit: nil) { _, _ in }
+        Watchdog.shared.watch(clock)
+        Watchdog.shared.watch(clock)
+        Watchdog.shared.unwatch(clock)
+        #expect(Watchdog.shared.isWatching(clock))
+        Watchdog.shared.unwatch(clock)
+        #expect(!Watchdog.shared.isWatching(clock))
+    }
+
+    @Test func aCompletionWaitTimesOutEvenWithAZeroTimeout() async {
+        let never = Completion()
+        #expect(await never.wait(timeout: .zero) == false)
+        #expect(await never.wait(timeout: .milliseconds(20)) == false)
+        let done = Completion()
+        done.complete()
+        #expect(await done.wait(timeout: .zero) == true)
+        #expect(done.waitBlocking(timeout: .zero))
+    }
+
     @Test func aThreadThatIgnoresTheStopTimeoutIsAbandonedAndTheServiceMarkedHung() async throws {
         let host = try await TestHost(plugins: [(file: "Stuck.so", fixture: "faulty.c", sidecar: """
             stop_timeout_ms = 200

@@ -114,6 +114,17 @@ struct StateMachineTests {
         await scheduler.shutdown()
     }
 
+    @Test func aRemovedServiceIsGoneAndTakesNoMoreOrders() async throws {
+        let host = try await TestHost(probes: [("P.so", ""), ("Q.so", "")])
+        try await host.events.first("P") { $0.isStarted }
+        try await host.scheduler.remove("P")
+        #expect(host.scheduler.snapshot().map(\.name) == ["Q"])
+        let error = #expect(throws: ServiceError.self) { try host.scheduler.start("P") }
+        #expect(error?.code == .unknownService)
+        #expect(host.logs.entries { $0.service == "P" && $0.message.hasPrefix("stop after") }.count == 1)
+        await host.scheduler.shutdown()
+    }
+
     @Test func theRuntimeDirectoryIsPrivateAndRemovedAtShutdown() async throws {
         let folder = try PluginFolder()
         try await folder.add(as: "P.so")

@@ -104,6 +104,8 @@ final class WorkerLauncher: @unchecked Sendable {
         case .message(.hello):
             return (host, pid)
         default:
+            // It is still the fork server's unreaped child, so the pid is its own.
+            kill(pid, SIGKILL)
             _ = reap(pid)
             throw LaunchError(description: "the worker process did not start")
         }
@@ -122,17 +124,26 @@ final class WorkerLauncher: @unchecked Sendable {
     private func spawn(with worker: WorkerChannel) throws(LaunchError) -> pid_t {
         lock.lock()
         defer { lock.unlock() }
-        for attempt in 1...2 {
+        for _ in 1...2 {
             let control = try serverControlLocked()
-            if (try? control.send(descriptor: worker.descriptor)) != nil,
-               case .spawned(let pid) = control.receiveAnswer(), pid > 0 {
+            if (try? control.send(descriptor: worker.descriptor)) != nil, let answer = control.receiveAnswer() {
+                guard case .spawned(let pid) = answer, pid > 0 else {
+                    // The server is fine; the system would not fork (out of processes or memory).
+                    throw LaunchError(description: "the fork server could not fork a worker")
+                }
                 return pid
             }
-            // The fork server died (or could not fork): start a new one, once.
-            self.control = nil
-            if attempt == 2 { break }
+            // The fork server is gone: reap it and start a new one, once.
+            replaceServerLocked()
         }
         throw LaunchError(description: "the fork server could not start a worker")
+    }
+
+    private func replaceServerLocked() {
+        control?.close()
+        control = nil
+        if serverPID > 0 { _ = ExitStatus.reap(serverPID) }
+        serverPID = 0
     }
 
     private func serverControlLocked() throws(LaunchError) -> WorkerChannel {

@@ -41,8 +41,10 @@ final class IsolatedPluginService: BaseService, @unchecked Sendable {
         let failure: ServiceFailure
         /// The plugin could not be loaded at all (not a crash or a create error).
         let isLoadError: Bool
-        /// Why a new version is refused, in the words thread isolation uses.
-        let reloadReason: String
+        /// Why a new version is refused, in the words thread isolation uses;
+        /// `nil` when the failure is not the version's fault (no worker could
+        /// be started, or the host killed it to honour a stop).
+        let reloadReason: String?
     }
 
     init(name: String, file: String, configuration: ServiceConfiguration, loader: PluginLoader,
@@ -91,7 +93,9 @@ final class IsolatedPluginService: BaseService, @unchecked Sendable {
                 report(.reloaded(from: previous, to: next))
                 return
             case .failure(let failure):
-                versions.reject(candidate.identity, reason: failure.reloadReason, for: self, logger: logger)
+                if let reason = failure.reloadReason, stopSignal.request != .ordered {
+                    versions.reject(candidate.identity, reason: reason, for: self, logger: logger)
+                }
                 if stopSignal.request == .ordered { throw failure.failure }
             }
         }
@@ -181,22 +185,25 @@ final class IsolatedPluginService: BaseService, @unchecked Sendable {
             launched = try launcher.launch()
         } catch {
             return .failure(StartFailure(failure: ServiceFailure(code: -1, message: "\(file): \(error)"), isLoadError: false,
-                                         reloadReason: "\(error)"))
+                                         reloadReason: nil))
         }
         let current = Worker(channel: launched.channel, pid: launched.pid)
-        worker.withLock { $0 = current }
         logger.debug("worker \(launched.pid) loads \(file)")
+        // The assignment goes first: the stop observer may send `.stop` as
+        // soon as the worker is published, and a worker expects `.start` first.
         launched.channel.send(.start(WorkerAssignment(
             name: name, file: file, privateCopy: staged.privateCopy, containsSwiftCode: staged.containsSwiftCode,
             interval: configuration.interval, watchdog: configuration.watchdog, startTimeout: configuration.startTimeout,
             settings: configuration.settings)))
-        // A stop ordered before the worker existed could not be passed on.
+        worker.withLock { $0 = current }
+        // A stop ordered before the worker was published could not be passed on.
         if stopSignal.request == .ordered {
             launched.channel.send(.stop)
             noteOrderedStop()
         }
         var version: String?
         var hung: String?
+        var killedForStop = false
         while true {
             switch launched.channel.receive(until: stopDeadline, wake: wakeup.descriptor) {
             case .message(.log(let level, let message)):
@@ -223,9 +230,10 @@ final class IsolatedPluginService: BaseService, @unchecked Sendable {
                 let status = finish(current)
                 let message = hung ?? "\(file): worker \(status) in svc_create"
                 return .failure(StartFailure(failure: ServiceFailure(code: status.code, message: message), isLoadError: false,
-                                             reloadReason: "the new version's worker \(status) in svc_create"))
+                                             reloadReason: killedForStop ? nil : "the new version's worker \(status) in svc_create"))
             case .timedOut:
                 kill(current.pid, SIGKILL)
+                killedForStop = true
                 stopDeadline = nil
             case .woken:
                 wakeup.clear()
@@ -236,10 +244,11 @@ final class IsolatedPluginService: BaseService, @unchecked Sendable {
 
     /// Reaps a worker whose channel reached its end, and forgets it.
     private func finish(_ finished: Worker) -> ExitStatus {
-        let status = launcher.reap(finished.pid)
-        finished.channel.close()
+        // Unpublished before its socket closes, so that the stop observer can
+        // never send on a descriptor number something else has reused.
         worker.withLock { if $0?.pid == finished.pid { $0 = nil } }
-        return status
+        finished.channel.close()
+        return launcher.reap(finished.pid)
     }
 
     private func noteOrderedStop() {

@@ -210,7 +210,10 @@ final class WorkerChannel: @unchecked Sendable {
                 cmsg.pointee.cmsg_level = SOL_SOCKET
                 cmsg.pointee.cmsg_type = Int32(SCM_RIGHTS)
                 (control + MemoryLayout<cmsghdr>.size).storeBytes(of: passed, as: Int32.self)
-                return sendmsg(descriptor, &header, Int32(MSG_NOSIGNAL))
+                while true {
+                    let sent = sendmsg(descriptor, &header, Int32(MSG_NOSIGNAL))
+                    if sent >= 0 || errno != EINTR { return sent }
+                }
             }
         }
         guard result >= 0 else { throw Errno(errno) }

@@ -34,21 +34,22 @@ final class Completion: @unchecked Sendable {
             nextWaiter += 1
             return nextWaiter
         }
-        // A Dispatch timer, not Task.sleep: a stop timeout must fire even
-        // when the program has every thread of Swift's cooperative pool blocked.
-        if let timeout {
-            DispatchQueue.global().asyncAfter(deadline: .now() + timeout.seconds) { [weak self] in
-                self?.expire(identifier)
-            }
-        }
         return await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
             condition.lock()
             if done {
                 condition.unlock()
                 continuation.resume(returning: true)
-            } else {
-                waiters[identifier] = continuation
-                condition.unlock()
+                return
+            }
+            waiters[identifier] = continuation
+            condition.unlock()
+            // Set only once the waiter is registered, so it cannot fire unseen.
+            // A Dispatch timer, not Task.sleep: a stop timeout must fire even
+            // when the program has every thread of Swift's cooperative pool blocked.
+            if let timeout {
+                DispatchQueue.global().asyncAfter(deadline: .now() + timeout.seconds) { [weak self] in
+                    self?.expire(identifier)
+                }
             }
         }
     }

@@ -27,6 +27,8 @@ final class ServiceManager: @unchecked Sendable {
         var hungRunner: ServiceRunner?
         /// Ordered to run: it starts whenever its requirements are up.
         var wanted = false
+        /// Being removed: it takes no more start orders.
+        var removing = false
         /// Why it can never start (an unknown requirement, a cycle), if so.
         var blocked: String?
         var backoff: RestartBackoff
@@ -101,6 +103,9 @@ final class ServiceManager: @unchecked Sendable {
         defer { lock.unlock() }
         try requireRunningLocked(name)
         let supervision = try supervisionLocked(name)
+        guard !supervision.removing else {
+            throw ServiceError(.unknownService, service: name, reason: "the service is being removed")
+        }
         guard supervision.runner == nil else {
             throw ServiceError(.illegalTransition, service: name, reason: "cannot start: already running")
         }
@@ -152,6 +157,7 @@ final class ServiceManager: @unchecked Sendable {
     }
 
     func remove(_ name: String) async throws(ServiceError) {
+        try markRemoving(name)
         try await stop(name)
         lock.withLock {
             guard let supervision = supervisions.removeValue(forKey: name) else { return }
@@ -227,7 +233,7 @@ final class ServiceManager: @unchecked Sendable {
             logger.notice("stopping: \(reason)", metadata: ["service": "\(service.name)"])
         }
         service.stopSignal.raise(.ordered)
-        if await runner.finished.wait(timeout: stopDeadline(of: service)) {
+        if await runner.finished.wait(timeout: stopDeadline(of: supervision)) {
             lock.withLock {
                 if supervision.runner === runner { supervision.runner = nil }
             }
@@ -243,7 +249,7 @@ final class ServiceManager: @unchecked Sendable {
         let service = supervision.service
         logger.notice("stopping: \(reason)", metadata: ["service": "\(service.name)"])
         service.stopSignal.raise(.ordered)
-        if runner.finished.waitBlocking(timeout: stopDeadline(of: service)) {
+        if runner.finished.waitBlocking(timeout: stopDeadline(of: supervision)) {
             lock.withLock {
                 if supervision.runner === runner { supervision.runner = nil }
             }
@@ -254,9 +260,15 @@ final class ServiceManager: @unchecked Sendable {
 
     /// How long to wait for a run to end after ordering it to: the stop
     /// timeout, with a margin for an isolated service, which enforces the
-    /// timeout itself by killing its worker.
-    private func stopDeadline(of service: BaseService) -> Duration {
-        service.enforcesStopTimeout ? service.configuration.stopTimeout + .seconds(2) : service.configuration.stopTimeout
+    /// timeout itself by killing its worker; plus the stop timeouts of its
+    /// dependents, which its thread may be stopping one by one at that moment.
+    private func stopDeadline(of supervision: Supervision) -> Duration {
+        let service = supervision.service
+        let own = service.enforcesStopTimeout ? service.configuration.stopTimeout + .seconds(2) : service.configuration.stopTimeout
+        let dependentsTime = runningDependents(of: service.name).reduce(Duration.zero) { total, dependent in
+            total + dependent.service.configuration.stopTimeout
+        }
+        return own + dependentsTime
     }
 
     private func abandon(_ runner: ServiceRunner, of supervision: Supervision) {
@@ -403,8 +415,10 @@ final class ServiceManager: @unchecked Sendable {
     private func launchIfReadyLocked(_ supervision: Supervision) {
         guard supervision.wanted, supervision.runner == nil, supervision.hungRunner == nil,
               supervision.blocked == nil, case .running = state else { return }
+        // A requirement that is stopping by order may still be starting on
+        // its own for a moment; only one that is wanted counts as up.
         for requirement in supervision.requires {
-            guard let required = supervisions[requirement], required.runner != nil,
+            guard let required = supervisions[requirement], required.wanted, required.runner != nil,
                   required.service.currentState == .started else { return }
         }
         let service = supervision.service
@@ -454,6 +468,12 @@ final class ServiceManager: @unchecked Sendable {
     }
 
     // MARK: Helpers
+
+    private func markRemoving(_ name: String) throws(ServiceError) {
+        lock.lock()
+        defer { lock.unlock() }
+        try supervisionLocked(name).removing = true
+    }
 
     private func unwant(_ name: String) throws(ServiceError) -> Supervision {
         lock.lock()

@@ -19,11 +19,15 @@ final class Watchdog: @unchecked Sendable {
 
     private let condition = NSCondition()
     private var watched: [ObjectIdentifier: CallClock] = [:]
+    /// How many runs watch each clock: a new run of a service can begin while
+    /// the thread of its last run is still on its way out.
+    private var watchers: [ObjectIdentifier: Int] = [:]
     private var started = false
 
     func watch(_ clock: CallClock) {
         condition.lock()
         watched[ObjectIdentifier(clock)] = clock
+        watchers[ObjectIdentifier(clock), default: 0] += 1
         if !started {
             started = true
             let thread = Thread { [self] in run() }
@@ -34,8 +38,19 @@ final class Watchdog: @unchecked Sendable {
         condition.unlock()
     }
 
+    func isWatching(_ clock: CallClock) -> Bool {
+        condition.withLock { watched[ObjectIdentifier(clock)] != nil }
+    }
+
     func unwatch(_ clock: CallClock) {
-        condition.withLock { _ = watched.removeValue(forKey: ObjectIdentifier(clock)) }
+        condition.withLock {
+            let key = ObjectIdentifier(clock)
+            watchers[key, default: 1] -= 1
+            if watchers[key] == 0 {
+                watchers[key] = nil
+                watched[key] = nil
+            }
+        }
     }
 
     private func run() {
