@@ -42,24 +42,75 @@ public enum ForkServer {
         setpgid(0, 0)
         signal(SIGPIPE, SIG_IGN)
         signal(SIGINT, SIG_IGN)
+        warmUp()
+        // A worker forked ahead of time waits for its socket, so that a
+        // restart does not wait for a fork; the next spare is forked after
+        // the answer has gone out.
+        var spare = forkSpare(control: control)
         while true {
             switch control.receiveRequest() {
             case .spawn(let channel):
-                let worker = fork()
-                if worker == 0 {
-                    control.close()
-                    signal(SIGINT, SIG_DFL)
-                    WorkerProcess.run(channel: WorkerChannel(descriptor: channel))
+                var worker: pid_t = -1
+                if let ready = spare, (try? ready.link.send(descriptor: channel)) != nil {
+                    worker = ready.pid
+                } else {
+                    // No spare, or it died: fork one now.
+                    worker = fork()
+                    if worker == 0 {
+                        control.close()
+                        signal(SIGINT, SIG_DFL)
+                        WorkerProcess.run(channel: WorkerChannel(descriptor: channel))
+                    }
                 }
                 close(channel)
+                spare?.link.close()
+                spare = nil
                 control.send(.spawned(pid: worker))
+                spare = forkSpare(control: control)
             case .reap(let pid):
                 control.send(.reaped(status: ExitStatus.reap(pid)))
             case .end:
                 // The host closed the control socket: it is gone or shutting down.
+                if let spare {
+                    kill(spare.pid, SIGKILL)
+                    _ = ExitStatus.reap(spare.pid)
+                }
                 _exit(0)
             }
         }
+    }
+
+    /// Does once, here, what every worker would otherwise do first: libffi
+    /// maps its closure trampolines on the first allocation, and a closure
+    /// freed here leaves them mapped in every fork.
+    private static func warmUp() {
+        final class Quiet: HostCallbackTarget {
+            func pluginLog(level: Int32, message: String) {}
+            func pluginRequestedStop() {}
+        }
+        let target = Quiet()
+        _ = HostBinding(serviceName: "", settings: [:], target: target)
+        _ = StopSignal()
+    }
+
+    /// A forked worker waiting for its socket on `link`; `nil` if fork failed.
+    private static func forkSpare(control: WorkerChannel) -> (pid: pid_t, link: WorkerChannel)? {
+        guard let (server, spare) = try? WorkerChannel.pair() else { return nil }
+        let pid = fork()
+        if pid == 0 {
+            control.close()
+            server.close()
+            signal(SIGINT, SIG_DFL)
+            guard case .spawn(let channel) = spare.receiveRequest() else { _exit(0) }
+            spare.close()
+            WorkerProcess.run(channel: WorkerChannel(descriptor: channel))
+        }
+        spare.close()
+        guard pid > 0 else {
+            server.close()
+            return nil
+        }
+        return (pid, server)
     }
 
     static func closeInheritedDescriptors(above lowest: Int32) {
@@ -87,7 +138,9 @@ final class WorkerLauncher: @unchecked Sendable {
         let description: String
     }
 
-    /// A new worker process, connected, and ready for its assignment.
+    /// A new worker process, connected. The caller sends the assignment at
+    /// once: the socket holds it until the worker reads it, so no handshake
+    /// adds a round trip to every restart.
     func launch() throws(LaunchError) -> (channel: WorkerChannel, pid: pid_t) {
         let host: WorkerChannel
         let worker: WorkerChannel
@@ -98,17 +151,9 @@ final class WorkerLauncher: @unchecked Sendable {
         }
         let pid = try spawn(with: worker)
         // The fork server and the worker have their copies; closing ours means an
-        // end of file on `host` if the worker dies before it says hello.
+        // end of file on `host` as soon as the worker is gone.
         worker.close()
-        switch host.receive(until: .now + .seconds(10)) {
-        case .message(.hello):
-            return (host, pid)
-        default:
-            // It is still the fork server's unreaped child, so the pid is its own.
-            kill(pid, SIGKILL)
-            _ = reap(pid)
-            throw LaunchError(description: "the worker process did not start")
-        }
+        return (host, pid)
     }
 
     /// Collects the exit status of a worker whose socket has closed (after

@@ -8,8 +8,6 @@ enum WorkerMessage: Sendable, Equatable {
     case stop
 
     // Worker to host.
-    /// The worker is up; its process ID.
-    case hello(pid: Int32)
     /// The plugin loaded; its version.
     case loaded(version: String?)
     /// The plugin could not be loaded.
@@ -73,7 +71,7 @@ extension WorkerMessage {
     static let logLimit = 32 * 1024
 
     private enum Tag: UInt8 {
-        case start = 1, stop, hello, loaded, loadFailed, created, createFailed, log, hung, stopped
+        case start = 1, stop, loaded = 4, loadFailed, created, createFailed, log, hung, stopped
     }
 
     func encoded() -> [UInt8] {
@@ -95,9 +93,6 @@ extension WorkerMessage {
             }
         case .stop:
             out.byte(Tag.stop.rawValue)
-        case .hello(let pid):
-            out.byte(Tag.hello.rawValue)
-            out.int64(Int64(pid))
         case .loaded(let version):
             out.byte(Tag.loaded.rawValue)
             out.byte(version == nil ? 0 : 1)
@@ -148,9 +143,6 @@ extension WorkerMessage {
                 settings: settings))
         case .stop:
             self = .stop
-        case .hello:
-            guard let pid = input.int64() else { return nil }
-            self = .hello(pid: Int32(truncatingIfNeeded: pid))
         case .loaded:
             guard let has = input.byte(), let version = input.string() else { return nil }
             self = .loaded(version: has == 0 ? nil : version)

@@ -19,7 +19,6 @@ enum WorkerProcess {
             signal(crash, SIG_DFL)
         }
         signal(SIGPIPE, SIG_IGN)
-        channel.send(.hello(pid: getpid()))
         guard case .message(.start(let assignment)) = channel.receive() else { _exit(64) }
 
         // The host staged and checked the copy; the worker only loads it.
@@ -44,16 +43,7 @@ enum WorkerProcess {
             service.callClock = clock
             Watchdog.shared.watch(clock)
         }
-        let reader = Thread {
-            while true {
-                switch channel.receive() {
-                case .message(.stop): service.stopSignal.raise(.ordered)
-                case .endOfFile: _exit(70)  // the host is gone; nobody supervises this run any more
-                default: continue
-                }
-            }
-        }
-        reader.start()
+        startReader(channel: channel, signal: service.stopSignal)
 
         do {
             if let failure = try service.start() {
@@ -71,6 +61,39 @@ enum WorkerProcess {
         // _exit, not exit: the worker is a fork of the fork server, whose
         // atexit handlers are not this process's to run.
         _exit(0)
+    }
+}
+
+extension WorkerProcess {
+    /// Reads the host's orders on a thread of its own, so that a stop reaches
+    /// the service while the service's thread is inside the plugin.
+    ///
+    /// A bare pthread: the fork server never starts a Foundation thread (it
+    /// must stay single-threaded), so the first Foundation `Thread` in each
+    /// worker would pay for setting up Foundation's threading on every restart.
+    static func startReader(channel: WorkerChannel, signal: StopSignal) {
+        let context = Unmanaged.passRetained(ReaderContext(channel: channel, signal: signal)).toOpaque()
+        var thread = pthread_t()
+        pthread_create(&thread, nil, { context in
+            let reader = Unmanaged<ReaderContext>.fromOpaque(context!).takeRetainedValue()
+            while true {
+                switch reader.channel.receive() {
+                case .message(.stop): reader.signal.raise(.ordered)
+                case .endOfFile: _exit(70)  // the host is gone; nobody supervises this run any more
+                default: continue
+                }
+            }
+        }, context)
+        pthread_detach(thread)
+    }
+
+    private final class ReaderContext: @unchecked Sendable {
+        let channel: WorkerChannel
+        let signal: StopSignal
+        init(channel: WorkerChannel, signal: StopSignal) {
+            self.channel = channel
+            self.signal = signal
+        }
     }
 }
 
