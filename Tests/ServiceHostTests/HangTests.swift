@@ -44,6 +44,7 @@ struct HangTests {
         let host = try await TestHost(plugins: [(file: "Slow.so", fixture: "faulty.c", sidecar: """
             watchdog_ms = 50
             stop_timeout_ms = 100
+            interval_ms = 1
             [config]
             fault = "sleep"
             fault_ms = 400
@@ -104,6 +105,7 @@ struct HangTests {
     @Test func aThreadThatIgnoresTheStopTimeoutIsAbandonedAndTheServiceMarkedHung() async throws {
         let host = try await TestHost(plugins: [(file: "Stuck.so", fixture: "faulty.c", sidecar: """
             stop_timeout_ms = 200
+            interval_ms = 10
             [config]
             fault = "sleep"
             fault_ms = 1500

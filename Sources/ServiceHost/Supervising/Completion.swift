@@ -43,11 +43,11 @@ final class Completion: @unchecked Sendable {
             }
             waiters[identifier] = continuation
             condition.unlock()
-            // Set only once the waiter is registered, so it cannot fire unseen.
-            // A Dispatch timer, not Task.sleep: a stop timeout must fire even
-            // when the program has every thread of Swift's cooperative pool blocked.
+            // Set only once the waiter is registered, so it cannot fire unseen;
+            // on the timer's own thread, so it fires even when the program
+            // keeps every pooled thread busy.
             if let timeout {
-                DispatchQueue.global().asyncAfter(deadline: .now() + timeout.seconds) { [weak self] in
+                DeadlineTimer.shared.schedule(after: timeout) { [weak self] in
                     self?.expire(identifier)
                 }
             }
