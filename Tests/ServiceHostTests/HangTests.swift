@@ -108,7 +108,7 @@ struct HangTests {
             interval_ms = 10
             [config]
             fault = "sleep"
-            fault_ms = 1500
+            fault_ms = 4000
             fault_after = 1
             """)])
         try await host.logs.waitFor { $0.message == "fault sleep in loop" }

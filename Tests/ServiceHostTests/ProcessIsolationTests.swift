@@ -107,7 +107,6 @@ struct ProcessIsolationTests {
         let took = ContinuousClock.now - began
         #expect(took < .seconds(3), "\(took)")
         #expect(host.logs.entries { $0.message.contains("svc_loop did not return within stop_timeout_ms (300 ms) of the stop; killing the worker") }.count == 1)
-        #expect(ProcessCensus.zombieChildren().isEmpty)
     }
 
     @Test func configLogAndRequestStopWorkAcrossTheProcessBoundary() async throws {

@@ -56,6 +56,12 @@ public final class Scheduler: Sendable {
         launcher = configuration.workerExecutable.map { WorkerLauncher(executable: $0) }
     }
 
+    /// Releasing a scheduler without ``shutdown()`` orders every service to
+    /// stop, without waiting for them: nothing would supervise them any more.
+    deinit {
+        manager.orderAllToStop()
+    }
+
     /// The private directory that holds the copies of loaded plugins.
     public var runtimeDirectory: String { loader.runtimeDirectory.path }
 

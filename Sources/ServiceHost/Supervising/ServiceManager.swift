@@ -213,6 +213,19 @@ final class ServiceManager: @unchecked Sendable {
         events.finish()
     }
 
+    /// Orders every service to stop and takes no more orders, without
+    /// waiting: for a scheduler released without a shutdown, so that its
+    /// services' threads end rather than run on with nobody to supervise them.
+    func orderAllToStop() {
+        let services: [BaseService] = lock.withLock {
+            state = .shutDown
+            for supervision in supervisions.values { supervision.wanted = false }
+            return supervisions.values.map(\.service)
+        }
+        for service in services { service.stopSignal.raise(.ordered) }
+        events.finish()
+    }
+
     func service(named name: String) -> BaseService? {
         lock.withLock { supervisions[name]?.service }
     }
