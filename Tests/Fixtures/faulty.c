@@ -44,6 +44,7 @@
 #define _POSIX_C_SOURCE 200809L
 
 #include "servicehost.h"
+#include "fixture_support.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -111,75 +112,23 @@ typedef struct faulty {
     long loops;
 } faulty;
 
-__attribute__((format(printf, 3, 4)))
-static void faulty_log(const svc_host *host, int32_t level, const char *format, ...) {
-    if (host == NULL || host->log == NULL) {
-        return;
-    }
-    char message[1024];
-    va_list arguments;
-    va_start(arguments, format);
-    vsnprintf(message, sizeof message, format, arguments);
-    va_end(arguments);
-    host->log(level, message);
-}
-
-static const char *faulty_config(const svc_host *host, const char *key) {
-    if (host == NULL || host->config == NULL) {
-        return NULL;
-    }
-    return host->config(key);
-}
-
-/* Parses a base-10 integer that fits an int32_t, allowing surrounding
- * whitespace and TOML's digit separators ("1_000"). */
-static bool parse_int(const char *text, long *out) {
-    char digits[64];
-    size_t length = 0;
-    for (const char *p = text; *p != '\0'; p++) {
-        if (*p == '_') {
-            continue;
-        }
-        if (length + 1 >= sizeof digits) {
-            return false;
-        }
-        digits[length++] = *p;
-    }
-    digits[length] = '\0';
-
-    char *end = NULL;
-    errno = 0;
-    long value = strtol(digits, &end, 10);
-    if (end == digits || errno == ERANGE) {
-        return false;
-    }
-    while (*end == ' ' || *end == '\t' || *end == '\n' || *end == '\r') {
-        end++;
-    }
-    if (*end != '\0' || value < INT32_MIN || value > INT32_MAX) {
-        return false;
-    }
-    *out = value;
-    return true;
-}
-
 /* Reads an int option into *out (the fallback when absent). False, after
  * logging, when the value is not a number. */
 static bool option_int(const svc_host *host, const char *key, long fallback, long *out) {
-    const char *text = faulty_config(host, key);
+    const char *text = fixture_config(host, key);
     if (text == NULL) {
         *out = fallback;
         return true;
     }
     if (!parse_int(text, out)) {
-        faulty_log(host, SVC_LOG_ERROR, "invalid %s '%s'", key, text);
+        fixture_log(host, SVC_LOG_ERROR, "invalid %s '%s'", key, text);
         return false;
     }
     return true;
 }
 
 static bool option_bool(const svc_host *host, const char *key, bool fallback, bool *out) {
-    const char *text = faulty_config(host, key);
+    const char *text = fixture_config(host, key);
     if (text == NULL) {
         *out = fallback;
     } else if (strcmp(text, "true") == 0) {
@@ -187,7 +136,7 @@ static bool option_bool(const svc_host *host, const char *key, bool fallback, bo
     } else if (strcmp(text, "false") == 0) {
         *out = false;
     } else {
-        faulty_log(host, SVC_LOG_ERROR, "invalid %s '%s'", key, text);
+        fixture_log(host, SVC_LOG_ERROR, "invalid %s '%s'", key, text);
         return false;
     }
     return true;
@@ -195,7 +144,7 @@ static bool option_bool(const svc_host *host, const char *key, bool fallback, bo
 
 /* Reads every option; false, after logging the bad one, on an invalid value. */
 static bool read_options(const svc_host *host, faulty_options *options) {
-    const char *fault = faulty_config(host, "fault");
+    const char *fault = fixture_config(host, "fault");
     if (fault == NULL) {
         fault = "none";
     }
@@ -207,11 +156,11 @@ static bool read_options(const svc_host *host, faulty_options *options) {
         }
     }
     if (options->fault_name == NULL) {
-        faulty_log(host, SVC_LOG_ERROR, "invalid fault '%s'", fault);
+        fixture_log(host, SVC_LOG_ERROR, "invalid fault '%s'", fault);
         return false;
     }
 
-    const char *place = faulty_config(host, "fault_in");
+    const char *place = fixture_config(host, "fault_in");
     if (place == NULL) {
         place = "loop";
     }
@@ -223,7 +172,7 @@ static bool read_options(const svc_host *host, faulty_options *options) {
         }
     }
     if (options->fault_in_name == NULL) {
-        faulty_log(host, SVC_LOG_ERROR, "invalid fault_in '%s'", place);
+        fixture_log(host, SVC_LOG_ERROR, "invalid fault_in '%s'", place);
         return false;
     }
 
@@ -249,7 +198,7 @@ static void misbehave(const svc_host *host, const faulty_options *options) {
     if (options->fault == FAULT_NONE) {
         return;
     }
-    faulty_log(host, SVC_LOG_WARN, "fault %s in %s", options->fault_name, options->fault_in_name);
+    fixture_log(host, SVC_LOG_WARN, "fault %s in %s", options->fault_name, options->fault_in_name);
 
     switch (options->fault) {
     case FAULT_NONE:
@@ -293,7 +242,7 @@ SVC_EXPORT const char *svc_plugin_version(void) {
 }
 
 SVC_EXPORT int32_t svc_create(const svc_host *host, void **ctx) {
-    faulty_log(host, SVC_LOG_INFO, "create");
+    fixture_log(host, SVC_LOG_INFO, "create");
 
     faulty_options options;
     if (!read_options(host, &options)) {
@@ -305,7 +254,7 @@ SVC_EXPORT int32_t svc_create(const svc_host *host, void **ctx) {
 
     faulty *self = malloc(sizeof *self);
     if (self == NULL) {
-        faulty_log(host, SVC_LOG_ERROR, "create failing with %d: out of memory", FAULTY_ENOMEM);
+        fixture_log(host, SVC_LOG_ERROR, "create failing with %d: out of memory", FAULTY_ENOMEM);
         return FAULTY_ENOMEM;
     }
     self->host = host;
@@ -320,7 +269,7 @@ SVC_EXPORT int32_t svc_loop(void *ctx) {
     long n = ++self->loops;
 
     if (self->options.log_loops) {
-        faulty_log(self->host, SVC_LOG_INFO, "loop %ld", n);
+        fixture_log(self->host, SVC_LOG_INFO, "loop %ld", n);
     }
     if (self->options.fault_in == FAULT_IN_LOOP && n == self->options.fault_after) {
         misbehave(self->host, &self->options);
@@ -333,7 +282,7 @@ SVC_EXPORT void svc_stop(void *ctx) {
     if (self == NULL) {
         return;
     }
-    faulty_log(self->host, SVC_LOG_INFO, "stop");
+    fixture_log(self->host, SVC_LOG_INFO, "stop");
     if (self->options.fault_in == FAULT_IN_STOP) {
         misbehave(self->host, &self->options);
     }

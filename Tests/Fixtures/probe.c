@@ -37,6 +37,7 @@
 #define _POSIX_C_SOURCE 200809L
 
 #include "servicehost.h"
+#include "fixture_support.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -72,74 +73,21 @@ typedef struct probe {
     long loops;
 } probe;
 
-__attribute__((format(printf, 3, 4)))
-static void probe_log(const svc_host *host, int32_t level, const char *format, ...) {
-    if (host == NULL || host->log == NULL) {
-        return;
-    }
-    char message[1024];
-    va_list arguments;
-    va_start(arguments, format);
-    vsnprintf(message, sizeof message, format, arguments);
-    va_end(arguments);
-    host->log(level, message);
-}
-
-static const char *probe_config(const svc_host *host, const char *key) {
-    if (host == NULL || host->config == NULL) {
-        return NULL;
-    }
-    return host->config(key);
-}
-
-/* Parses a base-10 integer that fits an int32_t, allowing surrounding
- * whitespace and TOML's digit separators ("1_000"). Returns false when the
- * text is not such a number. */
-static bool parse_int(const char *text, long *out) {
-    char digits[64];
-    size_t length = 0;
-    for (const char *p = text; *p != '\0'; p++) {
-        if (*p == '_') {
-            continue;
-        }
-        if (length + 1 >= sizeof digits) {
-            return false;
-        }
-        digits[length++] = *p;
-    }
-    digits[length] = '\0';
-
-    char *end = NULL;
-    errno = 0;
-    long value = strtol(digits, &end, 10);
-    if (end == digits || errno == ERANGE) {
-        return false;
-    }
-    while (*end == ' ' || *end == '\t' || *end == '\n' || *end == '\r') {
-        end++;
-    }
-    if (*end != '\0' || value < INT32_MIN || value > INT32_MAX) {
-        return false;
-    }
-    *out = value;
-    return true;
-}
-
 static long option_int(const svc_host *host, const char *key, long fallback) {
-    const char *text = probe_config(host, key);
+    const char *text = fixture_config(host, key);
     if (text == NULL) {
         return fallback;
     }
     long value;
     if (!parse_int(text, &value)) {
-        probe_log(host, SVC_LOG_WARN, "invalid %s '%s', using %ld", key, text, fallback);
+        fixture_log(host, SVC_LOG_WARN, "invalid %s '%s', using %ld", key, text, fallback);
         return fallback;
     }
     return value;
 }
 
 static bool option_bool(const svc_host *host, const char *key, bool fallback) {
-    const char *text = probe_config(host, key);
+    const char *text = fixture_config(host, key);
     if (text == NULL) {
         return fallback;
     }
@@ -149,7 +97,7 @@ static bool option_bool(const svc_host *host, const char *key, bool fallback) {
     if (strcmp(text, "false") == 0) {
         return false;
     }
-    probe_log(host, SVC_LOG_WARN, "invalid %s '%s', using %s", key, text, fallback ? "true" : "false");
+    fixture_log(host, SVC_LOG_WARN, "invalid %s '%s', using %s", key, text, fallback ? "true" : "false");
     return fallback;
 }
 
@@ -173,8 +121,8 @@ SVC_EXPORT const char *svc_plugin_version(void) {
 
 SVC_EXPORT int32_t svc_create(const svc_host *host, void **ctx) {
     const char *name = host->service_name != NULL ? host->service_name : "(null)";
-    const char *greeting = probe_config(host, "greeting");
-    probe_log(host, SVC_LOG_INFO, "create name=%s version=%s greeting=%s abi=%u size=%u",
+    const char *greeting = fixture_config(host, "greeting");
+    fixture_log(host, SVC_LOG_INFO, "create name=%s version=%s greeting=%s abi=%u size=%u",
               name, PROBE_VERSION, greeting != NULL ? greeting : "(none)",
               (unsigned)host->abi_version, (unsigned)host->struct_size);
 
@@ -190,13 +138,13 @@ SVC_EXPORT int32_t svc_create(const svc_host *host, void **ctx) {
     };
 
     if (options.create_result < 0) {
-        probe_log(host, SVC_LOG_ERROR, "create failing with %ld", options.create_result);
+        fixture_log(host, SVC_LOG_ERROR, "create failing with %ld", options.create_result);
         return (int32_t)options.create_result;
     }
 
     probe *self = malloc(sizeof *self);
     if (self == NULL) {
-        probe_log(host, SVC_LOG_ERROR, "create failing with %d: out of memory", -12);
+        fixture_log(host, SVC_LOG_ERROR, "create failing with %d: out of memory", -12);
         return -12;
     }
     self->host = host;
@@ -212,12 +160,12 @@ SVC_EXPORT int32_t svc_loop(void *ctx) {
     long n = ++self->loops;
 
     if (options->log_loops) {
-        probe_log(self->host, SVC_LOG_DEBUG, "loop %ld", n);
+        fixture_log(self->host, SVC_LOG_DEBUG, "loop %ld", n);
     }
     sleep_ms(options->block_ms);
     if (options->warn_at > 0 && n == options->warn_at) {
-        probe_log(self->host, SVC_LOG_WARN, "warn at %ld", n);
-        probe_log(self->host, SVC_LOG_ERROR, "error at %ld", n);
+        fixture_log(self->host, SVC_LOG_WARN, "warn at %ld", n);
+        fixture_log(self->host, SVC_LOG_ERROR, "error at %ld", n);
     }
     if (options->stop_after > 0 && n == options->stop_after && self->host->request_stop != NULL) {
         self->host->request_stop();
@@ -236,6 +184,6 @@ SVC_EXPORT void svc_stop(void *ctx) {
     if (self == NULL) {
         return;
     }
-    probe_log(self->host, SVC_LOG_INFO, "stop after %ld loops", self->loops);
+    fixture_log(self->host, SVC_LOG_INFO, "stop after %ld loops", self->loops);
     free(self);
 }
