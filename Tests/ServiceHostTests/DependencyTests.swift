@@ -26,15 +26,19 @@ struct DependencyTests {
         let host = try await TestHost(probes: [
             ("App.so", "requires = [\"Cache\"]\n"),
             ("Cache.so", "requires = [\"Database\"]\n"),
-            // The database stops itself after a while; recovery brings it back.
-            ("Database.so", "interval_ms = 20\n[config]\nstop_after = 5\n"),
+            // The database stops itself after a while (a second each run, so
+            // that the chain is back up long before it stops again); recovery
+            // brings it back.
+            ("Database.so", "interval_ms = 200\n[config]\nstop_after = 5\n"),
         ])
         try await host.events.first("App") { $0.isStarted }
         try await host.events.next("Database") { $0 == .stopped(.requested) }
         try await host.events.next("App") { $0.isStarted }
         let seen = host.events.seen
         let databaseStopped = try #require(seen.firstIndex { $0.service == "Database" && $0.kind == .stopped(.requested) })
-        let afterwards = Array(seen[databaseStopped...])
+        // From the database's stop to the app's return.
+        let appBack = try #require(seen.lastIndex { $0.service == "App" && $0.kind.isStarted })
+        let afterwards = Array(seen[databaseStopped...appBack])
         // Deepest first: App, then Cache, both by order, before the database restarts...
         #expect(afterwards.filter { $0.kind == .stopped(.ordered) }.map(\.service) == ["App", "Cache"])
         let databaseRestarting = try #require(afterwards.firstIndex { $0.service == "Database" && $0.kind.isRestarting })
