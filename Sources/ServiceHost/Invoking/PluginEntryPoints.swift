@@ -61,14 +61,8 @@ final class PluginEntryPoints: @unchecked Sendable {
         return Int32(truncatingIfNeeded: arguments.result.pointee)
     }
 
-    /// Calls `svc_loop(ctx)`. This is the hot path: no allocation, no locking.
-    @inline(__always)
-    func loop(_ arguments: CallArguments) -> Int32 {
-        ffi_call(loopInterface.cif, loopFunction, arguments.result, arguments.contextArguments)
-        return Int32(truncatingIfNeeded: arguments.result.pointee)
-    }
-
-    /// The loop call of one instance, with nothing reference-counted in it.
+    /// The `svc_loop(ctx)` call of one instance, with nothing
+    /// reference-counted in it: the hot path (see ``LoopCall``).
     func loopCall(_ arguments: CallArguments) -> LoopCall {
         LoopCall(cif: loopInterface.cif, function: loopFunction, arguments: arguments.contextArguments, result: arguments.result)
     }

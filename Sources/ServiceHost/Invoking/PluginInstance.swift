@@ -30,11 +30,6 @@ final class PluginInstance: @unchecked Sendable {
         self.arguments = CallArguments(host: binding.host)
     }
 
-    @inline(__always)
-    func loop() -> Int32 {
-        entryPoints.loop(arguments)
-    }
-
     /// The hot path's handle on `svc_loop`; valid while this instance lives.
     var loopCall: LoopCall { entryPoints.loopCall(arguments) }
 

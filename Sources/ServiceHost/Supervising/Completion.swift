@@ -18,12 +18,6 @@ final class Completion: @unchecked Sendable {
         for waiter in resumed { waiter.resume(returning: true) }
     }
 
-    var isComplete: Bool {
-        condition.lock()
-        defer { condition.unlock() }
-        return done
-    }
-
     func wait() async {
         _ = await wait(timeout: nil)
     }
