@@ -14,8 +14,8 @@ struct RunCommand: AsyncParsableCommand {
         discussion: """
             Every *.so directly in the directory is one service, named after the file \
             without 'lib' and '.so', with an optional sidecar NAME.toml beside it. \
-            SIGHUP restarts the services whose files changed and retries, once, \
-            those that gave up.
+            SIGHUP restarts the services whose files changed, starts plugins \
+            added (or fixed) since, and retries, once, those that gave up.
             """
     )
 
@@ -58,8 +58,13 @@ struct RunCommand: AsyncParsableCommand {
         scheduler.startAll()
         for await signal in signals.stream {
             if signal == SIGHUP {
-                logger.notice("SIGHUP: restarting services whose files changed, retrying failed services")
+                logger.notice("SIGHUP: restarting services whose files changed, starting new plugins, retrying failed services")
                 await scheduler.restartChanged()
+                do {
+                    try scheduler.startNewPlugins(directory: plugins)
+                } catch {
+                    logger.error("\(error)")
+                }
                 scheduler.retryFailed()
                 continue
             }

@@ -64,6 +64,24 @@ struct EndToEndTests {
         #expect(try await host.waitForExit() == 0)
     }
 
+    @Test func sighupStartsPluginsAddedOrFixedSince() async throws {
+        let folder = try PluginFolder()
+        try await folder.add(as: "First.so")
+        try folder.write(Array("half a plugin".utf8), as: "Fixed.so")
+        let host = try HostProcess(["run", "--plugins", folder.path])
+        try await host.waitForOutput("service=First [ServiceHost] started")
+        try await host.waitForOutput("\(folder.path)/Fixed.so: not an ELF file")
+        try await folder.add(as: "Fixed.so")
+        try await folder.add(as: "Dropped.so")
+        host.send(SIGHUP)
+        try await host.waitForOutput("service=Fixed [ServiceHost] started")
+        try await host.waitForOutput("service=Dropped [ServiceHost] started")
+        host.send(SIGTERM)
+        #expect(try await host.waitForExit() == 0)
+        // The running service was left alone.
+        #expect(host.outputText.components(separatedBy: "service=First [ServiceHost] started").count == 2)
+    }
+
     @Test func noRecoveryLeavesAStoppedServiceStopped() async throws {
         let folder = try PluginFolder()
         try await folder.add(as: "P.so", sidecar: "[config]\nstop_after = 1\n")

@@ -109,16 +109,45 @@ public final class Scheduler: Sendable {
     /// - Throws: when the directory itself is missing or unreadable.
     @discardableResult
     public func addPlugins(directory: String) throws(PluginError) -> [PluginError] {
+        try addPlugins(in: directory, skippingKnown: false).errors
+    }
+
+    /// Adds and starts the plugins in `directory` that are not services yet:
+    /// files dropped in since, or fixed since they were refused (what `SIGHUP`
+    /// does after restarting changed files).
+    /// - Returns: the names of the services added, and one error per file refused.
+    @discardableResult
+    public func startNewPlugins(directory: String) throws(PluginError) -> (started: [String], errors: [PluginError]) {
+        let (added, errors) = try addPlugins(in: directory, skippingKnown: true)
+        for name in added {
+            do {
+                try start(name)
+            } catch {
+                logger.error("\(error.reason)", metadata: ["service": "\(name)"])
+            }
+        }
+        return (added, errors)
+    }
+
+    private func addPlugins(in directory: String, skippingKnown: Bool) throws(PluginError) -> (added: [String], errors: [PluginError]) {
         if !configuration.allowInsecurePlugins {
             try FileSafety.check(directory, as: .directory)
         }
         let (entries, scanErrors) = try PluginDirectory(path: directory).scan()
         var errors = scanErrors
+        var added: [String] = []
         for entry in entries {
+            if skippingKnown, let known = manager.service(named: entry.name) {
+                if let plugin = known as? any ReloadableService, plugin.file != entry.file {
+                    errors.append(PluginError(.duplicateName, file: entry.file,
+                                              reason: "service name '\(entry.name)' is already used by \(plugin.file); this file is ignored"))
+                }
+                continue
+            }
             do {
                 var configuration = ServiceConfiguration()
                 if let sidecar = entry.sidecar { configuration = try loadSidecar(sidecar) }
-                try addPlugin(file: entry.file, name: entry.name, configuration: configuration)
+                added.append(try addPlugin(file: entry.file, name: entry.name, configuration: configuration))
             } catch {
                 errors.append(error)
             }
@@ -126,7 +155,7 @@ public final class Scheduler: Sendable {
         for error in errors {
             logger.error("\(error)", metadata: ["file": "\(error.file)", "code": "\(error.code)"])
         }
-        return errors
+        return (added, errors)
     }
 
     private func sidecarConfiguration(for file: String, name: String) throws(PluginError) -> ServiceConfiguration {
