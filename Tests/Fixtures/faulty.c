@@ -16,6 +16,9 @@
  *                           volatile counter; it never sleeps or returns)
  *                  "sleep"  block in nanosleep for fault_ms milliseconds,
  *                           then carry on normally
+ *                  "wait"   block until the file release_file exists (a
+ *                           test creates it to let the call return), then
+ *                           carry on normally
  *                  "none"   never misbehave
  *   fault_in     string, "loop"   where: "loop", "create" or "stop"
  *   fault_after  int,    1        with fault_in = "loop": misbehave on the
@@ -25,6 +28,7 @@
  *                                 every svc_create.
  *   exit_code    int,    3        the status for "exit" and "_exit"
  *   fault_ms     int,    3600000  how long "sleep" blocks (one hour)
+ *   release_file string           the file "wait" waits for
  *   log_loops    bool,   false    log "loop <n>" on every svc_loop call
  *
  * An unknown fault or fault_in, or an unparsable number, makes svc_create
@@ -69,6 +73,7 @@ typedef enum fault_kind {
     FAULT_KILL,
     FAULT_HANG,
     FAULT_SLEEP,
+    FAULT_WAIT,
 } fault_kind;
 
 typedef enum fault_place {
@@ -83,7 +88,7 @@ static const struct {
 } fault_names[] = {
     { "none", FAULT_NONE },   { "segv", FAULT_SEGV }, { "abort", FAULT_ABORT },
     { "exit", FAULT_EXIT },   { "_exit", FAULT__EXIT }, { "kill", FAULT_KILL },
-    { "hang", FAULT_HANG },   { "sleep", FAULT_SLEEP },
+    { "hang", FAULT_HANG },   { "sleep", FAULT_SLEEP }, { "wait", FAULT_WAIT },
 };
 
 static const struct {
@@ -103,6 +108,7 @@ typedef struct faulty_options {
     long fault_after;
     long exit_code;
     long fault_ms;
+    const char *release_file; /* owned by the host, valid until svc_stop */
     bool log_loops;
 } faulty_options;
 
@@ -176,6 +182,11 @@ static bool read_options(const svc_host *host, faulty_options *options) {
         return false;
     }
 
+    options->release_file = fixture_config(host, "release_file");
+    if (options->fault == FAULT_WAIT && options->release_file == NULL) {
+        fixture_log(host, SVC_LOG_ERROR, "fault 'wait' needs release_file");
+        return false;
+    }
     return option_int(host, "fault_after", 1, &options->fault_after)
         && option_int(host, "exit_code", 3, &options->exit_code)
         && option_int(host, "fault_ms", 3600000L, &options->fault_ms)
@@ -193,7 +204,7 @@ static void sleep_ms(long ms) {
 }
 
 /* Misbehaves as `options` says, after logging that it is about to. Returns
- * only for FAULT_NONE and FAULT_SLEEP. */
+ * only for FAULT_NONE, FAULT_SLEEP and FAULT_WAIT. */
 static void misbehave(const svc_host *host, const faulty_options *options) {
     if (options->fault == FAULT_NONE) {
         return;
@@ -229,6 +240,11 @@ static void misbehave(const svc_host *host, const faulty_options *options) {
     }
     case FAULT_SLEEP:
         sleep_ms(options->fault_ms);
+        return;
+    case FAULT_WAIT:
+        while (access(options->release_file, F_OK) != 0) {
+            sleep_ms(5);
+        }
         return;
     }
 }

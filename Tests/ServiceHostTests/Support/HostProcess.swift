@@ -25,7 +25,7 @@ final class HostProcess: @unchecked Sendable {
     private let output = Pipe()
     private let lock = NSLock()
     private var text = ""
-    private var waiters: [(String, CheckedContinuation<Void, Never>)] = []
+    private var waiters: [(String, Int, CheckedContinuation<Void, Never>)] = []
     private let exited = Completion()
 
     init(_ arguments: [String]) throws {
@@ -49,8 +49,8 @@ final class HostProcess: @unchecked Sendable {
         var ready: [CheckedContinuation<Void, Never>] = []
         lock.withLock {
             text += chunk
-            waiters.removeAll { needle, continuation in
-                guard text.contains(needle) else { return false }
+            waiters.removeAll { needle, count, continuation in
+                guard Self.occurrences(of: needle, in: text) >= count else { return false }
                 ready.append(continuation)
                 return true
             }
@@ -58,26 +58,30 @@ final class HostProcess: @unchecked Sendable {
         for continuation in ready { continuation.resume() }
     }
 
-    /// Waits until the output contains `needle`.
-    func waitForOutput(_ needle: String, timeout: Duration = .seconds(30)) async throws {
-        try await withDeadline(timeout, waiting: "'\(needle)' in the host's output:\n\(outputText)",
+    /// Waits until the output contains `needle`, `count` times.
+    func waitForOutput(_ needle: String, count: Int = 1, timeout: Duration = .seconds(30)) async throws {
+        try await withDeadline(timeout, waiting: "'\(needle)' ×\(count) in the host's output:\n\(outputText)",
                                onTimeout: { self.release(needle) }) {
             await withCheckedContinuation { continuation in
                 self.lock.lock()
-                if self.text.contains(needle) {
+                if Self.occurrences(of: needle, in: self.text) >= count {
                     self.lock.unlock()
                     continuation.resume()
                 } else {
-                    self.waiters.append((needle, continuation))
+                    self.waiters.append((needle, count, continuation))
                     self.lock.unlock()
                 }
             }
         }
     }
 
+    private static func occurrences(of needle: String, in text: String) -> Int {
+        text.components(separatedBy: needle).count - 1
+    }
+
     private func release(_ needle: String) {
         let released: [CheckedContinuation<Void, Never>] = lock.withLock {
-            let matching = waiters.filter { $0.0 == needle }.map(\.1)
+            let matching = waiters.filter { $0.0 == needle }.map(\.2)
             waiters.removeAll { $0.0 == needle }
             return matching
         }
