@@ -178,8 +178,7 @@ private struct MessageWriter {
     }
 
     mutating func duration(_ value: Duration) {
-        let (seconds, attoseconds) = value.components
-        int64(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+        int64(value.nanoseconds)
     }
 
     mutating func string(_ value: String) {

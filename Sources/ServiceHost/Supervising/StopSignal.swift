@@ -75,11 +75,3 @@ final class StopSignal: @unchecked Sendable {
         return cthread_word_wait(word, level.rawValue, end) >= level.rawValue
     }
 }
-
-extension Duration {
-    /// The duration in seconds, as a floating-point number.
-    var seconds: Double {
-        let (seconds, attoseconds) = components
-        return Double(seconds) + Double(attoseconds) / 1e18
-    }
-}
