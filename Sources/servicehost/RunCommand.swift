@@ -31,7 +31,11 @@ struct RunCommand: AsyncParsableCommand {
     @Flag(name: .long, help: "Load plugins, sidecars and directories that others than this user could have written.")
     var allowInsecurePlugins = false
 
+    @Option(name: .long, help: "The largest plugin file to load, in bytes (default 512 MiB).")
+    var maxPluginSize: Int64 = Limits.defaultMaxPluginSize
+
     func validate() throws {
+        guard maxPluginSize > 0 else { throw ValidationError("--max-plugin-size must be positive.") }
         guard Isolation(name: isolation) != nil else {
             throw ValidationError("'\(isolation)' is not an isolation; use 'thread' or 'process'.")
         }
@@ -44,8 +48,12 @@ struct RunCommand: AsyncParsableCommand {
         let signals = SignalStream(SIGINT, SIGTERM, SIGHUP)
         let scheduler = try Scheduler(
             configuration: .init(recovery: !noRecovery, isolation: Isolation(name: isolation) ?? .thread,
-                                 allowInsecurePlugins: allowInsecurePlugins),
+                                 allowInsecurePlugins: allowInsecurePlugins,
+                                 limits: Limits(maxPluginSize: maxPluginSize)),
             logger: logger)
+        // Resolved once, before any plugin runs: a plugin may chdir, and SIGHUP
+        // must still find the same directory.
+        let plugins = scheduler.resolvedDirectory(plugins)
         do {
             let errors = try scheduler.addPlugins(directory: plugins)
             let count = scheduler.snapshot().count

@@ -13,8 +13,9 @@ public struct PluginChecker: Sendable {
     private let loader: PluginLoader
 
     /// - Throws: ``PluginError`` when the private runtime directory cannot be made.
-    public init(runtimeParent: String? = nil) throws {
-        loader = PluginLoader(runtimeDirectory: try RuntimeDirectory(parent: runtimeParent))
+    public init(runtimeParent: String? = nil, limits: Limits = .default) throws {
+        loader = PluginLoader(runtimeDirectory: try RuntimeDirectory(parent: runtimeParent),
+                              maxPluginSize: limits.maxPluginSize)
     }
 
     public func check(file: String) -> Result<Report, PluginError> {

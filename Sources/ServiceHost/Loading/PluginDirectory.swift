@@ -13,6 +13,18 @@ struct PluginDirectory: Sendable {
 
     let path: String
 
+    /// `path` made absolute against the current directory, without resolving
+    /// links: a plugin that calls `chdir` must not change which directory a
+    /// later scan (on SIGHUP) reads.
+    static func absolute(_ path: String) -> String {
+        guard !path.hasPrefix("/") else { return path }
+        let current = FileManager.default.currentDirectoryPath
+        var relative = Substring(path)
+        while relative.hasPrefix("./") { relative = relative.dropFirst(2) }
+        if relative == "." || relative.isEmpty { return current }
+        return current.hasSuffix("/") ? current + relative : current + "/" + relative
+    }
+
     /// The service name for a file name: without a leading `lib` and without
     /// `.so` (`libEcho.so` -> `Echo`); `nil` for files that are not plugins.
     static func serviceName(forFileName fileName: String) -> String? {

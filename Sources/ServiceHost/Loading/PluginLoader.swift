@@ -16,10 +16,13 @@ struct PluginLoader: Sendable {
     let runtimeDirectory: RuntimeDirectory
     /// Refuse plugin files others could have written (see ``FileSafety``).
     let checksSafety: Bool
+    /// The largest plugin file read (see ``Limits/maxPluginSize``).
+    let maxPluginSize: Int64
 
-    init(runtimeDirectory: RuntimeDirectory, checksSafety: Bool = true) {
+    init(runtimeDirectory: RuntimeDirectory, checksSafety: Bool = true, maxPluginSize: Int64 = Limits.defaultMaxPluginSize) {
         self.runtimeDirectory = runtimeDirectory
         self.checksSafety = checksSafety
+        self.maxPluginSize = maxPluginSize
     }
 
     /// Stages and opens `file`: the whole path from a user's file to a loaded image.
@@ -30,7 +33,7 @@ struct PluginLoader: Sendable {
     /// Reads `file`, checks it, and writes the private copy that will be loaded.
     func stage(file: String) throws(PluginError) -> StagedPlugin {
         if checksSafety { try FileSafety.check(file, as: .plugin) }
-        let (bytes, identity) = try Self.read(file: file)
+        let (bytes, identity) = try Self.read(file: file, maxSize: maxPluginSize)
         let elf = try bytes.withUnsafeBytes { buffer in
             Result { () throws(PluginError) in try ELFImage.inspect(buffer, file: file) }
         }.get()
@@ -67,36 +70,76 @@ struct PluginLoader: Sendable {
 
     /// Reads the whole file; the identity is taken from the open descriptor so
     /// that it describes the bytes that were read.
-    static func read(file: String) throws(PluginError) -> ([UInt8], FileIdentity) {
-        let descriptor = Glibc.open(file, O_RDONLY | O_CLOEXEC)
-        guard descriptor >= 0 else {
-            let error = errno
-            throw PluginError(error == ENOENT ? .notFound : .unreadable, file: file,
-                              reason: error == ENOENT ? "no such file" : "cannot be opened: \(Errno(error))")
+    ///
+    /// The file is opened with `O_NONBLOCK`, so that a FIFO, socket or device
+    /// put in a plugin's place is turned away by `fstat` instead of hanging the
+    /// host in `open()`; its size is checked against `maxSize` before anything
+    /// is allocated, and it is read in chunks, so a sparse 64 GB file costs
+    /// nothing but its refusal.
+    static func read(file: String, maxSize: Int64 = Limits.defaultMaxPluginSize) throws(PluginError) -> ([UInt8], FileIdentity) {
+        let descriptor = try openRegularFile(file)
+        defer { close(descriptor.descriptor) }
+        let info = descriptor.info
+        guard Int64(info.st_size) <= maxSize else {
+            throw PluginError(.unreadable, file: file,
+                              reason: "is \(Int64(info.st_size)) bytes, larger than the limit of \(maxSize) bytes for a plugin file")
         }
-        defer { close(descriptor) }
-        var info = stat()
-        guard fstat(descriptor, &info) == 0 else {
-            throw PluginError(.unreadable, file: file, reason: "cannot be examined: \(Errno(errno))")
-        }
-        guard (info.st_mode & S_IFMT) == S_IFREG else {
-            throw PluginError(.unreadable, file: file, reason: "is not a regular file")
-        }
-        var bytes = [UInt8](repeating: 0, count: Int(info.st_size))
-        var total = 0
-        while total < bytes.count {
-            let count = bytes.withUnsafeMutableBytes { buffer in
-                Glibc.read(descriptor, buffer.baseAddress! + total, buffer.count - total)
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(Int(min(Int64(info.st_size), 1 << 20)))
+        var chunk = [UInt8](repeating: 0, count: 64 * 1024)
+        while true {
+            let count = chunk.withUnsafeMutableBytes { buffer in
+                Glibc.read(descriptor.descriptor, buffer.baseAddress!, buffer.count)
             }
             if count < 0 {
                 if errno == EINTR { continue }
                 throw PluginError(.unreadable, file: file, reason: "cannot be read: \(Errno(errno))")
             }
-            if count == 0 { break }  // shrank while reading: validate what we have
-            total += count
+            if count == 0 { break }
+            // Grew while reading: what was checked is no longer what is read.
+            guard Int64(bytes.count + count) <= maxSize else {
+                throw PluginError(.unreadable, file: file,
+                                  reason: "grew past the limit of \(maxSize) bytes for a plugin file while being read")
+            }
+            bytes.append(contentsOf: chunk[..<count])
         }
-        bytes.removeSubrange(total...)
         return (bytes, FileIdentity(info))
+    }
+
+    /// Opens `file` for reading without ever blocking, and refuses anything
+    /// but a regular file (a FIFO, a socket, a device, a directory).
+    static func openRegularFile(_ file: String) throws(PluginError) -> (descriptor: Int32, info: stat) {
+        let descriptor = Glibc.open(file, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)
+        guard descriptor >= 0 else {
+            let error = errno
+            throw PluginError(error == ENOENT ? .notFound : .unreadable, file: file,
+                              reason: error == ENOENT ? "no such file" : "cannot be opened: \(Errno(error))")
+        }
+        var info = stat()
+        guard fstat(descriptor, &info) == 0 else {
+            let error = Errno(errno)
+            close(descriptor)
+            throw PluginError(.unreadable, file: file, reason: "cannot be examined: \(error)")
+        }
+        guard (info.st_mode & S_IFMT) == S_IFREG else {
+            close(descriptor)
+            throw PluginError(.unreadable, file: file, reason: "is not a regular file (\(fileKind(info.st_mode)))")
+        }
+        // A regular file never blocks; clear the flag so reads behave as usual.
+        _ = fcntl(descriptor, F_SETFL, fcntl(descriptor, F_GETFL) & ~O_NONBLOCK)
+        return (descriptor, info)
+    }
+
+    static func fileKind(_ mode: mode_t) -> String {
+        switch mode & S_IFMT {
+        case S_IFIFO: "a FIFO"
+        case S_IFSOCK: "a socket"
+        case S_IFCHR: "a character device"
+        case S_IFBLK: "a block device"
+        case S_IFDIR: "a directory"
+        case S_IFLNK: "a symbolic link"
+        default: "not a regular file"
+        }
     }
 
     private static func write(_ bytes: [UInt8], to path: String, file: String) throws(PluginError) {

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Synchronization
 
 /// The one way to reach the host's ``ServiceManager``: add services and
 /// plugins, start, stop and restart them, switch recovery, and read their
@@ -22,9 +23,12 @@ public final class Scheduler: Sendable {
         /// Load plugins and sidecars that others than the host's user could
         /// have written (see the README's "Loading safety"). Default `false`.
         public var allowInsecurePlugins: Bool
+        /// Bounds on plugin files (see ``Limits``). Default ``Limits/default``.
+        public var limits: Limits
 
         public init(recovery: Bool = true, runtimeParent: String? = nil, isolation: Isolation = .thread,
-                    workerExecutable: String? = nil, allowInsecurePlugins: Bool = false) {
+                    workerExecutable: String? = nil, allowInsecurePlugins: Bool = false, limits: Limits = .default) {
+            self.limits = limits
             self.recovery = recovery
             self.runtimeParent = runtimeParent
             self.isolation = isolation
@@ -43,6 +47,9 @@ public final class Scheduler: Sendable {
     private let loader: PluginLoader
     private let logger: Logger
     private let configuration: Configuration
+    /// Each relative plugins directory named so far, made absolute when first
+    /// named, so that a plugin calling `chdir` cannot move it.
+    private let resolvedDirectories = Mutex<[String: String]>([:])
     /// Started on first use: most hosts never run a process-isolated service.
     private let launcher: WorkerLauncher?
 
@@ -52,7 +59,8 @@ public final class Scheduler: Sendable {
         self.configuration = configuration
         manager = ServiceManager(recovery: configuration.recovery, logger: logger)
         loader = PluginLoader(runtimeDirectory: try RuntimeDirectory(parent: configuration.runtimeParent),
-                              checksSafety: !configuration.allowInsecurePlugins)
+                              checksSafety: !configuration.allowInsecurePlugins,
+                              maxPluginSize: configuration.limits.maxPluginSize)
         launcher = configuration.workerExecutable.map { WorkerLauncher(executable: $0) }
     }
 
@@ -129,7 +137,22 @@ public final class Scheduler: Sendable {
         return (added, errors)
     }
 
+    /// `directory` as an absolute path, resolved against the current directory
+    /// the first time this scheduler sees it and the same ever after: a
+    /// thread-isolated plugin may `chdir`, and a later ``startNewPlugins(directory:)``
+    /// must still read the directory first meant.
+    public func resolvedDirectory(_ directory: String) -> String {
+        guard !directory.hasPrefix("/") else { return directory }
+        return resolvedDirectories.withLock { resolved in
+            if let known = resolved[directory] { return known }
+            let absolute = PluginDirectory.absolute(directory)
+            resolved[directory] = absolute
+            return absolute
+        }
+    }
+
     private func addPlugins(in directory: String, skippingKnown: Bool) throws(PluginError) -> (added: [String], errors: [PluginError]) {
+        let directory = resolvedDirectory(directory)
         if !configuration.allowInsecurePlugins {
             try FileSafety.check(directory, as: .directory)
         }
