@@ -106,11 +106,6 @@ import Testing
         #expect(configuration.interval == .zero)
     }
 
-    @Test func acceptsTheLargestInteger() throws {
-        let configuration = try SidecarFile.parse("delay_ms = 9223372036854775807", file: Self.file)
-        #expect(configuration.delay == .milliseconds(Int.max))
-    }
-
     @Test func leavesKeysThatAreNotGivenAtTheirDefaults() throws {
         let configuration = try SidecarFile.parse("interval_ms = 20", file: Self.file)
         #expect(configuration == ServiceConfiguration(interval: .milliseconds(20)))
@@ -308,6 +303,10 @@ import Testing
         ("retries = -2", "key 'retries' must be -1 (unlimited) or more, found -2"),
         ("delay_ms = -1", "key 'delay_ms' must be 0 or more, found -1"),
         ("interval_ms = -9223372036854775808", "key 'interval_ms' must be 0 or more, found -9223372036854775808"),
+        // Once accepted; a delay this long overflowed the host's deadline arithmetic.
+        ("delay_ms = 9223372036854775807", "key 'delay_ms' must be at most 2147483647 (about 24.8 days), found 9223372036854775807"),
+        ("watchdog_ms = 10000000000000", "key 'watchdog_ms' must be at most 2147483647 (about 24.8 days), found 10000000000000"),
+        ("backoff_max_ms = 2147483648", "key 'backoff_max_ms' must be at most 2147483647 (about 24.8 days), found 2147483648"),
     ])
     func reportsAnOutOfRangeInteger(text: String, reason: String) throws {
         let error = try #require(failure(text))

@@ -110,6 +110,17 @@ enum SidecarFile {
     // MARK: - Parsing
 
     private static func parseDocument(_ text: String, file: String) throws(PluginError) -> TOMLTable {
+        // toml++ recurses per level of nesting and dies of a stack overflow
+        // (SIGSEGV, taking the host with it) on a few hundred KB of
+        // `[config.a.a.a…]`; both bounds are checked before it sees the text.
+        guard text.utf8.count <= Limits.maxSidecarSize else {
+            throw PluginError(.invalidConfiguration, file: file,
+                              reason: "is \(text.utf8.count) bytes, larger than the limit of \(Limits.maxSidecarSize) bytes for a sidecar")
+        }
+        if let (depth, line) = SidecarNesting.deepest(in: text), depth > Limits.maxSidecarNesting {
+            throw PluginError(.invalidConfiguration, file: file,
+                              reason: "nests tables, arrays or dotted keys \(depth) levels deep at line \(line), more than the limit of \(Limits.maxSidecarNesting)")
+        }
         // TOMLKit hands the text to toml++ as a C string, which would end at
         // a NUL byte and quietly accept whatever came before it.
         if let nul = text.unicodeScalars.firstIndex(of: "\0") {
@@ -168,12 +179,20 @@ enum SidecarFile {
         guard status.st_mode & S_IFMT == S_IFREG else {
             throw PluginError(.unreadable, file: path, reason: "not a regular file")
         }
+        guard Int(status.st_size) <= Limits.maxSidecarSize else {
+            throw PluginError(.invalidConfiguration, file: path,
+                              reason: "is \(status.st_size) bytes, larger than the limit of \(Limits.maxSidecarSize) bytes for a sidecar")
+        }
 
         var bytes: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 16 * 1024)
         while true {
             let count = chunk.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
             if count > 0 {
+                guard bytes.count + count <= Limits.maxSidecarSize else {
+                    throw PluginError(.invalidConfiguration, file: path,
+                                      reason: "grew past the limit of \(Limits.maxSidecarSize) bytes for a sidecar while being read")
+                }
                 bytes.append(contentsOf: chunk[..<count])
             } else if count == 0 {
                 return bytes
@@ -203,9 +222,14 @@ extension SidecarFile {
             return integer
         }
 
-        /// A non-negative count of milliseconds, the unit of every `_ms` key.
+        /// A non-negative count of milliseconds, the unit of every `_ms` key,
+        /// at most ``Limits/maxDurationMilliseconds``.
         func milliseconds() throws(PluginError) -> Duration {
-            .milliseconds(try integer(atLeast: 0))
+            let milliseconds = try integer(atLeast: 0)
+            guard Int64(milliseconds) <= Limits.maxDurationMilliseconds else {
+                throw invalid("must be at most \(Limits.maxDurationMilliseconds) (about 24.8 days), found \(milliseconds)")
+            }
+            return .milliseconds(milliseconds)
         }
 
         func string() throws(PluginError) -> String {

@@ -5,15 +5,25 @@ extension Duration {
         return Double(seconds) + Double(attoseconds) / 1e18
     }
 
-    /// Whole nanoseconds.
+    /// Whole nanoseconds, saturating at `Int64`'s bounds (about 292 years)
+    /// instead of trapping.
     var nanoseconds: Int64 {
         let (seconds, attoseconds) = components
-        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+        return Self.saturating(seconds, times: 1_000_000_000, plus: attoseconds / 1_000_000_000)
     }
 
-    /// Whole milliseconds, for log lines that speak the sidecar's unit.
+    /// Whole milliseconds, for log lines that speak the sidecar's unit;
+    /// saturating instead of trapping.
     var milliseconds: Int64 {
         let (seconds, attoseconds) = components
-        return seconds * 1000 + attoseconds / 1_000_000_000_000_000
+        return Self.saturating(seconds, times: 1000, plus: attoseconds / 1_000_000_000_000_000)
+    }
+
+    private static func saturating(_ value: Int64, times factor: Int64, plus extra: Int64) -> Int64 {
+        let (product, overflow) = value.multipliedReportingOverflow(by: factor)
+        if overflow { return value < 0 ? .min : .max }
+        let (sum, sumOverflow) = product.addingReportingOverflow(extra)
+        if sumOverflow { return extra < 0 ? .min : .max }
+        return sum
     }
 }

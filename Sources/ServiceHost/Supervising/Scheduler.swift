@@ -77,6 +77,9 @@ public final class Scheduler: Sendable {
 
     /// Adds a native service. It is started by ``start(_:)`` or ``startAll()``.
     public func add(_ service: BaseService) throws(ServiceError) {
+        if let problem = service.configuration.problem {
+            throw ServiceError(.invalidConfiguration, service: service.name, reason: problem)
+        }
         try manager.add(service)
     }
 
@@ -92,6 +95,9 @@ public final class Scheduler: Sendable {
             throw PluginError(.notSharedObject, file: file, reason: "is not named like a plugin (NAME.so or libNAME.so)")
         }
         let configuration = if let configuration { configuration } else { try sidecarConfiguration(for: file, name: name) }
+        if let problem = configuration.problem {
+            throw PluginError(.invalidConfiguration, file: file, reason: problem)
+        }
         let service: BaseService
         switch configuration.isolation ?? self.configuration.isolation {
         case .process:

@@ -84,3 +84,29 @@ public struct ServiceConfiguration: Sendable, Equatable {
         self.settings = settings
     }
 }
+
+extension ServiceConfiguration {
+    /// What is out of bounds in this configuration, naming the sidecar key,
+    /// as a sentence; `nil` when every value is within ``Limits``.
+    ///
+    /// Every duration must lie in 0...``Limits/maxDuration`` (2^31−1 ms),
+    /// so that no delay, deadline or doubled backoff can overflow.
+    public var problem: String? {
+        let durations: [(String, Duration?)] = [
+            ("delay_ms", delay), ("interval_ms", interval), ("backoff_initial_ms", backoffInitial),
+            ("backoff_max_ms", backoffMax), ("healthy_after_ms", healthyAfter), ("restart_window_ms", restartWindow),
+            ("stop_timeout_ms", stopTimeout), ("watchdog_ms", watchdog), ("start_timeout_ms", startTimeout),
+        ]
+        for case let (key, duration?) in durations {
+            if duration < .zero {
+                return "'\(key)' must not be negative, found \(duration)"
+            }
+            if duration > Limits.maxDuration {
+                return "'\(key)' must be at most \(Limits.maxDurationMilliseconds) ms (about 24.8 days), found \(duration)"
+            }
+        }
+        if let retries, retries < 0 { return "'retries' must not be negative (nil is unlimited), found \(retries)" }
+        if restartLimit < 0 { return "'restart_limit' must not be negative, found \(restartLimit)" }
+        return nil
+    }
+}

@@ -6,6 +6,7 @@ public struct ServiceError: Error, Sendable, Equatable, CustomStringConvertible 
             case unknownService = "unknown service"
             case duplicateService = "duplicate service"
             case shutDown = "shut down"
+            case invalidConfiguration = "invalid configuration"
         }
 
         private let base: Base
@@ -19,6 +20,8 @@ public struct ServiceError: Error, Sendable, Equatable, CustomStringConvertible 
         public static let duplicateService = Code(.duplicateService)
         /// The scheduler has shut down and takes no more orders.
         public static let shutDown = Code(.shutDown)
+        /// The service's configuration has a value out of bounds (see ``Limits``).
+        public static let invalidConfiguration = Code(.invalidConfiguration)
 
         public var description: String { base.rawValue }
     }
