@@ -28,9 +28,10 @@ final class HostProcess: @unchecked Sendable {
     private var waiters: [(String, Int, CheckedContinuation<Void, Never>)] = []
     private let exited = Completion()
 
-    init(_ arguments: [String]) throws {
+    init(_ arguments: [String], currentDirectory: URL? = nil) throws {
         process.executableURL = try Self.binary
         process.arguments = arguments
+        if let currentDirectory { process.currentDirectoryURL = currentDirectory }
         process.standardOutput = output
         process.standardError = output
         output.fileHandleForReading.readabilityHandler = { [weak self] handle in

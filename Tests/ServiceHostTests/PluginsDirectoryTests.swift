@@ -1,0 +1,32 @@
+import Foundation
+import Testing
+@testable import ServiceHost
+
+/// The plugins directory is resolved once, when the host starts.
+@Suite("Plugins directory")
+struct PluginsDirectoryTests {
+    @Test func aPluginThatChangesDirectoryDoesNotBreakSIGHUP() async throws {
+        let folder = try PluginFolder()
+        try await folder.add("chdir_root.c", as: "Wanderer.so")
+        let parent = folder.directory.url.deletingLastPathComponent()
+        let relative = "./" + folder.directory.url.lastPathComponent
+        let host = try HostProcess(["run", "--plugins", relative], currentDirectory: parent)
+        try await host.waitForOutput("service=Wanderer [ServiceHost] started")
+        try await folder.add(as: "Newcomer.so")
+        host.send(SIGHUP)
+        try await host.waitForOutput("service=Newcomer [ServiceHost] started")
+        #expect(!host.outputText.contains("plugins directory does not exist"))
+        host.send(SIGTERM)
+        #expect(try await host.waitForExit() == 0)
+    }
+
+    @Test func aRelativeDirectoryIsResolvedOnceByTheScheduler() throws {
+        let scheduler = try Scheduler(logger: LogCapture().logger)
+        let current = FileManager.default.currentDirectoryPath
+        let resolved = scheduler.resolvedDirectory("./plugins")
+        #expect(resolved == (current == "/" ? "/plugins" : current + "/plugins"))
+        #expect(scheduler.resolvedDirectory("./plugins") == resolved)
+        #expect(scheduler.resolvedDirectory("/abs/plugins") == "/abs/plugins")
+        #expect(PluginDirectory.absolute(".") == current)
+    }
+}
