@@ -30,3 +30,24 @@ struct PluginsDirectoryTests {
         #expect(PluginDirectory.absolute(".") == current)
     }
 }
+
+@Suite("Stray sidecars")
+struct StraySidecarTests {
+    @Test func aSidecarWithoutAPluginOrNamedAfterTheFileIsReported() async throws {
+        let folder = try PluginFolder()
+        try await folder.add(as: "libEcho.so")
+        try "retries = 1\n".write(to: folder.directory.file("libEcho.toml"), atomically: true, encoding: .utf8)
+        try "retries = 1\n".write(to: folder.directory.file("Ghost.toml"), atomically: true, encoding: .utf8)
+        try await folder.add(as: "Kept.so", sidecar: "retries = 2\n")
+        let logs = LogCapture()
+        let scheduler = try Scheduler(logger: logs.logger)
+        #expect(try scheduler.addPlugins(directory: folder.path).isEmpty)
+        let warnings = logs.entries { $0.level == .warning }.map(\.message)
+        #expect(warnings == [
+            "\(folder.path)/Ghost.toml: sidecar is not read: there is no plugin Ghost.so or libGhost.so beside it",
+            "\(folder.path)/libEcho.toml: sidecar is not read: a sidecar is named after the service, not the file; did you mean Echo.toml?",
+        ])
+        #expect(Set(scheduler.snapshot().map(\.name)) == ["Echo", "Kept"])
+        await scheduler.shutdown()
+    }
+}

@@ -69,4 +69,25 @@ struct PluginDirectory: Sendable {
         }
         return (entries, errors)
     }
+
+    /// Sidecars that no plugin will read, each with a warning naming it:
+    /// `X.toml` with no `X.so` or `libX.so` beside it, and `libX.toml`, which
+    /// the author of `libX.so` most likely meant as `X.toml`.
+    func straySidecars(besides entries: [Entry]) -> [(file: String, warning: String)] {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: path) else { return [] }
+        let services = Set(entries.map(\.name))
+        var stray: [(file: String, warning: String)] = []
+        for fileName in names.sorted() where fileName.hasSuffix(".toml") && !fileName.hasPrefix(".") {
+            let name = String(fileName.dropLast(5))
+            guard !name.isEmpty, !services.contains(name) else { continue }
+            let file = "\(path)/\(fileName)"
+            if name.hasPrefix("lib"), services.contains(String(name.dropFirst(3))) {
+                let meant = String(name.dropFirst(3))
+                stray.append((file, "\(file): sidecar is not read: a sidecar is named after the service, not the file; did you mean \(meant).toml?"))
+            } else {
+                stray.append((file, "\(file): sidecar is not read: there is no plugin \(name).so or lib\(name).so beside it"))
+            }
+        }
+        return stray
+    }
 }

@@ -162,7 +162,11 @@ public final class Scheduler: Sendable {
         if !configuration.allowInsecurePlugins {
             try FileSafety.check(directory, as: .directory)
         }
-        let (entries, scanErrors) = try PluginDirectory(path: directory).scan()
+        let plugins = PluginDirectory(path: directory)
+        let (entries, scanErrors) = try plugins.scan()
+        for (file, warning) in plugins.straySidecars(besides: entries) {
+            logger.warning("\(warning)", metadata: ["file": "\(file)"])
+        }
         var errors = scanErrors
         var added: [String] = []
         for entry in entries {
