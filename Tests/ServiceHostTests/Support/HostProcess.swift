@@ -28,9 +28,16 @@ final class HostProcess: @unchecked Sendable {
     private var waiters: [(String, Int, CheckedContinuation<Void, Never>)] = []
     private let exited = Completion()
 
-    init(_ arguments: [String]) throws {
-        process.executableURL = try Self.binary
-        process.arguments = arguments
+    /// - Parameter shellSetup: shell commands run before the host replaces
+    ///   the shell (e.g. `ulimit -Sn 64`); the pid stays the same.
+    init(_ arguments: [String], shellSetup: String? = nil) throws {
+        if let shellSetup {
+            process.executableURL = URL(fileURLWithPath: "/bin/sh")
+            process.arguments = ["-c", "\(shellSetup); exec \"$0\" \"$@\"", try Self.binary.path] + arguments
+        } else {
+            process.executableURL = try Self.binary
+            process.arguments = arguments
+        }
         process.standardOutput = output
         process.standardError = output
         output.fileHandleForReading.readabilityHandler = { [weak self] handle in
