@@ -12,16 +12,24 @@ enum StaleRuntimeDirectories {
     static let lockName = ".lock"
     static let prefix = "servicehost-"
 
-    /// Creates the lock file in `directory` and locks it; returns the descriptor, or -1.
+    /// Creates the lock file in the new `directory` and locks it; returns the
+    /// descriptor, or -1. The file is locked under another name and renamed
+    /// into place, so that another host starting at the same moment never
+    /// sees an unlocked `.lock` in a live directory.
     static func holdLock(in directory: String) -> Int32 {
-        let descriptor = open(directory + "/" + lockName, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        let staging = directory + "/.lock-\(getpid())"
+        let descriptor = open(staging, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
         guard descriptor >= 0 else { return -1 }
-        guard flock(descriptor, LOCK_EX | LOCK_NB) == 0 else {
+        guard flock(descriptor, LOCK_EX | LOCK_NB) == 0, rename(staging, directory + "/" + lockName) == 0 else {
+            unlink(staging)
             close(descriptor)
             return -1
         }
         return descriptor
     }
+
+    /// Whether a file in a runtime directory is a plugin copy rather than the lock.
+    static func isCopy(_ name: String) -> Bool { !name.hasPrefix(".") }
 
     /// Removes the runtime directories in `parent`, other than `keeping`,
     /// that belong to this user and whose lock no live process holds.
