@@ -1,5 +1,5 @@
 import ArgumentParser
-import Dispatch
+import Foundation
 import Logging
 import ServiceHost
 
@@ -45,7 +45,8 @@ struct RunCommand: AsyncParsableCommand {
 
     func run() async throws {
         let logger = logging.bootstrap()
-        let signals = SignalStream(SIGINT, SIGTERM, SIGHUP)
+        let signals = HostSignals.install([SIGINT, SIGTERM, SIGHUP])
+        HostLimits.raiseDescriptorLimit(logger: logger)
         let scheduler = try Scheduler(
             configuration: .init(recovery: !noRecovery, isolation: Isolation(name: isolation) ?? .thread,
                                  allowInsecurePlugins: allowInsecurePlugins,
@@ -63,8 +64,14 @@ struct RunCommand: AsyncParsableCommand {
             throw ExitCode(2)
         }
         logger.debug("plugin copies are loaded from \(scheduler.runtimeDirectory)")
+        // Signals and the end of the shutdown arrive on one stream, so that a
+        // second SIGINT/SIGTERM can cut the wait for hung services short.
+        let (events, sink) = AsyncStream<HostEvent>.makeStream()
+        Task { for await signal in signals { sink.yield(.signal(signal)) } }
+        var pending = events.makeAsyncIterator()
         scheduler.startAll()
-        for await signal in signals.stream {
+        while let event = await pending.next() {
+            guard case .signal(let signal) = event else { continue }
             if signal == SIGHUP {
                 logger.notice("SIGHUP: restarting services whose files changed, starting new plugins, retrying failed services")
                 await scheduler.restartChanged()
@@ -76,32 +83,48 @@ struct RunCommand: AsyncParsableCommand {
                 scheduler.retryFailed()
                 continue
             }
-            logger.notice("\(signal == SIGINT ? "SIGINT" : "SIGTERM"): stopping every service")
+            logger.notice("\(Self.name(of: signal)): stopping every service")
             break
         }
-        await scheduler.shutdown()
-        logger.notice("all services stopped")
-    }
-}
-
-/// Delivers signals as an async sequence instead of running handlers in
-/// signal context, where almost nothing is safe to do. The sources are only
-/// kept alive here, never touched after setup, hence unchecked.
-final class SignalStream: @unchecked Sendable {
-    let stream: AsyncStream<Int32>
-    private let sources: [any DispatchSourceSignal]
-
-    init(_ signals: Int32...) {
-        var continuation: AsyncStream<Int32>.Continuation!
-        stream = AsyncStream { continuation = $0 }
-        let yield = continuation!
-        sources = signals.map { number in
-            // The default action would end the process before the source sees the signal.
-            signal(number, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
-            source.setEventHandler { yield.yield(number) }
-            source.resume()
-            return source
+        Task { await scheduler.shutdown(); sink.yield(.shutDown) }
+        while let event = await pending.next() {
+            switch event {
+            case .shutDown:
+                let abandoned = Self.stillRunning(scheduler)
+                if !abandoned.isEmpty {
+                    logger.error("stopped, abandoning \(abandoned.joined(separator: ", ")): still inside the plugin after stop_timeout_ms")
+                    throw ExitCode(3)
+                }
+                logger.notice("all services stopped")
+                return
+            case .signal(let signal) where signal != SIGHUP:
+                let abandoned = Self.stillRunning(scheduler)
+                logger.error("\(Self.name(of: signal)) again: exiting without waiting\(abandoned.isEmpty ? "" : "; abandoned \(abandoned.joined(separator: ", "))")")
+                // Not released on this path: the threads may still be inside plugin code.
+                try? FileManager.default.removeItem(atPath: scheduler.runtimeDirectory)
+                throw ExitCode(3)
+            case .signal:
+                continue
+            }
         }
+    }
+
+    private enum HostEvent: Sendable {
+        case signal(Int32)
+        case shutDown
+    }
+
+    private static func name(of signal: Int32) -> String {
+        switch signal {
+        case SIGINT: "SIGINT"
+        case SIGTERM: "SIGTERM"
+        case SIGHUP: "SIGHUP"
+        default: "signal \(signal)"
+        }
+    }
+
+    /// The services whose thread or worker has not left the plugin.
+    private static func stillRunning(_ scheduler: Scheduler) -> [String] {
+        scheduler.snapshot().filter { $0.state == .started }.map(\.name)
     }
 }

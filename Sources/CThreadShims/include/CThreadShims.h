@@ -1,6 +1,9 @@
 #ifndef C_THREAD_SHIMS_H
 #define C_THREAD_SHIMS_H
 
+#include "CHostSignals.h"
+#include "CHostThread.h"
+
 #include <errno.h>
 #include <linux/futex.h>
 #include <stdint.h>

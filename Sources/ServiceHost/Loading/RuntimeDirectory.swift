@@ -31,7 +31,13 @@ public final class RuntimeDirectory: @unchecked Sendable {
         // mkdtemp already uses 0700; say it explicitly so that a umask can never widen it.
         chmod(made, 0o700)
         path = String(cString: made)
+        lock = StaleRuntimeDirectories.holdLock(in: path)
+        StaleRuntimeDirectories.reclaim(in: base, keeping: path)
     }
+
+    /// The descriptor holding the directory's lock file locked for as long as
+    /// the host lives, which tells other hosts the directory is not stale.
+    private var lock: Int32
 
     /// A path in the directory that no other load has used, ending in `name`.
     func uniquePath(for name: String) -> String {
@@ -45,6 +51,10 @@ public final class RuntimeDirectory: @unchecked Sendable {
     /// mapped: unlinking a file does not unmap it.
     func remove() {
         try? FileManager.default.removeItem(atPath: path)
+        counter.withLock {
+            if lock >= 0 { close(lock) }
+            lock = -1
+        }
     }
 
     deinit {

@@ -27,9 +27,11 @@ final class DeadlineTimer: @unchecked Sendable {
         entries.insert(entry, at: index)
         if !started {
             started = true
-            let thread = Thread { [self] in run() }
-            thread.name = "servicehost-timer"
-            thread.start()
+            do {
+                try HostThread.spawn(name: "host:timer") { [self] in run() }
+            } catch {
+                started = false  // tried again on the next call
+            }
         }
         condition.signal()
         condition.unlock()

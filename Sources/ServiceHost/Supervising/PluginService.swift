@@ -45,6 +45,13 @@ final class PluginService: BaseService, HostCallbackTarget, @unchecked Sendable 
     // MARK: Steps
 
     override func onCreate() throws(ServiceFailure) {
+        // Plugin code (constructors, svc_create) may have replaced the host's
+        // SIGINT/SIGTERM/SIGHUP/SIGPIPE handlers; put them back.
+        defer {
+            if HostSignals.reassert() > 0 {
+                logger.warning("\(file) replaced the host's signal handlers; they are restored")
+            }
+        }
         let (current, candidate) = imageToTry()
         if let candidate {
             switch PluginInstance.create(image: candidate, binding: binding!) {
@@ -113,7 +120,16 @@ extension Logger {
         case 2: .warning
         default: .error
         }
-        log(level: logLevel, "\(message)", metadata: ["origin": "plugin"])
+        // A worker cuts its messages at WorkerMessage.logLimit bytes (a cut
+        // character decodes as U+FFFD, hence the margin); lines as long in
+        // thread isolation are cut the same, so that no log line is unbounded.
+        if message.utf8.count >= WorkerMessage.logLimit - 3 {
+            let kept = String(decoding: message.utf8.prefix(WorkerMessage.logLimit - 3), as: UTF8.self)
+            log(level: logLevel, "\(PluginText.escaped(kept))… [truncated at \(WorkerMessage.logLimit / 1024) KiB]",
+                metadata: ["origin": "plugin"])
+            return
+        }
+        log(level: logLevel, "\(PluginText.escaped(message))", metadata: ["origin": "plugin"])
     }
 }
 

@@ -24,17 +24,23 @@ final class ServiceRunner: @unchecked Sendable {
 
     func launch() {
         let interval = service.configuration.interval
-        let thread = Thread { [self] in
-            // Pauses end on a shared grid (see BaseService.wakeupGrid); the
-            // timer slack lets the kernel fire the timers of one grid point together.
-            if let grid = BaseService.wakeupGrid(for: interval) {
-                _ = cthread_set_timer_slack(UInt64(grid.nanoseconds))
+        do {
+            try HostThread.spawn(name: HostThread.name(forService: service.name)) { [self] in
+                // Pauses end on a shared grid (see BaseService.wakeupGrid); the
+                // timer slack lets the kernel fire the timers of one grid point together.
+                if let grid = BaseService.wakeupGrid(for: interval) {
+                    _ = cthread_set_timer_slack(UInt64(grid.nanoseconds))
+                }
+                run()
+                finished.complete()
             }
-            run()
-            finished.complete()
+        } catch {
+            // launch() runs under the manager's lock; report after it is released.
+            DispatchQueue.global().async { [self] in
+                manager.runnerFailed(service, self, error: error)
+                finished.complete()
+            }
         }
-        thread.name = "svc:\(service.name)"
-        thread.start()
     }
 
     /// Returns once the thread has left the service alone for good.

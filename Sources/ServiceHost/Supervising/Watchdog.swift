@@ -30,9 +30,11 @@ final class Watchdog: @unchecked Sendable {
         watchers[ObjectIdentifier(clock), default: 0] += 1
         if !started {
             started = true
-            let thread = Thread { [self] in run() }
-            thread.name = "servicehost-watchdog"
-            thread.start()
+            do {
+                try HostThread.spawn(name: "host:watchdog") { [self] in run() }
+            } catch {
+                started = false  // tried again on the next call
+            }
         }
         condition.broadcast()
         condition.unlock()

@@ -28,9 +28,20 @@ final class HostProcess: @unchecked Sendable {
     private var waiters: [(String, Int, CheckedContinuation<Void, Never>)] = []
     private let exited = Completion()
 
-    init(_ arguments: [String], currentDirectory: URL? = nil) throws {
-        process.executableURL = try Self.binary
-        process.arguments = arguments
+    /// - Parameters:
+    ///   - shellSetup: shell commands run before the host replaces the shell
+    ///     (e.g. `ulimit -Sn 64`); the pid stays the same.
+    ///   - currentDirectory: where the host starts (relative paths resolve from it).
+    ///   - executable: the `servicehost` binary to run (by default the built one).
+    init(_ arguments: [String], shellSetup: String? = nil, currentDirectory: URL? = nil, executable: URL? = nil) throws {
+        let binary = try executable ?? Self.binary
+        if let shellSetup {
+            process.executableURL = URL(fileURLWithPath: "/bin/sh")
+            process.arguments = ["-c", "\(shellSetup); exec \"$0\" \"$@\"", binary.path] + arguments
+        } else {
+            process.executableURL = binary
+            process.arguments = arguments
+        }
         if let currentDirectory { process.currentDirectoryURL = currentDirectory }
         process.standardOutput = output
         process.standardError = output

@@ -1,0 +1,46 @@
+import CThreadShims
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The one place where the host creates threads: each is named from inside,
+/// so `ps -T` and `top -H` show the name (`svc:NAME` for a service, cut to
+/// the kernel's 15 bytes), and starts with an empty signal mask, so plugin
+/// code on it receives signals as in any normal process instead of inheriting
+/// the almost-full mask of the libdispatch worker that happened to start it.
+public enum HostThread {
+    /// Why a thread could not be created.
+    public struct SpawnError: Error, CustomStringConvertible, Sendable {
+        public let name: String
+        public let errorNumber: Int32
+        public var description: String {
+            "cannot create the thread '\(name)': \(String(cString: strerror(errorNumber)))"
+        }
+    }
+
+    /// The name a service's thread carries.
+    static func name(forService service: String) -> String { "svc:\(service)" }
+
+    /// Starts a detached thread named `name` that runs `body`.
+    public static func spawn(name: String, _ body: @escaping @Sendable () -> Void) throws(SpawnError) {
+        let box = Unmanaged.passRetained(Body(body)).toOpaque()
+        let result = name.withCString { cName in
+            cthread_spawn(cName, 1, { context in
+                Unmanaged<Body>.fromOpaque(context!).takeRetainedValue().run()
+            }, box)
+        }
+        if result != 0 {
+            Unmanaged<Body>.fromOpaque(box).release()
+            throw SpawnError(name: name, errorNumber: result)
+        }
+    }
+
+    /// The calling thread's kernel id, as in `/proc/self/task/<tid>`.
+    public static var currentID: Int32 { cthread_gettid() }
+
+    private final class Body {
+        let run: @Sendable () -> Void
+        init(_ run: @escaping @Sendable () -> Void) { self.run = run }
+    }
+}
