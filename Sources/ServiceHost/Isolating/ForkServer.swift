@@ -1,3 +1,4 @@
+import CProcessShims
 import Foundation
 
 #if canImport(Glibc)
@@ -141,7 +142,10 @@ final class WorkerLauncher: @unchecked Sendable {
     /// A new worker process, connected. The caller sends the assignment at
     /// once: the socket holds it until the worker reads it, so no handshake
     /// adds a round trip to every restart.
-    func launch() throws(LaunchError) -> (channel: WorkerChannel, pid: pid_t) {
+    /// `process` is a pidfd of the worker (-1 where the kernel has none): the
+    /// worker is the fork server's child, unreaped until the host asks, so the
+    /// pid cannot be reused before this descriptor is opened.
+    func launch() throws(LaunchError) -> (channel: WorkerChannel, pid: pid_t, process: Int32) {
         let host: WorkerChannel
         let worker: WorkerChannel
         do {
@@ -153,7 +157,7 @@ final class WorkerLauncher: @unchecked Sendable {
         // The fork server and the worker have their copies; closing ours means an
         // end of file on `host` as soon as the worker is gone.
         worker.close()
-        return (host, pid)
+        return (host, pid, cprocess_pidfd_open(pid))
     }
 
     /// Collects the exit status of a worker whose socket has closed (after

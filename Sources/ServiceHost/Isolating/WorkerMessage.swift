@@ -70,6 +70,10 @@ extension WorkerMessage {
     /// message always fits one datagram.
     static let logLimit = 32 * 1024
 
+    /// The largest encoded message either side sends or accepts: room for a
+    /// `[config]` as large as a sidecar may be (1 MiB) with its encoding's overhead.
+    static let maxSize = 2 * 1024 * 1024
+
     private enum Tag: UInt8 {
         case start = 1, stop, loaded = 4, loadFailed, created, createFailed, log, hung, stopped
     }

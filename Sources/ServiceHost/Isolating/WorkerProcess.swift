@@ -11,6 +11,9 @@ import Glibc
 /// A fresh process per run, as a process supervisor would: whatever a
 /// crashed or stopped run left behind goes with its process.
 enum WorkerProcess {
+    /// The exit status of a worker whose plugin closed its socket.
+    static let socketClosedStatus: Int32 = 71
+
     static func run(channel: WorkerChannel) -> Never {
         // The Swift runtime's crash handlers (inherited from the fork server)
         // would print a Swift backtrace for every plugin crash and delay the
@@ -79,7 +82,11 @@ extension WorkerProcess {
             while true {
                 switch reader.channel.receive() {
                 case .message(.stop): reader.signal.raise(.ordered)
-                case .endOfFile: _exit(70)  // the host is gone; nobody supervises this run any more
+                case .endOfFile:
+                    // A descriptor that is no longer open: the plugin closed it. Otherwise
+                    // the host is gone; nobody supervises this run any more.
+                    _exit(fcntl(reader.channel.descriptor, F_GETFD) < 0 ? WorkerProcess.socketClosedStatus : 70)
+                case .malformed: _exit(65)  // the host's side cannot be trusted any more
                 default: continue
                 }
             }

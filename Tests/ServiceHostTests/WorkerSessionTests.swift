@@ -1,0 +1,147 @@
+import Foundation
+import Synchronization
+import Testing
+@testable import ServiceHost
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What passes between the host and a worker, whatever its size, and what
+/// the host notices about a worker without its help.
+@Suite("Worker sessions")
+struct WorkerSessionTests {
+    @Test func aConfigOfNearlyAMegabyteReachesAProcessIsolatedPlugin() async throws {
+        let blob = String(repeating: "x", count: 900_000)
+        let host = try await TestHost(isolation: .process, plugins: [
+            (file: "Big.so", fixture: "worker_faults.c", sidecar: "[config]\nblob = \"\(blob)\"\n"),
+        ])
+        try await host.events.next("Big", { $0.isStarted }, timeout: .seconds(60))
+        try await host.logs.waitFor { $0.service == "Big" && $0.message == "blob length 900000" }
+        await host.scheduler.shutdown()
+    }
+
+    @Test func aMessageOverTheLimitIsRefusedWithItsSize() throws {
+        let (host, worker) = try WorkerChannel.pair()
+        let huge = WorkerMessage.start(WorkerAssignment(
+            name: "Huge", file: "f", privateCopy: "p", containsSwiftCode: false, interval: .milliseconds(1),
+            watchdog: nil, startTimeout: nil, settings: ["blob": String(repeating: "y", count: WorkerMessage.maxSize)]))
+        guard case .tooLarge(let size) = host.send(huge, until: .now + .seconds(5)) else {
+            Issue.record("an oversized message was not refused")
+            return
+        }
+        #expect(size > WorkerMessage.maxSize)
+        // Nothing of it went out: the next message arrives whole and first.
+        #expect(host.send(.stop).succeeded)
+        #expect(worker.receive(until: .now + .seconds(5)) == .message(.stop))
+    }
+
+    @Test func aLargeMessageArrivesWholeWhileTheReceiverReadsConcurrently() throws {
+        let (host, worker) = try WorkerChannel.pair()
+        let settings = ["a": String(repeating: "a", count: 700_000), "b": "short"]
+        let message = WorkerMessage.start(WorkerAssignment(
+            name: "N", file: "f", privateCopy: "p", containsSwiftCode: true, interval: .milliseconds(5),
+            watchdog: .milliseconds(7), startTimeout: nil, settings: settings))
+        // More than a socket buffer: the sender waits for the reader to make room.
+        let received = Mutex<WorkerChannel.Received?>(nil)
+        let done = DispatchSemaphore(value: 0)
+        let thread = Thread {
+            received.withLock { $0 = worker.receive(until: .now + .seconds(30)) }
+            done.signal()
+        }
+        thread.start()
+        #expect(host.send(message, until: .now + .seconds(30)) == .sent)
+        done.wait()
+        #expect(received.withLock { $0 } == .message(message))
+    }
+
+    @Test func aSendToAReaderThatNeverReadsEndsAtTheDeadline() throws {
+        let (host, worker) = try WorkerChannel.pair()
+        let message = WorkerMessage.log(level: 1, message: String(repeating: "z", count: 30_000))
+        var result = WorkerChannel.SendResult.sent
+        // Fill the peer's queue; the first send that cannot go out waits for its deadline.
+        for _ in 0..<10_000 {
+            result = host.send(message, until: .now + .milliseconds(50))
+            if result != .sent { break }
+        }
+        #expect(result == .timedOut)
+        withExtendedLifetime(worker) {}
+    }
+
+    @Test func aMalformedDatagramIsReportedNotDropped() throws {
+        let (host, worker) = try WorkerChannel.pair()
+        var garbage: [UInt8] = [0x42, 1, 2, 3]
+        _ = Glibc.send(host.descriptor, &garbage, garbage.count, 0)
+        guard case .malformed(let why) = worker.receive(until: .now + .seconds(5)) else {
+            Issue.record("a malformed datagram was not reported")
+            return
+        }
+        #expect(why.contains("undecodable"))
+    }
+
+    // MARK: Worker death seen through the process, not its socket
+
+    /// The reason of the first failed run of `name`.
+    private func firstFailure(of name: String, in host: TestHost, timeout: Duration) async throws -> String {
+        let stopped = try await host.events.next(name, {
+            switch $0 {
+            case .stopped(.failed), .stopped(.startFailed): true
+            default: false
+            }
+        }, timeout: timeout)
+        switch stopped.kind {
+        case .stopped(.failed(let failure)), .stopped(.startFailed(let failure)): return failure.message
+        default: return ""
+        }
+    }
+
+    @Test func aCrashedWorkerWhoseChildKeepsItsSocketIsSeenAtOnce() async throws {
+        let stopTimeout = Duration.milliseconds(500)
+        let host = try await TestHost(isolation: .process, plugins: [
+            (file: "Forks.so", fixture: "worker_faults.c",
+             sidecar: "stop_timeout_ms = \(stopTimeout.milliseconds)\nbackoff_initial_ms = 0\n[config]\nfault = \"fork_keep_socket\"\n"),
+        ])
+        defer {
+            // The children sleep a minute holding the old sockets; end them.
+            for entry in host.logs.entries(where: { $0.service == "Forks" && $0.message.hasPrefix("child ") }) {
+                if let pid = Int32(entry.message.dropFirst(6)) { kill(pid, SIGKILL) }
+            }
+        }
+        // Before, the host saw nothing until the child exited a minute later.
+        let why = try await firstFailure(of: "Forks", in: host, timeout: stopTimeout * 20)
+        #expect(why.contains("worker killed by SIGSEGV in svc_loop"), "\(why)")
+        try await host.events.next("Forks", { $0.isRestarting }, timeout: stopTimeout * 20)
+        await host.scheduler.shutdown()
+    }
+
+    @Test func aWorkerThatClosesItsSocketInCreateIsKilledAndReported() async throws {
+        let stopTimeout = Duration.milliseconds(300)
+        let host = try await TestHost(isolation: .process, plugins: [
+            (file: "Closes.so", fixture: "worker_faults.c",
+             sidecar: "stop_timeout_ms = \(stopTimeout.milliseconds)\nbackoff_initial_ms = 0\n[config]\nfault = \"close_fds\"\n"),
+        ])
+        let why = try await firstFailure(of: "Closes", in: host, timeout: stopTimeout * 30)
+        #expect(why.contains("lost its connection to the host (the plugin closed the worker's socket)"), "\(why)")
+        #expect(why.contains("in svc_create"), "\(why)")
+        try await host.events.next("Closes", { $0.isRestarting }, timeout: stopTimeout * 30)
+        await host.scheduler.shutdown()
+        // Every worker was reaped: none is left as a zombie of the fork server.
+    }
+
+    // MARK: Watchdog in process isolation
+
+    @Test func aHealthyProcessIsolatedServiceWithAWatchdogIsNeverReportedHung() async throws {
+        let watchdog = Duration.milliseconds(50)
+        let host = try await TestHost(isolation: .process, probes: [("P.so", """
+            interval_ms = 10
+            watchdog_ms = \(watchdog.milliseconds)
+            [config]
+            log_loops = true
+            """)])
+        // At least 8 watchdog periods of looping.
+        try await host.logs.waitFor { $0.service == "P" && $0.message == "loop 40" }
+        #expect(!host.events.seen.contains { if case .hung = $0.kind { true } else { false } })
+        #expect(host.logs.entries { $0.message.contains("hung") }.isEmpty)
+        await host.scheduler.shutdown()
+    }
+}
