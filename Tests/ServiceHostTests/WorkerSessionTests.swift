@@ -144,4 +144,36 @@ struct WorkerSessionTests {
         #expect(host.logs.entries { $0.message.contains("hung") }.isEmpty)
         await host.scheduler.shutdown()
     }
+
+    /// The worker that has the runtime directory's copy of a plugin mapped (not the spare).
+    private func workerRunningAPlugin(of host: TestHost) throws -> Int32 {
+        let server = try #require(host.scheduler.forkServerPID)
+        let running = ProcessCensus.children(of: server).filter {
+            (ProcessCensus.read("/proc/\($0)/maps") ?? "").contains(host.scheduler.runtimeDirectory)
+        }
+        return try #require(running.first)
+    }
+
+    @Test func aStoppedWorkerIsKilledByTheHostsWatchdog() async throws {
+        let watchdog = Duration.milliseconds(100)
+        let host = try await TestHost(isolation: .process, probes: [("P.so", """
+            interval_ms = 10
+            watchdog_ms = \(watchdog.milliseconds)
+            backoff_initial_ms = 0
+            [config]
+            log_loops = true
+            """)])
+        try await host.logs.waitFor { $0.service == "P" && $0.message == "loop 3" }
+        let worker = try workerRunningAPlugin(of: host)
+        let stoppedAt = ContinuousClock.now
+        kill(worker, SIGSTOP)
+        let why = try await firstFailure(of: "P", in: host, timeout: watchdog * 100)
+        #expect(ContinuousClock.now - stoppedAt < watchdog * 40)
+        #expect(why.contains("hung: the worker process made no progress"), "\(why)")
+        #expect(why.contains("watchdog_ms = 100, process isolation"), "\(why)")
+        #expect(why.contains("killed by SIGKILL") || why.contains("worker killed"), "\(why)")
+        // Restarted by policy in a fresh worker.
+        try await host.events.next("P", { $0 == .started(starts: 2) }, timeout: watchdog * 100)
+        await host.scheduler.shutdown()
+    }
 }

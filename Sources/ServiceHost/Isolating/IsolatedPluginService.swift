@@ -121,12 +121,18 @@ final class IsolatedPluginService: BaseService, @unchecked Sendable {
             return .failed(ServiceFailure(code: -1, message: "\(file): no worker"))
         }
         var hung: String?
+        var liveness = Liveness(limit: livenessLimit)
         while true {
-            switch worker.channel.receive(until: stopDeadline, wake: wakeup.descriptor, process: worker.process) {
+            let received = worker.channel.receive(until: liveness.deadline(or: stopDeadline), wake: wakeup.descriptor,
+                                                  process: worker.process)
+            if case .message = received { liveness.heard() }
+            switch received {
             case .message(.log(let level, let message)):
                 logger.pluginLine(level: level, message)
             case .message(.hung(let call, let elapsed)):
                 hung = hungReason(call: call, elapsed: .nanoseconds(elapsed))
+            case .timedOut where liveness.expired(before: stopDeadline):
+                hung = killSilent(worker, &liveness)
             case .message(.stopped(let report)):
                 switch report.kind {
                 case .finished: return .done
@@ -233,8 +239,14 @@ final class IsolatedPluginService: BaseService, @unchecked Sendable {
         var version: String?
         var hung: String?
         var killedForStop = false
+        var liveness = Liveness(limit: livenessLimit)
         while true {
-            switch launched.channel.receive(until: stopDeadline, wake: wakeup.descriptor, process: launched.process) {
+            let received = launched.channel.receive(until: liveness.deadline(or: stopDeadline), wake: wakeup.descriptor,
+                                                    process: launched.process)
+            if case .message = received { liveness.heard() }
+            switch received {
+            case .timedOut where liveness.expired(before: stopDeadline):
+                hung = killSilent(current, &liveness)
             case .message(.log(let level, let message)):
                 logger.pluginLine(level: level, message)
             case .message(.loaded(let loaded)):
@@ -314,6 +326,22 @@ final class IsolatedPluginService: BaseService, @unchecked Sendable {
         }
     }
 
+    /// How long a worker with a watchdog may stay silent: it says it is alive
+    /// every half watchdog period, so only a stopped or frozen process misses this.
+    private var livenessLimit: Duration? {
+        configuration.watchdog.map { max($0 * 4, .milliseconds(250)) }
+    }
+
+    /// Kills a worker that fell silent for longer than its liveness limit; the reason to report.
+    private func killSilent(_ silent: Worker, _ liveness: inout Liveness) -> String {
+        let silence = liveness.silence
+        liveness = Liveness(limit: nil)
+        kill(silent.pid, SIGKILL)
+        let reason = "\(file): hung: the worker process made no progress for \(silence.milliseconds) ms (watchdog_ms = \(configuration.watchdog?.milliseconds ?? 0), process isolation: stopped or frozen); worker killed"
+        logger.error("\(reason)")
+        return reason
+    }
+
     private func noteOrderedStop() {
         if stopSignal.request == .ordered, stopDeadline == nil {
             stopDeadline = .now + configuration.stopTimeout
@@ -343,5 +371,32 @@ final class IsolatedPluginService: BaseService, @unchecked Sendable {
             versions.reject(changed, reason: error.reason, for: self, logger: logger)
             return (current, nil)
         }
+    }
+}
+
+/// When a worker was last heard from, and whether its silence has lasted too long.
+private struct Liveness {
+    let limit: Duration?
+    private var lastHeard = ContinuousClock.now
+
+    init(limit: Duration?) { self.limit = limit }
+
+    mutating func heard() { lastHeard = .now }
+
+    var silence: Duration { .now - lastHeard }
+
+    /// The earlier of the liveness deadline and `other`.
+    func deadline(or other: ContinuousClock.Instant?) -> ContinuousClock.Instant? {
+        guard let limit else { return other }
+        let own = lastHeard + limit
+        return other.map { min($0, own) } ?? own
+    }
+
+    /// Whether a timeout was the silence's, not the stop deadline's.
+    func expired(before stopDeadline: ContinuousClock.Instant?) -> Bool {
+        guard let limit else { return false }
+        let now = ContinuousClock.now
+        if let stopDeadline, now >= stopDeadline { return false }
+        return now >= lastHeard + limit
     }
 }

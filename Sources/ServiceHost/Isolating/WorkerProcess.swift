@@ -23,6 +23,7 @@ enum WorkerProcess {
         }
         signal(SIGPIPE, SIG_IGN)
         guard case .message(.start(let assignment)) = channel.receive() else { _exit(64) }
+        if let watchdog = assignment.watchdog { startHeartbeat(channel: channel, every: watchdog / 2) }
 
         // The host staged and checked the copy; the worker only loads it.
         let staged = StagedPlugin(file: assignment.file, identity: FileIdentity(stat()), privateCopy: assignment.privateCopy,
@@ -92,6 +93,32 @@ extension WorkerProcess {
             }
         }, context)
         pthread_detach(thread)
+    }
+
+    /// Tells the host every `period` that this process still runs, so that
+    /// the host can kill a worker that was stopped (SIGSTOP) or frozen, which
+    /// the worker's own watchdog cannot notice.
+    static func startHeartbeat(channel: WorkerChannel, every period: Duration) {
+        let context = Unmanaged.passRetained(HeartbeatContext(channel: channel, period: period)).toOpaque()
+        var thread = pthread_t()
+        pthread_create(&thread, nil, { context in
+            let heartbeat = Unmanaged<HeartbeatContext>.fromOpaque(context!).takeRetainedValue()
+            let micros = UInt32(clamping: max(1_000, heartbeat.period.nanoseconds / 1_000))
+            while true {
+                usleep(micros)
+                _ = heartbeat.channel.send(.alive)
+            }
+        }, context)
+        pthread_detach(thread)
+    }
+
+    private final class HeartbeatContext: @unchecked Sendable {
+        let channel: WorkerChannel
+        let period: Duration
+        init(channel: WorkerChannel, period: Duration) {
+            self.channel = channel
+            self.period = period
+        }
     }
 
     private final class ReaderContext: @unchecked Sendable {
