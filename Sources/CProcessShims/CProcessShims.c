@@ -4,6 +4,8 @@
 #include <signal.h>
 #include <sys/pidfd.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 int cprocess_pidfd_open(pid_t pid) {
     return pidfd_open(pid, 0);
@@ -28,12 +30,29 @@ int cprocess_spawnattr_reset_signals(posix_spawnattr_t *attributes) {
     return result;
 }
 
+/* The kernel's struct sigaction for rt_sigaction(2), for the signals glibc
+ * reserves (32, 33) and refuses to touch through sigaction(). */
+struct kernel_sigaction {
+    void *handler;
+    unsigned long flags;
+    void *restorer;
+    unsigned long mask;
+};
+
 void cprocess_reset_signals(void) {
     sigset_t empty;
     sigemptyset(&empty);
     sigprocmask(SIG_SETMASK, &empty, NULL);
     for (int number = 1; number < NSIG; number++) {
         if (number == SIGKILL || number == SIGSTOP) continue;
-        signal(number, SIG_DFL);
+        if (signal(number, SIG_DFL) == SIG_ERR) {
+            /* A glibc-reserved signal: only an inherited SIG_IGN is undone,
+             * a handler glibc installed stays. */
+            struct kernel_sigaction old;
+            if (syscall(SYS_rt_sigaction, number, NULL, &old, sizeof(unsigned long)) == 0 && old.handler == (void *)SIG_IGN) {
+                struct kernel_sigaction reset = { (void *)SIG_DFL, 0, NULL, 0 };
+                syscall(SYS_rt_sigaction, number, &reset, NULL, sizeof(unsigned long));
+            }
+        }
     }
 }

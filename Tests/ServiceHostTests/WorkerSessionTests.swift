@@ -176,4 +176,46 @@ struct WorkerSessionTests {
         try await host.events.next("P", { $0 == .started(starts: 2) }, timeout: watchdog * 100)
         await host.scheduler.shutdown()
     }
+
+    // MARK: Workers are normal processes that die with their host
+
+    /// The pid in the host's "worker <pid> loads <file>" debug line.
+    private func workerPID(in host: HostProcess) throws -> Int32 {
+        let line = try #require(host.outputText.split(separator: "\n").first { $0.contains("] worker ") && $0.contains(" loads ") })
+        return try #require(line.split(separator: " ").drop { $0 != "worker" }.dropFirst().first.flatMap { Int32($0) })
+    }
+
+    @Test func aWorkerInASlowConstructorDiesWithAKilledHost() async throws {
+        let folder = try PluginFolder()
+        try await folder.add("slow_constructor.c", as: "Slow.so", sidecar: "")
+        let host = try HostProcess(["run", "--plugins", folder.path, "--isolation", "process", "--log-level", "debug"])
+        try await host.waitForOutput(" loads ")
+        let pid = try workerPID(in: host)
+        // Inside the constructor: the plugin's copy is mapped.
+        let deadline = ContinuousClock.now + .seconds(20)
+        while !(ProcessCensus.read("/proc/\(pid)/maps") ?? "").contains("Slow"), ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        host.send(SIGKILL)
+        _ = try await host.waitForExit()
+        // No child of this process: no exit event to await, so check until a deadline.
+        while kill(pid, 0) == 0, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        #expect(kill(pid, 0) != 0, "worker \(pid) outlived its host")
+    }
+
+    @Test func aWorkerHasNoSignalBlockedOrIgnored() async throws {
+        let host = try await TestHost(isolation: .process, probes: [("P.so", "interval_ms = 10\n[config]\nlog_loops = true\n")])
+        try await host.logs.waitFor { $0.service == "P" && $0.message == "loop 2" }
+        let worker = try workerRunningAPlugin(of: host)
+        let status = try #require(ProcessCensus.read("/proc/\(worker)/status"))
+        let fields = Dictionary(status.split(separator: "\n").compactMap { line -> (String, String)? in
+            let parts = line.split(separator: ":", maxSplits: 1)
+            return parts.count == 2 ? (String(parts[0]), parts[1].trimmingCharacters(in: .whitespaces)) : nil
+        }, uniquingKeysWith: { first, _ in first })
+        #expect(fields["SigBlk"] == "0000000000000000", "\(fields["SigBlk"] ?? "")")
+        #expect(fields["SigIgn"] == "0000000000000000", "\(fields["SigIgn"] ?? "")")
+        await host.scheduler.shutdown()
+    }
 }

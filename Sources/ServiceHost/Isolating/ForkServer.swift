@@ -56,11 +56,11 @@ public enum ForkServer {
                     worker = ready.pid
                 } else {
                     // No spare, or it died: fork one now.
+                    let server = getpid()
                     worker = fork()
                     if worker == 0 {
                         control.close()
-                        signal(SIGINT, SIG_DFL)
-                        WorkerProcess.run(channel: WorkerChannel(descriptor: channel))
+                        WorkerProcess.run(channel: WorkerChannel(descriptor: channel), forkServer: server)
                     }
                 }
                 close(channel)
@@ -76,6 +76,10 @@ public enum ForkServer {
                     kill(spare.pid, SIGKILL)
                     _ = ExitStatus.reap(spare.pid)
                 }
+                // Whatever still runs in this process group (a worker inside a
+                // slow constructor, which reads nothing from its socket yet, or
+                // a program a plugin started) must not outlive its host.
+                kill(0, SIGKILL)
                 _exit(0)
             }
         }
@@ -97,14 +101,15 @@ public enum ForkServer {
     /// A forked worker waiting for its socket on `link`; `nil` if fork failed.
     private static func forkSpare(control: WorkerChannel) -> (pid: pid_t, link: WorkerChannel)? {
         guard let (server, spare) = try? WorkerChannel.pair() else { return nil }
+        let forkServer = getpid()
         let pid = fork()
         if pid == 0 {
             control.close()
             server.close()
-            signal(SIGINT, SIG_DFL)
+            WorkerProcess.dieWithParent(forkServer)
             guard case .spawn(let channel) = spare.receiveRequest() else { _exit(0) }
             spare.close()
-            WorkerProcess.run(channel: WorkerChannel(descriptor: channel))
+            WorkerProcess.run(channel: WorkerChannel(descriptor: channel), forkServer: forkServer)
         }
         spare.close()
         guard pid > 0 else {
@@ -210,11 +215,18 @@ final class WorkerLauncher: @unchecked Sendable {
         // dup2 onto a different number clears close-on-exec; the server end is never 3 itself.
         let source = server.descriptor == ForkServer.controlDescriptor ? fcntl(server.descriptor, F_DUPFD_CLOEXEC, 10) : server.descriptor
         posix_spawn_file_actions_adddup2(&actions, source, ForkServer.controlDescriptor)
+        // Nothing else the host has open, close-on-exec or not, reaches the server.
+        _ = cprocess_spawn_close_from(&actions, ForkServer.controlDescriptor + 1)
+        // Whatever the spawning thread blocks or ignores, the server starts as a normal process.
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        _ = cprocess_spawnattr_reset_signals(&attributes)
         let arguments = [executable, ForkServer.argument]
         var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
         defer { for argument in argv { free(argument) } }
         var pid: pid_t = 0
-        let result = posix_spawn(&pid, executable, &actions, nil, &argv, environ)
+        let result = posix_spawn(&pid, executable, &actions, &attributes, &argv, environ)
         if source != server.descriptor { close(source) }
         server.close()
         guard result == 0 else {

@@ -1,3 +1,4 @@
+import CProcessShims
 import Foundation
 
 #if canImport(Glibc)
@@ -14,14 +15,32 @@ enum WorkerProcess {
     /// The exit status of a worker whose plugin closed its socket.
     static let socketClosedStatus: Int32 = 71
 
-    static func run(channel: WorkerChannel) -> Never {
-        // The Swift runtime's crash handlers (inherited from the fork server)
-        // would print a Swift backtrace for every plugin crash and delay the
-        // worker's death; the host reports the signal itself.
-        for crash in [SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGTRAP, SIGSYS] {
-            signal(crash, SIG_DFL)
+    /// Makes the worker die with its parent, the fork server (which ends its
+    /// process group when the host goes), before any plugin code runs; exits
+    /// at once if the parent is already gone.
+    static func dieWithParent(_ forkServer: pid_t) {
+        _ = cprocess_set_parent_death_signal(SIGKILL)
+        if getppid() != forkServer { _exit(0) }
+    }
+
+    /// Sends a report; a socket the plugin closed (EBADF) ends the worker with
+    /// ``socketClosedStatus``, which the host reports as such: the host could
+    /// not otherwise tell a live worker it cannot hear from a slow one.
+    static func sendOrExit(_ message: WorkerMessage, on channel: WorkerChannel) {
+        if case .failed(errno: let code) = channel.send(message), code == EBADF || code == ENOTSOCK {
+            _exit(socketClosedStatus)
         }
-        signal(SIGPIPE, SIG_IGN)
+    }
+
+    static func run(channel: WorkerChannel, forkServer: pid_t) -> Never {
+        dieWithParent(forkServer)
+        // A normal process for the plugin and whatever it starts: no signal
+        // blocked, every disposition at its default (the fork server's, and
+        // the Swift runtime's crash handlers, which would print a Swift
+        // backtrace for every plugin crash and delay the worker's death; the
+        // host reports the signal itself). Sends use MSG_NOSIGNAL, so SIGPIPE
+        // needs no ignoring.
+        cprocess_reset_signals()
         guard case .message(.start(let assignment)) = channel.receive() else { _exit(64) }
         if let watchdog = assignment.watchdog { startHeartbeat(channel: channel, every: watchdog / 2) }
 
@@ -35,7 +54,7 @@ enum WorkerProcess {
             channel.send(.loadFailed(code: error.code.description, reason: error.reason))
             _exit(0)
         }
-        channel.send(.loaded(version: image.version))
+        sendOrExit(.loaded(version: image.version), on: channel)
 
         let service = WorkerService(assignment: assignment, image: image, channel: channel)
         if assignment.watchdog != nil || assignment.startTimeout != nil {
@@ -54,10 +73,10 @@ enum WorkerProcess {
                 channel.send(.createFailed(code: failure.code))
                 _exit(0)
             }
-            channel.send(.created)
+            sendOrExit(.created, on: channel)
             // Reported before svc_stop runs, so that the host can tell a crash
             // or hang in svc_stop from one in svc_loop.
-            channel.send(.stopped(WorkerStopReport(service.runEventLoop())))
+            sendOrExit(.stopped(WorkerStopReport(service.runEventLoop())), on: channel)
             try service.stop()
         } catch {
             channel.send(.stopped(WorkerStopReport(kind: .failed, code: -1, message: "worker: \(error)")))
@@ -106,7 +125,7 @@ extension WorkerProcess {
             let micros = UInt32(clamping: max(1_000, heartbeat.period.nanoseconds / 1_000))
             while true {
                 usleep(micros)
-                _ = heartbeat.channel.send(.alive)
+                WorkerProcess.sendOrExit(.alive, on: heartbeat.channel)
             }
         }, context)
         pthread_detach(thread)
@@ -172,7 +191,7 @@ final class WorkerService: BaseService, HostCallbackTarget, @unchecked Sendable 
 
     func pluginLog(level: Int32, message: String) {
         // Sent before the call returns, so a crash right after loses nothing.
-        channel.send(.log(level: level, message: message))
+        WorkerProcess.sendOrExit(.log(level: level, message: message), on: channel)
     }
 
     func pluginRequestedStop() {
