@@ -218,4 +218,16 @@ struct WorkerSessionTests {
         #expect(fields["SigIgn"] == "0000000000000000", "\(fields["SigIgn"] ?? "")")
         await host.scheduler.shutdown()
     }
+
+    // MARK: pthread_exit
+
+    @Test func pthreadExitInTheLoopOfAWorkerIsAFailure() async throws {
+        let host = try await TestHost(isolation: .process, plugins: [
+            (file: "Exits.so", fixture: "worker_faults.c", sidecar: "backoff_initial_ms = 0\n[config]\nfault = \"pthread_exit\"\n"),
+        ])
+        let why = try await firstFailure(of: "Exits", in: host, timeout: .seconds(20))
+        #expect(why.contains("svc_loop called pthread_exit"), "\(why)")
+        try await host.events.next("Exits", { $0 == .started(starts: 2) })
+        await host.scheduler.shutdown()
+    }
 }

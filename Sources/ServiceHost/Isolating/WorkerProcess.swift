@@ -67,6 +67,7 @@ enum WorkerProcess {
             Watchdog.shared.watch(clock)
         }
         startReader(channel: channel, signal: service.stopSignal)
+        reportThreadExit(on: channel, file: assignment.file)
 
         do {
             if let failure = try service.start() {
@@ -113,6 +114,30 @@ extension WorkerProcess {
         }, context)
         pthread_detach(thread)
     }
+
+    /// The channel the main thread's exit is reported on (set once, before plugin code runs).
+    nonisolated(unsafe) private static var exitChannel: WorkerChannel?
+    nonisolated(unsafe) private static var exitReport = ""
+
+    /// Arms a thread-specific value on the main thread whose destructor runs
+    /// only if the thread ends without returning here: a plugin that called
+    /// `pthread_exit` in one of its calls. The worker says so and exits,
+    /// where it would otherwise live on without a service.
+    static func reportThreadExit(on channel: WorkerChannel, file: String) {
+        exitChannel = channel
+        exitReport = "\(file): svc_loop called pthread_exit (process isolation); the service's thread is gone"
+        var key = pthread_key_t()
+        guard pthread_key_create(&key, { _ in
+            if let channel = WorkerProcess.exitChannel {
+                _ = channel.send(.stopped(WorkerStopReport(kind: .failed, code: -1, message: WorkerProcess.exitReport)))
+            }
+            _exit(WorkerProcess.threadExitStatus)
+        }) == 0 else { return }
+        pthread_setspecific(key, UnsafeRawPointer(bitPattern: 1))
+    }
+
+    /// The exit status of a worker whose plugin called `pthread_exit` on the service's thread.
+    static let threadExitStatus: Int32 = 72
 
     /// Tells the host every `period` that this process still runs, so that
     /// the host can kill a worker that was stopped (SIGSTOP) or frozen, which
