@@ -230,4 +230,22 @@ struct WorkerSessionTests {
         try await host.events.next("Exits", { $0 == .started(starts: 2) })
         await host.scheduler.shutdown()
     }
+
+    // MARK: The fork server
+
+    @Test func aStoppedForkServerIsReplacedAndNeverHangsStartsOrShutdown() async throws {
+        let host = try await TestHost(isolation: .process, probes: [("P.so", "stop_timeout_ms = 500\n")])
+        try await host.events.next("P") { $0.isStarted }
+        let stuck = try #require(host.scheduler.forkServerPID)
+        kill(stuck, SIGSTOP)
+        defer { kill(stuck, SIGKILL) }
+        let began = ContinuousClock.now
+        // Stopping reaps the worker through the stopped server; starting asks it for a new one.
+        try await host.scheduler.restart("P")
+        try await host.events.next("P", { $0 == .started(starts: 2) }, timeout: WorkerLauncher.answerTimeout * 10)
+        #expect(host.scheduler.forkServerPID != stuck)
+        #expect(host.logs.entries { $0.message.contains("the fork server (pid \(stuck))") && $0.message.contains("a new one is started") }.count == 1)
+        await host.scheduler.shutdown()
+        #expect(ContinuousClock.now - began < WorkerLauncher.answerTimeout * 10)
+    }
 }

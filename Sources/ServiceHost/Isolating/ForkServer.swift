@@ -1,5 +1,6 @@
 import CProcessShims
 import Foundation
+import Logging
 
 #if canImport(Glibc)
 import Glibc
@@ -136,8 +137,15 @@ final class WorkerLauncher: @unchecked Sendable {
     private var control: WorkerChannel?
     private var serverPID: pid_t = 0
 
-    init(executable: String) {
+    private let logger: Logger
+    /// How long the fork server may take to answer a request before it is
+    /// taken for stopped or stuck, killed and replaced: a fork or a `waitpid`
+    /// of a process already dead takes a fraction of this.
+    static let answerTimeout = Duration.seconds(2)
+
+    init(executable: String, logger: Logger = Logger(label: "servicehost.fork-server")) {
         self.executable = executable
+        self.logger = logger
     }
 
     struct LaunchError: Error, CustomStringConvertible {
@@ -170,8 +178,13 @@ final class WorkerLauncher: @unchecked Sendable {
     func reap(_ pid: pid_t) -> ExitStatus {
         lock.lock()
         defer { lock.unlock() }
-        guard let control, control.sendRequest(.reap(pid: pid)),
-              case .reaped(let status) = control.receiveAnswer() else { return ExitStatus(.unknown) }
+        guard let control else { return ExitStatus(.unknown) }
+        guard control.sendRequest(.reap(pid: pid)),
+              case .reaped(let status) = control.receiveAnswer(until: .now + Self.answerTimeout) else {
+            // Its workers die with it (PR_SET_PDEATHSIG); their statuses go with it.
+            replaceServerLocked(because: "did not answer a request to reap worker \(pid) within \(Self.answerTimeout.milliseconds) ms")
+            return ExitStatus(.unknown)
+        }
         return status
     }
 
@@ -180,23 +193,30 @@ final class WorkerLauncher: @unchecked Sendable {
         defer { lock.unlock() }
         for _ in 1...2 {
             let control = try serverControlLocked()
-            if (try? control.send(descriptor: worker.descriptor)) != nil, let answer = control.receiveAnswer() {
+            let sent = (try? control.send(descriptor: worker.descriptor)) != nil
+            if sent, let answer = control.receiveAnswer(until: .now + Self.answerTimeout) {
                 guard case .spawned(let pid) = answer, pid > 0 else {
                     // The server is fine; the system would not fork (out of processes or memory).
                     throw LaunchError(description: "the fork server could not fork a worker")
                 }
                 return pid
             }
-            // The fork server is gone: reap it and start a new one, once.
-            replaceServerLocked()
+            // The fork server is gone or stuck: end it and start a new one, once.
+            replaceServerLocked(because: sent ? "did not answer a request for a worker within \(Self.answerTimeout.milliseconds) ms"
+                                              : "is gone (its control socket is closed)")
         }
         throw LaunchError(description: "the fork server could not start a worker")
     }
 
-    private func replaceServerLocked() {
+    private func replaceServerLocked(because reason: String) {
         control?.close()
         control = nil
-        if serverPID > 0 { _ = ExitStatus.reap(serverPID) }
+        if serverPID > 0 {
+            // Killed first: a stopped server would never see its socket close.
+            kill(serverPID, SIGKILL)
+            let status = ExitStatus.reap(serverPID)
+            logger.error("the fork server (pid \(serverPID)) \(reason); it \(status); a new one is started for the next worker")
+        }
         serverPID = 0
     }
 
@@ -248,7 +268,20 @@ final class WorkerLauncher: @unchecked Sendable {
             defer { serverPID = 0 }
             return serverPID
         }
-        if pid > 0 { _ = ExitStatus.reap(pid) }
+        guard pid > 0 else { return }
+        // It exits when its socket closes, unless it is stopped or stuck: then it is killed.
+        let exited = cprocess_pidfd_open(pid)
+        if exited >= 0 {
+            var fds = [pollfd(fd: exited, events: Int16(POLLIN), revents: 0)]
+            let deadline = ContinuousClock.now + Self.answerTimeout
+            while poll(&fds, 1, Int32(clamping: max(0, (deadline - ContinuousClock.now).milliseconds + 1))) < 0, errno == EINTR {}
+            if fds[0].revents == 0 {
+                logger.error("the fork server (pid \(pid)) did not exit within \(Self.answerTimeout.milliseconds) ms of the host's shutdown; killed")
+                kill(pid, SIGKILL)
+            }
+            close(exited)
+        }
+        _ = ExitStatus.reap(pid)
     }
 
     deinit { shutdown() }

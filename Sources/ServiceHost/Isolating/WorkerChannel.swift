@@ -198,7 +198,9 @@ final class WorkerChannel: @unchecked Sendable {
         guard case .reap(let pid) = request else { return false }
         var bytes: [UInt8] = [2]
         withUnsafeBytes(of: Int32(pid).littleEndian) { bytes.append(contentsOf: $0) }
-        return bytes.withUnsafeBytes { Glibc.send(descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) } == bytes.count
+        return bytes.withUnsafeBytes {
+            Glibc.send(descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT))
+        } == bytes.count
     }
 
     /// The fork server's next request.
@@ -256,9 +258,18 @@ final class WorkerChannel: @unchecked Sendable {
     }
 
     /// The fork server's answer to the last request; `nil` if it is gone.
-    func receiveAnswer() -> Answer? {
+    /// - Parameter deadline: give up then (the fork server is stopped or stuck).
+    func receiveAnswer(until deadline: ContinuousClock.Instant? = nil) -> Answer? {
         var bytes = [UInt8](repeating: 0, count: 16)
         while true {
+            if let deadline {
+                var fds = [pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)]
+                let left = deadline - ContinuousClock.now
+                if left <= .zero { return nil }
+                let ready = poll(&fds, 1, Int32(clamping: left.milliseconds + 1))
+                if ready < 0, errno == EINTR { continue }
+                if ready == 0 { continue }  // recheck the deadline
+            }
             let count = bytes.withUnsafeMutableBytes { recv(descriptor, $0.baseAddress, $0.count, 0) }
             if count < 0 && errno == EINTR { continue }
             guard count > 0 else { return nil }

@@ -53,7 +53,7 @@ public final class Scheduler: Sendable {
         manager = ServiceManager(recovery: configuration.recovery, logger: logger)
         loader = PluginLoader(runtimeDirectory: try RuntimeDirectory(parent: configuration.runtimeParent),
                               checksSafety: !configuration.allowInsecurePlugins)
-        launcher = configuration.workerExecutable.map { WorkerLauncher(executable: $0) }
+        launcher = configuration.workerExecutable.map { WorkerLauncher(executable: $0, logger: logger) }
     }
 
     /// Releasing a scheduler without ``shutdown()`` orders every service to
