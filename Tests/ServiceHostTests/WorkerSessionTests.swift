@@ -248,4 +248,39 @@ struct WorkerSessionTests {
         await host.scheduler.shutdown()
         #expect(ContinuousClock.now - began < WorkerLauncher.answerTimeout * 10)
     }
+
+    @Test func theForkServerStartsFromTheRunningImageNotItsReplacedFile() async throws {
+        // A copy of servicehost that an "upgrade" replaces while it runs.
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("upgrade-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let installed = directory.appendingPathComponent("servicehost")
+        try FileManager.default.copyItem(at: try HostProcess.binary, to: installed)
+        let folder = try PluginFolder()
+        let host = try HostProcess(["run", "--plugins", folder.path, "--isolation", "process"], executable: installed)
+        // Signals are handled from before the plugins are loaded.
+        try await host.waitForOutput("loaded 0 plugins")
+        // The upgrade: a new file (here one that cannot run) renamed over the old path.
+        let replacement = directory.appendingPathComponent("servicehost.new")
+        try Data("#!/bin/false\n".utf8).write(to: replacement)
+        chmod(replacement.path, 0o755)
+        _ = rename(replacement.path, installed.path)
+        // The first process-isolated service starts the fork server only now.
+        try await folder.add("probe.c", as: "P.so", sidecar: "")
+        host.send(SIGHUP)
+        try await host.waitForOutput("create name=P")
+        host.send(SIGTERM)
+        #expect(try await host.waitForExit() == 0)
+    }
+
+    @Test func pthreadExitInTheLoopOfAThreadIsolatedServiceIsAFailure() async throws {
+        let host = try await TestHost(isolation: .thread, plugins: [
+            (file: "Exits.so", fixture: "worker_faults.c", sidecar: "[config]\nfault = \"pthread_exit\"\n"),
+        ])
+        let failed = try await host.events.next("Exits") { $0.isFailed }
+        guard case .failed(let why) = failed.kind else { return }
+        #expect(why.contains("svc_loop called pthread_exit (thread isolation)"), "\(why)")
+        #expect(host.scheduler.snapshot(of: "Exits")?.metadata.failed == true)
+        await host.scheduler.shutdown()
+    }
 }

@@ -35,7 +35,9 @@ public final class Scheduler: Sendable {
         private static func currentExecutableIfServiceHost() -> String? {
             guard let path = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"),
                   path.hasSuffix("/servicehost") else { return nil }
-            return path
+            // The running image itself, not the path it came from: an upgrade
+            // may have replaced that file by the time the fork server starts.
+            return "/proc/self/exe"
         }
     }
 

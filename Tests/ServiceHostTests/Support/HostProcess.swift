@@ -28,8 +28,8 @@ final class HostProcess: @unchecked Sendable {
     private var waiters: [(String, Int, CheckedContinuation<Void, Never>)] = []
     private let exited = Completion()
 
-    init(_ arguments: [String]) throws {
-        process.executableURL = try Self.binary
+    init(_ arguments: [String], executable: URL? = nil) throws {
+        process.executableURL = try executable ?? Self.binary
         process.arguments = arguments
         process.standardOutput = output
         process.standardError = output
