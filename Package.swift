@@ -31,6 +31,8 @@ let package = Package(
         .target(name: "CFFIShims", dependencies: ["CLibFFI"]),
         // Thread settings Swift cannot reach directly (see the header).
         .target(name: "CThreadShims"),
+        // Process settings Swift cannot reach directly (see the header).
+        .target(name: "CProcessShims"),
         .target(
             name: "ServiceHost",
             dependencies: [
@@ -38,6 +40,7 @@ let package = Package(
                 "CFFIShims",
                 "CLibFFI",
                 "CThreadShims",
+                "CProcessShims",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
             ]

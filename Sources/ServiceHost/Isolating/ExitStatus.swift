@@ -9,6 +9,8 @@ struct ExitStatus: Sendable, Equatable, CustomStringConvertible {
         case killed(Int32)
         /// The status could not be collected (someone else reaped the process).
         case unknown
+        /// Its socket was closed under it (by the plugin); it exited or the host killed it.
+        case closedItsConnection
     }
 
     let ending: Ending
@@ -27,7 +29,7 @@ struct ExitStatus: Sendable, Equatable, CustomStringConvertible {
         switch ending {
         case .exited(let status): status
         case .killed(let signal): 128 + signal
-        case .unknown: -1
+        case .unknown, .closedItsConnection: -1
         }
     }
 
@@ -36,6 +38,7 @@ struct ExitStatus: Sendable, Equatable, CustomStringConvertible {
         case .exited(let status): "exited with status \(status)"
         case .killed(let signal): "killed by \(Self.name(of: signal))"
         case .unknown: "exited (status unknown)"
+        case .closedItsConnection: "lost its connection to the host (the plugin closed the worker's socket)"
         }
     }
 

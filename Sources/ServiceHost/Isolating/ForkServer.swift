@@ -1,4 +1,6 @@
+import CProcessShims
 import Foundation
+import Logging
 
 #if canImport(Glibc)
 import Glibc
@@ -55,11 +57,11 @@ public enum ForkServer {
                     worker = ready.pid
                 } else {
                     // No spare, or it died: fork one now.
+                    let server = getpid()
                     worker = fork()
                     if worker == 0 {
                         control.close()
-                        signal(SIGINT, SIG_DFL)
-                        WorkerProcess.run(channel: WorkerChannel(descriptor: channel))
+                        WorkerProcess.run(channel: WorkerChannel(descriptor: channel), forkServer: server)
                     }
                 }
                 close(channel)
@@ -75,6 +77,10 @@ public enum ForkServer {
                     kill(spare.pid, SIGKILL)
                     _ = ExitStatus.reap(spare.pid)
                 }
+                // Whatever still runs in this process group (a worker inside a
+                // slow constructor, which reads nothing from its socket yet, or
+                // a program a plugin started) must not outlive its host.
+                kill(0, SIGKILL)
                 _exit(0)
             }
         }
@@ -96,14 +102,15 @@ public enum ForkServer {
     /// A forked worker waiting for its socket on `link`; `nil` if fork failed.
     private static func forkSpare(control: WorkerChannel) -> (pid: pid_t, link: WorkerChannel)? {
         guard let (server, spare) = try? WorkerChannel.pair() else { return nil }
+        let forkServer = getpid()
         let pid = fork()
         if pid == 0 {
             control.close()
             server.close()
-            signal(SIGINT, SIG_DFL)
+            WorkerProcess.dieWithParent(forkServer)
             guard case .spawn(let channel) = spare.receiveRequest() else { _exit(0) }
             spare.close()
-            WorkerProcess.run(channel: WorkerChannel(descriptor: channel))
+            WorkerProcess.run(channel: WorkerChannel(descriptor: channel), forkServer: forkServer)
         }
         spare.close()
         guard pid > 0 else {
@@ -130,8 +137,15 @@ final class WorkerLauncher: @unchecked Sendable {
     private var control: WorkerChannel?
     private var serverPID: pid_t = 0
 
-    init(executable: String) {
+    private let logger: Logger
+    /// How long the fork server may take to answer a request before it is
+    /// taken for stopped or stuck, killed and replaced: a fork or a `waitpid`
+    /// of a process already dead takes a fraction of this.
+    static let answerTimeout = Duration.seconds(2)
+
+    init(executable: String, logger: Logger = Logger(label: "servicehost.fork-server")) {
         self.executable = executable
+        self.logger = logger
     }
 
     struct LaunchError: Error, CustomStringConvertible {
@@ -141,7 +155,10 @@ final class WorkerLauncher: @unchecked Sendable {
     /// A new worker process, connected. The caller sends the assignment at
     /// once: the socket holds it until the worker reads it, so no handshake
     /// adds a round trip to every restart.
-    func launch() throws(LaunchError) -> (channel: WorkerChannel, pid: pid_t) {
+    /// `process` is a pidfd of the worker (-1 where the kernel has none): the
+    /// worker is the fork server's child, unreaped until the host asks, so the
+    /// pid cannot be reused before this descriptor is opened.
+    func launch() throws(LaunchError) -> (channel: WorkerChannel, pid: pid_t, process: Int32) {
         let host: WorkerChannel
         let worker: WorkerChannel
         do {
@@ -153,7 +170,7 @@ final class WorkerLauncher: @unchecked Sendable {
         // The fork server and the worker have their copies; closing ours means an
         // end of file on `host` as soon as the worker is gone.
         worker.close()
-        return (host, pid)
+        return (host, pid, cprocess_pidfd_open(pid))
     }
 
     /// Collects the exit status of a worker whose socket has closed (after
@@ -161,8 +178,13 @@ final class WorkerLauncher: @unchecked Sendable {
     func reap(_ pid: pid_t) -> ExitStatus {
         lock.lock()
         defer { lock.unlock() }
-        guard let control, control.sendRequest(.reap(pid: pid)),
-              case .reaped(let status) = control.receiveAnswer() else { return ExitStatus(.unknown) }
+        guard let control else { return ExitStatus(.unknown) }
+        guard control.sendRequest(.reap(pid: pid)),
+              case .reaped(let status) = control.receiveAnswer(until: .now + Self.answerTimeout) else {
+            // Its workers die with it (PR_SET_PDEATHSIG); their statuses go with it.
+            replaceServerLocked(because: "did not answer a request to reap worker \(pid) within \(Self.answerTimeout.milliseconds) ms")
+            return ExitStatus(.unknown)
+        }
         return status
     }
 
@@ -171,23 +193,30 @@ final class WorkerLauncher: @unchecked Sendable {
         defer { lock.unlock() }
         for _ in 1...2 {
             let control = try serverControlLocked()
-            if (try? control.send(descriptor: worker.descriptor)) != nil, let answer = control.receiveAnswer() {
+            let sent = (try? control.send(descriptor: worker.descriptor)) != nil
+            if sent, let answer = control.receiveAnswer(until: .now + Self.answerTimeout) {
                 guard case .spawned(let pid) = answer, pid > 0 else {
                     // The server is fine; the system would not fork (out of processes or memory).
                     throw LaunchError(description: "the fork server could not fork a worker")
                 }
                 return pid
             }
-            // The fork server is gone: reap it and start a new one, once.
-            replaceServerLocked()
+            // The fork server is gone or stuck: end it and start a new one, once.
+            replaceServerLocked(because: sent ? "did not answer a request for a worker within \(Self.answerTimeout.milliseconds) ms"
+                                              : "is gone (its control socket is closed)")
         }
         throw LaunchError(description: "the fork server could not start a worker")
     }
 
-    private func replaceServerLocked() {
+    private func replaceServerLocked(because reason: String) {
         control?.close()
         control = nil
-        if serverPID > 0 { _ = ExitStatus.reap(serverPID) }
+        if serverPID > 0 {
+            // Killed first: a stopped server would never see its socket close.
+            kill(serverPID, SIGKILL)
+            let status = ExitStatus.reap(serverPID)
+            logger.error("the fork server (pid \(serverPID)) \(reason); it \(status); a new one is started for the next worker")
+        }
         serverPID = 0
     }
 
@@ -206,11 +235,18 @@ final class WorkerLauncher: @unchecked Sendable {
         // dup2 onto a different number clears close-on-exec; the server end is never 3 itself.
         let source = server.descriptor == ForkServer.controlDescriptor ? fcntl(server.descriptor, F_DUPFD_CLOEXEC, 10) : server.descriptor
         posix_spawn_file_actions_adddup2(&actions, source, ForkServer.controlDescriptor)
+        // Nothing else the host has open, close-on-exec or not, reaches the server.
+        _ = cprocess_spawn_close_from(&actions, ForkServer.controlDescriptor + 1)
+        // Whatever the spawning thread blocks or ignores, the server starts as a normal process.
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        _ = cprocess_spawnattr_reset_signals(&attributes)
         let arguments = [executable, ForkServer.argument]
         var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
         defer { for argument in argv { free(argument) } }
         var pid: pid_t = 0
-        let result = posix_spawn(&pid, executable, &actions, nil, &argv, environ)
+        let result = posix_spawn(&pid, executable, &actions, &attributes, &argv, environ)
         if source != server.descriptor { close(source) }
         server.close()
         guard result == 0 else {
@@ -232,7 +268,20 @@ final class WorkerLauncher: @unchecked Sendable {
             defer { serverPID = 0 }
             return serverPID
         }
-        if pid > 0 { _ = ExitStatus.reap(pid) }
+        guard pid > 0 else { return }
+        // It exits when its socket closes, unless it is stopped or stuck: then it is killed.
+        let exited = cprocess_pidfd_open(pid)
+        if exited >= 0 {
+            var fds = [pollfd(fd: exited, events: Int16(POLLIN), revents: 0)]
+            let deadline = ContinuousClock.now + Self.answerTimeout
+            while poll(&fds, 1, Int32(clamping: max(0, (deadline - ContinuousClock.now).milliseconds + 1))) < 0, errno == EINTR {}
+            if fds[0].revents == 0 {
+                logger.error("the fork server (pid \(pid)) did not exit within \(Self.answerTimeout.milliseconds) ms of the host's shutdown; killed")
+                kill(pid, SIGKILL)
+            }
+            close(exited)
+        }
+        _ = ExitStatus.reap(pid)
     }
 
     deinit { shutdown() }

@@ -34,6 +34,8 @@ final class IsolatedPluginService: BaseService, @unchecked Sendable {
     private struct Worker: Sendable {
         let channel: WorkerChannel
         let pid: pid_t
+        /// A pidfd of the worker, readable once it exited; -1 if the kernel gave none.
+        let process: Int32
     }
 
     /// Why a worker's start failed.
@@ -62,12 +64,14 @@ final class IsolatedPluginService: BaseService, @unchecked Sendable {
         stopSignal.observer = { [weak self] request in
             guard request == .ordered, let self else { return }
             // The worker ends its loop; this side's wait learns the deadline.
-            _ = worker.withLock { $0?.channel.send(.stop) }
+            _ = worker.withLock { $0?.channel.send(.stop, until: .now + configuration.stopTimeout) }
             wakeup.signal()
         }
     }
 
     override var enforcesStopTimeout: Bool { true }
+
+    override var supervisesItsOwnCalls: Bool { true }
 
     override func stopsForGood(after reason: StopReason) -> Bool {
         unloadable.load(ordering: .relaxed)
@@ -117,12 +121,18 @@ final class IsolatedPluginService: BaseService, @unchecked Sendable {
             return .failed(ServiceFailure(code: -1, message: "\(file): no worker"))
         }
         var hung: String?
+        var liveness = Liveness(limit: livenessLimit)
         while true {
-            switch worker.channel.receive(until: stopDeadline, wake: wakeup.descriptor) {
+            let received = worker.channel.receive(until: liveness.deadline(or: stopDeadline), wake: wakeup.descriptor,
+                                                  process: worker.process)
+            if case .message = received { liveness.heard() }
+            switch received {
             case .message(.log(let level, let message)):
                 logger.pluginLine(level: level, message)
             case .message(.hung(let call, let elapsed)):
                 hung = hungReason(call: call, elapsed: .nanoseconds(elapsed))
+            case .timedOut where liveness.expired(before: stopDeadline):
+                hung = killSilent(worker, &liveness)
             case .message(.stopped(let report)):
                 switch report.kind {
                 case .finished: return .done
@@ -135,6 +145,10 @@ final class IsolatedPluginService: BaseService, @unchecked Sendable {
                 }
             case .message:
                 continue
+            case .malformed(let what):
+                kill(worker.pid, SIGKILL)
+                let status = finish(worker)
+                return .failed(ServiceFailure(code: -1, message: "\(file): the worker sent \(what) in svc_loop; worker \(status)"))
             case .endOfFile:
                 let status = finish(worker)
                 let message = hung ?? "\(file): worker \(status) in svc_loop"
@@ -156,11 +170,16 @@ final class IsolatedPluginService: BaseService, @unchecked Sendable {
         // ordered stop's time, or a whole stop timeout.
         let deadline = stopDeadline ?? .now + configuration.stopTimeout
         while true {
-            switch worker.channel.receive(until: deadline) {
+            switch worker.channel.receive(until: deadline, process: worker.process) {
             case .message(.log(let level, let message)):
                 logger.pluginLine(level: level, message)
             case .message, .woken:
                 continue
+            case .malformed(let what):
+                kill(worker.pid, SIGKILL)
+                let status = finish(worker)
+                record("\(file): the worker sent \(what) in svc_stop; worker \(status)", code: status.code)
+                return
             case .timedOut:
                 kill(worker.pid, SIGKILL)
                 let status = finish(worker)
@@ -180,32 +199,54 @@ final class IsolatedPluginService: BaseService, @unchecked Sendable {
 
     /// Forks a worker for `staged` and waits until its `svc_create` returned.
     private func startWorker(_ staged: StagedPlugin) -> Result<String?, StartFailure> {
-        let launched: (channel: WorkerChannel, pid: pid_t)
+        let launched: (channel: WorkerChannel, pid: pid_t, process: Int32)
         do {
             launched = try launcher.launch()
         } catch {
             return .failure(StartFailure(failure: ServiceFailure(code: -1, message: "\(file): \(error)"), isLoadError: false,
                                          reloadReason: nil))
         }
-        let current = Worker(channel: launched.channel, pid: launched.pid)
+        let current = Worker(channel: launched.channel, pid: launched.pid, process: launched.process)
         logger.debug("worker \(launched.pid) loads \(file)")
         // The assignment goes first: the stop observer may send `.stop` as
         // soon as the worker is published, and a worker expects `.start` first.
-        launched.channel.send(.start(WorkerAssignment(
+        let sent = launched.channel.send(.start(WorkerAssignment(
             name: name, file: file, privateCopy: staged.privateCopy, containsSwiftCode: staged.containsSwiftCode,
             interval: configuration.interval, watchdog: configuration.watchdog, startTimeout: configuration.startTimeout,
-            settings: configuration.settings)))
+            settings: configuration.settings)), until: .now + configuration.stopTimeout)
+        guard sent.succeeded else {
+            kill(current.pid, SIGKILL)
+            let status = finish(current)
+            let why: String = switch sent {
+            case .tooLarge(let size):
+                "service '\(name)': its assignment ([config] and paths) is \(size) bytes encoded; a process-isolated service accepts at most \(WorkerMessage.maxSize)"
+            case .timedOut:
+                "service '\(name)': the worker did not take its assignment within stop_timeout_ms (\(configuration.stopTimeout.milliseconds) ms); worker \(status)"
+            case .failed(let code):
+                "service '\(name)': cannot send the worker its assignment: \(Errno(code)); worker \(status)"
+            case .sent:
+                ""
+            }
+            return .failure(StartFailure(failure: ServiceFailure(code: -1, message: "\(file): \(why)"),
+                                         isLoadError: false, reloadReason: nil))
+        }
         worker.withLock { $0 = current }
         // A stop ordered before the worker was published could not be passed on.
         if stopSignal.request == .ordered {
-            launched.channel.send(.stop)
+            _ = launched.channel.send(.stop, until: .now + configuration.stopTimeout)
             noteOrderedStop()
         }
         var version: String?
         var hung: String?
         var killedForStop = false
+        var liveness = Liveness(limit: livenessLimit)
         while true {
-            switch launched.channel.receive(until: stopDeadline, wake: wakeup.descriptor) {
+            let received = launched.channel.receive(until: liveness.deadline(or: stopDeadline), wake: wakeup.descriptor,
+                                                    process: launched.process)
+            if case .message = received { liveness.heard() }
+            switch received {
+            case .timedOut where liveness.expired(before: stopDeadline):
+                hung = killSilent(current, &liveness)
             case .message(.log(let level, let message)):
                 logger.pluginLine(level: level, message)
             case .message(.loaded(let loaded)):
@@ -226,6 +267,12 @@ final class IsolatedPluginService: BaseService, @unchecked Sendable {
                 hung = hungReason(call: call, elapsed: .nanoseconds(elapsed))
             case .message:
                 continue
+            case .malformed(let what):
+                kill(current.pid, SIGKILL)
+                let status = finish(current)
+                return .failure(StartFailure(
+                    failure: ServiceFailure(code: -1, message: "\(file): the worker sent \(what) in svc_create; worker \(status)"),
+                    isLoadError: false, reloadReason: "the new version's worker sent \(what)"))
             case .endOfFile:
                 let status = finish(current)
                 let message = hung ?? "\(file): worker \(status) in svc_create"
@@ -243,12 +290,56 @@ final class IsolatedPluginService: BaseService, @unchecked Sendable {
     }
 
     /// Reaps a worker whose channel reached its end, and forgets it.
+    ///
+    /// A worker can close its socket and live on (a plugin that closes every
+    /// descriptor): it gets a stop timeout to exit, then is killed, so that
+    /// the fork server's wait for it never blocks.
     private func finish(_ finished: Worker) -> ExitStatus {
         // Unpublished before its socket closes, so that the stop observer can
         // never send on a descriptor number something else has reused.
         worker.withLock { if $0?.pid == finished.pid { $0 = nil } }
         finished.channel.close()
-        return launcher.reap(finished.pid)
+        var closedAlive = false
+        if finished.process >= 0 {
+            if !Self.waitForExit(finished.process, until: .now + configuration.stopTimeout) {
+                closedAlive = true
+                kill(finished.pid, SIGKILL)
+            }
+            close(finished.process)
+        } else {
+            // No pidfd: a killed worker's status is kept all the same, and a zombie ignores the signal.
+            kill(finished.pid, SIGKILL)
+        }
+        let status = launcher.reap(finished.pid)
+        return closedAlive || status == ExitStatus(.exited(WorkerProcess.socketClosedStatus)) ? ExitStatus(.closedItsConnection) : status
+    }
+
+    /// Whether the process of `pidfd` exited by `deadline`.
+    private static func waitForExit(_ pidfd: Int32, until deadline: ContinuousClock.Instant) -> Bool {
+        while true {
+            var fds = [pollfd(fd: pidfd, events: Int16(POLLIN), revents: 0)]
+            let left = deadline - ContinuousClock.now
+            let ready = poll(&fds, 1, left <= .zero ? 0 : Int32(clamping: left.milliseconds + 1))
+            if ready > 0 { return true }
+            if ready < 0, errno == EINTR { continue }
+            if ready < 0 || ContinuousClock.now >= deadline { return false }
+        }
+    }
+
+    /// How long a worker with a watchdog may stay silent: it says it is alive
+    /// every half watchdog period, so only a stopped or frozen process misses this.
+    private var livenessLimit: Duration? {
+        configuration.watchdog.map { max($0 * 4, .milliseconds(250)) }
+    }
+
+    /// Kills a worker that fell silent for longer than its liveness limit; the reason to report.
+    private func killSilent(_ silent: Worker, _ liveness: inout Liveness) -> String {
+        let silence = liveness.silence
+        liveness = Liveness(limit: nil)
+        kill(silent.pid, SIGKILL)
+        let reason = "\(file): hung: the worker process made no progress for \(silence.milliseconds) ms (watchdog_ms = \(configuration.watchdog?.milliseconds ?? 0), process isolation: stopped or frozen); worker killed"
+        logger.error("\(reason)")
+        return reason
     }
 
     private func noteOrderedStop() {
@@ -280,5 +371,32 @@ final class IsolatedPluginService: BaseService, @unchecked Sendable {
             versions.reject(changed, reason: error.reason, for: self, logger: logger)
             return (current, nil)
         }
+    }
+}
+
+/// When a worker was last heard from, and whether its silence has lasted too long.
+private struct Liveness {
+    let limit: Duration?
+    private var lastHeard = ContinuousClock.now
+
+    init(limit: Duration?) { self.limit = limit }
+
+    mutating func heard() { lastHeard = .now }
+
+    var silence: Duration { .now - lastHeard }
+
+    /// The earlier of the liveness deadline and `other`.
+    func deadline(or other: ContinuousClock.Instant?) -> ContinuousClock.Instant? {
+        guard let limit else { return other }
+        let own = lastHeard + limit
+        return other.map { min($0, own) } ?? own
+    }
+
+    /// Whether a timeout was the silence's, not the stop deadline's.
+    func expired(before stopDeadline: ContinuousClock.Instant?) -> Bool {
+        guard let limit else { return false }
+        let now = ContinuousClock.now
+        if let stopDeadline, now >= stopDeadline { return false }
+        return now >= lastHeard + limit
     }
 }

@@ -1,3 +1,5 @@
+import Synchronization
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -13,6 +15,8 @@ final class WorkerChannel: @unchecked Sendable {
     /// Room for the largest message; allocated once per channel.
     private let buffer: UnsafeMutableRawBufferPointer
     private var closed = false
+    /// Keeps the fragments of one message together when several threads send.
+    private let sendLock = Mutex(())
 
     /// What a receive found.
     enum Received: Equatable {
@@ -23,11 +27,16 @@ final class WorkerChannel: @unchecked Sendable {
         case timedOut
         /// The wake-up descriptor became readable.
         case woken
+        /// The other side sent something that is not a message (the reason); the channel cannot be trusted any more.
+        case malformed(String)
     }
+
+    /// Fragments of a large message received so far.
+    private var pending: [UInt8] = []
 
     init(descriptor: Int32) {
         self.descriptor = descriptor
-        buffer = .allocate(byteCount: 64 * 1024, alignment: 8)
+        buffer = .allocate(byteCount: Self.receiveBufferSize, alignment: 8)
     }
 
     /// A connected pair, both ends close-on-exec.
@@ -39,14 +48,70 @@ final class WorkerChannel: @unchecked Sendable {
         return (WorkerChannel(descriptor: ends[0]), WorkerChannel(descriptor: ends[1]))
     }
 
-    /// Sends one message. Never raises `SIGPIPE`; returns whether it was sent.
+    /// How a send ended.
+    enum SendResult: Equatable {
+        case sent
+        /// The encoded message exceeds ``WorkerMessage/maxSize`` (its size in bytes); nothing was sent.
+        case tooLarge(Int)
+        /// The other side did not take it before the deadline.
+        case timedOut
+        /// The socket failed (the other side is gone, usually).
+        case failed(errno: Int32)
+
+        var succeeded: Bool { self == .sent }
+    }
+
+    /// Sends one message, in fragments when it does not fit one datagram
+    /// (a datagram is bounded by the socket's send buffer, which an
+    /// unprivileged process cannot raise past `wmem_max`). Never raises `SIGPIPE`.
+    /// - Parameter deadline: give up then if the other side does not read (`nil`: wait as long as it takes).
     @discardableResult
-    func send(_ message: WorkerMessage) -> Bool {
+    func send(_ message: WorkerMessage, until deadline: ContinuousClock.Instant? = nil) -> SendResult {
         let bytes = message.encoded()
+        guard bytes.count <= WorkerMessage.maxSize else { return .tooLarge(bytes.count) }
+        return sendLock.withLock { _ in
+            bytes.count <= Self.fragmentSize ? sendDatagram(bytes[...], until: deadline) : sendFragments(bytes, until: deadline)
+        }
+    }
+
+    private func sendFragments(_ bytes: [UInt8], until deadline: ContinuousClock.Instant?) -> SendResult {
+        var start = 0
+        while start < bytes.count {
+            let end = min(start + Self.fragmentSize, bytes.count)
+            var fragment: [UInt8] = [end == bytes.count ? Self.lastFragment : Self.moreFragments]
+            fragment.append(contentsOf: bytes[start..<end])
+            let result = sendDatagram(fragment[...], until: deadline)
+            guard result == .sent else { return result }
+            start = end
+        }
+        return .sent
+    }
+
+    /// The payload of one fragment of a large message; with its tag byte it fits the receive buffer.
+    static let fragmentSize = 60 * 1024
+    private static let receiveBufferSize = 64 * 1024
+    /// Tags of fragments, outside the range of ``WorkerMessage``'s tags.
+    private static let moreFragments: UInt8 = 0xFE
+    private static let lastFragment: UInt8 = 0xFF
+
+    private func sendDatagram(_ bytes: ArraySlice<UInt8>, until deadline: ContinuousClock.Instant?) -> SendResult {
         while true {
-            let sent = bytes.withUnsafeBytes { Glibc.send(descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-            if sent >= 0 { return true }
-            if errno != EINTR { return false }
+            let sent = bytes.withUnsafeBytes {
+                Glibc.send(descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT))
+            }
+            if sent >= 0 { return .sent }
+            let error = errno
+            if error == EINTR { continue }
+            guard error == EAGAIN || error == EWOULDBLOCK else { return .failed(errno: error) }
+            // The other side's queue is full: wait for room, within the deadline.
+            var fds = [pollfd(fd: descriptor, events: Int16(POLLOUT), revents: 0)]
+            var timeout: Int32 = -1
+            if let deadline {
+                let left = deadline - ContinuousClock.now
+                if left <= .zero { return .timedOut }
+                timeout = Int32(clamping: max(1, left.milliseconds + 1))
+            }
+            if poll(&fds, 1, timeout) < 0, errno != EINTR { return .failed(errno: errno) }
         }
     }
 
@@ -54,10 +119,14 @@ final class WorkerChannel: @unchecked Sendable {
     /// - Parameters:
     ///   - deadline: give up then (`nil` waits as long as it takes).
     ///   - wake: a descriptor whose readability ends the wait early (see ``Wakeup``).
-    func receive(until deadline: ContinuousClock.Instant? = nil, wake: Int32? = nil) -> Received {
+    ///   - process: a pidfd of the process on the other side: its exit ends the
+    ///     wait with ``Received/endOfFile`` once every message it sent has been
+    ///     read, even when another process (a child it forked) keeps the socket open.
+    func receive(until deadline: ContinuousClock.Instant? = nil, wake: Int32? = nil, process: Int32? = nil) -> Received {
         while true {
             var fds = [pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)]
-            if let wake { fds.append(pollfd(fd: wake, events: Int16(POLLIN), revents: 0)) }
+            fds.append(pollfd(fd: wake ?? -1, events: Int16(POLLIN), revents: 0))
+            fds.append(pollfd(fd: process ?? -1, events: Int16(POLLIN), revents: 0))
             var timeout: Int32 = -1
             if let deadline {
                 let left = deadline - ContinuousClock.now
@@ -71,18 +140,38 @@ final class WorkerChannel: @unchecked Sendable {
             }
             if ready == 0 { continue }  // recheck the deadline
             if fds[0].revents != 0 {
-                let count = recv(descriptor, buffer.baseAddress, buffer.count, 0)
+                // MSG_TRUNC: the datagram's real length, so that a cut one is noticed.
+                let count = recv(descriptor, buffer.baseAddress, buffer.count, Int32(MSG_TRUNC))
                 if count < 0 {
                     if errno == EINTR || errno == EAGAIN { continue }
                     return .endOfFile
                 }
                 if count == 0 { return .endOfFile }
-                guard let message = WorkerMessage(decoding: UnsafeRawBufferPointer(rebasing: buffer[0..<count])) else {
-                    continue  // a malformed message is dropped, not fatal
+                guard count <= buffer.count else { return .malformed("a datagram of \(count) bytes (at most \(buffer.count))") }
+                let datagram = UnsafeRawBufferPointer(rebasing: buffer[0..<count])
+                if datagram[0] == Self.moreFragments || datagram[0] == Self.lastFragment {
+                    guard pending.count + count - 1 <= WorkerMessage.maxSize else {
+                        pending = []
+                        return .malformed("a message over \(WorkerMessage.maxSize) bytes")
+                    }
+                    pending.append(contentsOf: datagram[1...])
+                    if datagram[0] == Self.moreFragments { continue }
+                    let whole = pending
+                    pending = []
+                    guard let message = whole.withUnsafeBytes({ WorkerMessage(decoding: $0) }) else {
+                        return .malformed("an undecodable message of \(whole.count) bytes")
+                    }
+                    return .message(message)
+                }
+                guard pending.isEmpty, let message = WorkerMessage(decoding: datagram) else {
+                    pending = []
+                    return .malformed("an undecodable message of \(count) bytes (tag \(datagram[0]))")
                 }
                 return .message(message)
             }
-            if fds.count > 1, fds[1].revents != 0 { return .woken }
+            if fds[1].revents != 0 { return .woken }
+            // Only once the socket holds nothing more: the last words of a dying worker still count.
+            if fds[2].revents != 0 { return .endOfFile }
         }
     }
 
@@ -109,7 +198,9 @@ final class WorkerChannel: @unchecked Sendable {
         guard case .reap(let pid) = request else { return false }
         var bytes: [UInt8] = [2]
         withUnsafeBytes(of: Int32(pid).littleEndian) { bytes.append(contentsOf: $0) }
-        return bytes.withUnsafeBytes { Glibc.send(descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) } == bytes.count
+        return bytes.withUnsafeBytes {
+            Glibc.send(descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT))
+        } == bytes.count
     }
 
     /// The fork server's next request.
@@ -159,7 +250,7 @@ final class WorkerChannel: @unchecked Sendable {
             switch status.ending {
             case .exited(let code): bytes.append(0); value = code
             case .killed(let signal): bytes.append(1); value = signal
-            case .unknown: bytes.append(2); value = 0
+            case .unknown, .closedItsConnection: bytes.append(2); value = 0
             }
         }
         withUnsafeBytes(of: value.littleEndian) { bytes.append(contentsOf: $0) }
@@ -167,9 +258,18 @@ final class WorkerChannel: @unchecked Sendable {
     }
 
     /// The fork server's answer to the last request; `nil` if it is gone.
-    func receiveAnswer() -> Answer? {
+    /// - Parameter deadline: give up then (the fork server is stopped or stuck).
+    func receiveAnswer(until deadline: ContinuousClock.Instant? = nil) -> Answer? {
         var bytes = [UInt8](repeating: 0, count: 16)
         while true {
+            if let deadline {
+                var fds = [pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)]
+                let left = deadline - ContinuousClock.now
+                if left <= .zero { return nil }
+                let ready = poll(&fds, 1, Int32(clamping: left.milliseconds + 1))
+                if ready < 0, errno == EINTR { continue }
+                if ready == 0 { continue }  // recheck the deadline
+            }
             let count = bytes.withUnsafeMutableBytes { recv(descriptor, $0.baseAddress, $0.count, 0) }
             if count < 0 && errno == EINTR { continue }
             guard count > 0 else { return nil }

@@ -22,6 +22,9 @@ enum WorkerMessage: Sendable, Equatable {
     case hung(call: UInt8, elapsedNanoseconds: Int64)
     /// The run ended (after `svc_stop`); the worker exits right after.
     case stopped(WorkerStopReport)
+    /// The worker process still runs (sent every half watchdog period by a
+    /// thread of its own): a stopped or frozen worker falls silent.
+    case alive
 }
 
 /// The service a worker is to run.
@@ -70,8 +73,12 @@ extension WorkerMessage {
     /// message always fits one datagram.
     static let logLimit = 32 * 1024
 
+    /// The largest encoded message either side sends or accepts: room for a
+    /// `[config]` as large as a sidecar may be (1 MiB) with its encoding's overhead.
+    static let maxSize = 2 * 1024 * 1024
+
     private enum Tag: UInt8 {
-        case start = 1, stop, loaded = 4, loadFailed, created, createFailed, log, hung, stopped
+        case start = 1, stop, loaded = 4, loadFailed, created, createFailed, log, hung, stopped, alive
     }
 
     func encoded() -> [UInt8] {
@@ -114,6 +121,8 @@ extension WorkerMessage {
             out.byte(Tag.hung.rawValue)
             out.byte(call)
             out.int64(elapsed)
+        case .alive:
+            out.byte(Tag.alive.rawValue)
         case .stopped(let report):
             out.byte(Tag.stopped.rawValue)
             out.byte(report.kind.rawValue)
@@ -160,6 +169,8 @@ extension WorkerMessage {
         case .hung:
             guard let call = input.byte(), let elapsed = input.int64() else { return nil }
             self = .hung(call: call, elapsedNanoseconds: elapsed)
+        case .alive:
+            self = .alive
         case .stopped:
             guard let raw = input.byte(), let kind = WorkerStopReport.Kind(rawValue: raw),
                   let code = input.int64(), let message = input.string() else { return nil }

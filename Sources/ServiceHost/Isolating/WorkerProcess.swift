@@ -1,3 +1,4 @@
+import CProcessShims
 import Foundation
 
 #if canImport(Glibc)
@@ -11,15 +12,37 @@ import Glibc
 /// A fresh process per run, as a process supervisor would: whatever a
 /// crashed or stopped run left behind goes with its process.
 enum WorkerProcess {
-    static func run(channel: WorkerChannel) -> Never {
-        // The Swift runtime's crash handlers (inherited from the fork server)
-        // would print a Swift backtrace for every plugin crash and delay the
-        // worker's death; the host reports the signal itself.
-        for crash in [SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGTRAP, SIGSYS] {
-            signal(crash, SIG_DFL)
+    /// The exit status of a worker whose plugin closed its socket.
+    static let socketClosedStatus: Int32 = 71
+
+    /// Makes the worker die with its parent, the fork server (which ends its
+    /// process group when the host goes), before any plugin code runs; exits
+    /// at once if the parent is already gone.
+    static func dieWithParent(_ forkServer: pid_t) {
+        _ = cprocess_set_parent_death_signal(SIGKILL)
+        if getppid() != forkServer { _exit(0) }
+    }
+
+    /// Sends a report; a socket the plugin closed (EBADF) ends the worker with
+    /// ``socketClosedStatus``, which the host reports as such: the host could
+    /// not otherwise tell a live worker it cannot hear from a slow one.
+    static func sendOrExit(_ message: WorkerMessage, on channel: WorkerChannel) {
+        if case .failed(errno: let code) = channel.send(message), code == EBADF || code == ENOTSOCK {
+            _exit(socketClosedStatus)
         }
-        signal(SIGPIPE, SIG_IGN)
+    }
+
+    static func run(channel: WorkerChannel, forkServer: pid_t) -> Never {
+        dieWithParent(forkServer)
+        // A normal process for the plugin and whatever it starts: no signal
+        // blocked, every disposition at its default (the fork server's, and
+        // the Swift runtime's crash handlers, which would print a Swift
+        // backtrace for every plugin crash and delay the worker's death; the
+        // host reports the signal itself). Sends use MSG_NOSIGNAL, so SIGPIPE
+        // needs no ignoring.
+        cprocess_reset_signals()
         guard case .message(.start(let assignment)) = channel.receive() else { _exit(64) }
+        if let watchdog = assignment.watchdog { startHeartbeat(channel: channel, every: watchdog / 2) }
 
         // The host staged and checked the copy; the worker only loads it.
         let staged = StagedPlugin(file: assignment.file, identity: FileIdentity(stat()), privateCopy: assignment.privateCopy,
@@ -31,7 +54,7 @@ enum WorkerProcess {
             channel.send(.loadFailed(code: error.code.description, reason: error.reason))
             _exit(0)
         }
-        channel.send(.loaded(version: image.version))
+        sendOrExit(.loaded(version: image.version), on: channel)
 
         let service = WorkerService(assignment: assignment, image: image, channel: channel)
         if assignment.watchdog != nil || assignment.startTimeout != nil {
@@ -44,16 +67,17 @@ enum WorkerProcess {
             Watchdog.shared.watch(clock)
         }
         startReader(channel: channel, signal: service.stopSignal)
+        reportThreadExit(on: channel, file: assignment.file)
 
         do {
             if let failure = try service.start() {
                 channel.send(.createFailed(code: failure.code))
                 _exit(0)
             }
-            channel.send(.created)
+            sendOrExit(.created, on: channel)
             // Reported before svc_stop runs, so that the host can tell a crash
             // or hang in svc_stop from one in svc_loop.
-            channel.send(.stopped(WorkerStopReport(service.runEventLoop())))
+            sendOrExit(.stopped(WorkerStopReport(service.runEventLoop())), on: channel)
             try service.stop()
         } catch {
             channel.send(.stopped(WorkerStopReport(kind: .failed, code: -1, message: "worker: \(error)")))
@@ -79,12 +103,66 @@ extension WorkerProcess {
             while true {
                 switch reader.channel.receive() {
                 case .message(.stop): reader.signal.raise(.ordered)
-                case .endOfFile: _exit(70)  // the host is gone; nobody supervises this run any more
+                case .endOfFile:
+                    // A descriptor that is no longer open: the plugin closed it. Otherwise
+                    // the host is gone; nobody supervises this run any more.
+                    _exit(fcntl(reader.channel.descriptor, F_GETFD) < 0 ? WorkerProcess.socketClosedStatus : 70)
+                case .malformed: _exit(65)  // the host's side cannot be trusted any more
                 default: continue
                 }
             }
         }, context)
         pthread_detach(thread)
+    }
+
+    /// The channel the main thread's exit is reported on (set once, before plugin code runs).
+    nonisolated(unsafe) private static var exitChannel: WorkerChannel?
+    nonisolated(unsafe) private static var exitReport = ""
+
+    /// Arms a thread-specific value on the main thread whose destructor runs
+    /// only if the thread ends without returning here: a plugin that called
+    /// `pthread_exit` in one of its calls. The worker says so and exits,
+    /// where it would otherwise live on without a service.
+    static func reportThreadExit(on channel: WorkerChannel, file: String) {
+        exitChannel = channel
+        exitReport = "\(file): svc_loop called pthread_exit (process isolation); the service's thread is gone"
+        var key = pthread_key_t()
+        guard pthread_key_create(&key, { _ in
+            if let channel = WorkerProcess.exitChannel {
+                _ = channel.send(.stopped(WorkerStopReport(kind: .failed, code: -1, message: WorkerProcess.exitReport)))
+            }
+            _exit(WorkerProcess.threadExitStatus)
+        }) == 0 else { return }
+        pthread_setspecific(key, UnsafeRawPointer(bitPattern: 1))
+    }
+
+    /// The exit status of a worker whose plugin called `pthread_exit` on the service's thread.
+    static let threadExitStatus: Int32 = 72
+
+    /// Tells the host every `period` that this process still runs, so that
+    /// the host can kill a worker that was stopped (SIGSTOP) or frozen, which
+    /// the worker's own watchdog cannot notice.
+    static func startHeartbeat(channel: WorkerChannel, every period: Duration) {
+        let context = Unmanaged.passRetained(HeartbeatContext(channel: channel, period: period)).toOpaque()
+        var thread = pthread_t()
+        pthread_create(&thread, nil, { context in
+            let heartbeat = Unmanaged<HeartbeatContext>.fromOpaque(context!).takeRetainedValue()
+            let micros = UInt32(clamping: max(1_000, heartbeat.period.nanoseconds / 1_000))
+            while true {
+                usleep(micros)
+                WorkerProcess.sendOrExit(.alive, on: heartbeat.channel)
+            }
+        }, context)
+        pthread_detach(thread)
+    }
+
+    private final class HeartbeatContext: @unchecked Sendable {
+        let channel: WorkerChannel
+        let period: Duration
+        init(channel: WorkerChannel, period: Duration) {
+            self.channel = channel
+            self.period = period
+        }
     }
 
     private final class ReaderContext: @unchecked Sendable {
@@ -138,7 +216,7 @@ final class WorkerService: BaseService, HostCallbackTarget, @unchecked Sendable 
 
     func pluginLog(level: Int32, message: String) {
         // Sent before the call returns, so a crash right after loses nothing.
-        channel.send(.log(level: level, message: message))
+        WorkerProcess.sendOrExit(.log(level: level, message: message), on: channel)
     }
 
     func pluginRequestedStop() {

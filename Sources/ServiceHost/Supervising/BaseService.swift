@@ -183,6 +183,11 @@ open class BaseService: @unchecked Sendable {
     /// passes (a worker process can be killed; a thread cannot).
     var enforcesStopTimeout: Bool { false }
 
+    /// Whether the service times its own create and loop calls (a worker
+    /// process runs its own watchdog, which the host backs up by killing it),
+    /// so the manager must not attach a thread-isolation call clock to it.
+    var supervisesItsOwnCalls: Bool { false }
+
     /// Whether a run that ended this way cannot succeed until something
     /// outside changes (a plugin that cannot be loaded), so restarting is pointless.
     func stopsForGood(after reason: StopReason) -> Bool { false }

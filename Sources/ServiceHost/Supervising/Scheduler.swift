@@ -39,7 +39,9 @@ public final class Scheduler: Sendable {
         private static func currentExecutableIfServiceHost() -> String? {
             guard let path = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"),
                   path.hasSuffix("/servicehost") else { return nil }
-            return path
+            // The running image itself, not the path it came from: an upgrade
+            // may have replaced that file by the time the fork server starts.
+            return "/proc/self/exe"
         }
     }
 
@@ -61,7 +63,7 @@ public final class Scheduler: Sendable {
         loader = PluginLoader(runtimeDirectory: try RuntimeDirectory(parent: configuration.runtimeParent),
                               checksSafety: !configuration.allowInsecurePlugins,
                               maxPluginSize: configuration.limits.maxPluginSize)
-        launcher = configuration.workerExecutable.map { WorkerLauncher(executable: $0) }
+        launcher = configuration.workerExecutable.map { WorkerLauncher(executable: $0, logger: logger) }
     }
 
     /// Releasing a scheduler without ``shutdown()`` orders every service to

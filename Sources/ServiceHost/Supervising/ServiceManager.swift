@@ -86,7 +86,8 @@ final class ServiceManager: @unchecked Sendable {
         let events = self.events
         service.eventSink = { events.publish($0) }
         Self.refreshPolicy(of: service, recovery: recovery)
-        if service.configuration.watchdog != nil || service.configuration.startTimeout != nil, service.callClock == nil {
+        if service.configuration.watchdog != nil || service.configuration.startTimeout != nil, service.callClock == nil,
+           !service.supervisesItsOwnCalls {
             service.callClock = makeThreadCallClock(for: service)
         }
         supervisions[service.name] = Supervision(service: service)

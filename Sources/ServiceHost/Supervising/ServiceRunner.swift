@@ -31,7 +31,9 @@ final class ServiceRunner: @unchecked Sendable {
                 if let grid = BaseService.wakeupGrid(for: interval) {
                     _ = cthread_set_timer_slack(UInt64(grid.nanoseconds))
                 }
+                ThreadExitHook.arm { [self] in threadExited() }
                 run()
+                ThreadExitHook.disarm()
                 finished.complete()
             }
         } catch {
@@ -41,6 +43,20 @@ final class ServiceRunner: @unchecked Sendable {
                 finished.complete()
             }
         }
+    }
+
+    /// The plugin ended this thread with `pthread_exit` inside one of its calls:
+    /// the service is failed for good (its thread, and any state on it, is gone).
+    private func threadExited() {
+        let message = "svc_loop called pthread_exit (thread isolation); the service's thread is gone"
+        service.updateMetadata {
+            $0.record(ServiceFailure(code: -1, message: message))
+            $0.failed = true
+            $0.failureReason = message
+        }
+        service.report(.failed(reason: message))
+        manager.runnerFailed(service, self, error: ServiceFailure(code: -1, message: message))
+        finished.complete()
     }
 
     /// Returns once the thread has left the service alone for good.

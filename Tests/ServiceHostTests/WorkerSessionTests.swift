@@ -1,0 +1,286 @@
+import Foundation
+import Synchronization
+import Testing
+@testable import ServiceHost
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What passes between the host and a worker, whatever its size, and what
+/// the host notices about a worker without its help.
+@Suite("Worker sessions")
+struct WorkerSessionTests {
+    @Test func aConfigOfNearlyAMegabyteReachesAProcessIsolatedPlugin() async throws {
+        let blob = String(repeating: "x", count: 900_000)
+        let host = try await TestHost(isolation: .process, plugins: [
+            (file: "Big.so", fixture: "worker_faults.c", sidecar: "[config]\nblob = \"\(blob)\"\n"),
+        ])
+        try await host.events.next("Big", { $0.isStarted }, timeout: .seconds(60))
+        try await host.logs.waitFor { $0.service == "Big" && $0.message == "blob length 900000" }
+        await host.scheduler.shutdown()
+    }
+
+    @Test func aMessageOverTheLimitIsRefusedWithItsSize() throws {
+        let (host, worker) = try WorkerChannel.pair()
+        let huge = WorkerMessage.start(WorkerAssignment(
+            name: "Huge", file: "f", privateCopy: "p", containsSwiftCode: false, interval: .milliseconds(1),
+            watchdog: nil, startTimeout: nil, settings: ["blob": String(repeating: "y", count: WorkerMessage.maxSize)]))
+        guard case .tooLarge(let size) = host.send(huge, until: .now + .seconds(5)) else {
+            Issue.record("an oversized message was not refused")
+            return
+        }
+        #expect(size > WorkerMessage.maxSize)
+        // Nothing of it went out: the next message arrives whole and first.
+        #expect(host.send(.stop).succeeded)
+        #expect(worker.receive(until: .now + .seconds(5)) == .message(.stop))
+    }
+
+    @Test func aLargeMessageArrivesWholeWhileTheReceiverReadsConcurrently() throws {
+        let (host, worker) = try WorkerChannel.pair()
+        let settings = ["a": String(repeating: "a", count: 700_000), "b": "short"]
+        let message = WorkerMessage.start(WorkerAssignment(
+            name: "N", file: "f", privateCopy: "p", containsSwiftCode: true, interval: .milliseconds(5),
+            watchdog: .milliseconds(7), startTimeout: nil, settings: settings))
+        // More than a socket buffer: the sender waits for the reader to make room.
+        let received = Mutex<WorkerChannel.Received?>(nil)
+        let done = DispatchSemaphore(value: 0)
+        let thread = Thread {
+            received.withLock { $0 = worker.receive(until: .now + .seconds(30)) }
+            done.signal()
+        }
+        thread.start()
+        #expect(host.send(message, until: .now + .seconds(30)) == .sent)
+        done.wait()
+        #expect(received.withLock { $0 } == .message(message))
+    }
+
+    @Test func aSendToAReaderThatNeverReadsEndsAtTheDeadline() throws {
+        let (host, worker) = try WorkerChannel.pair()
+        let message = WorkerMessage.log(level: 1, message: String(repeating: "z", count: 30_000))
+        var result = WorkerChannel.SendResult.sent
+        // Fill the peer's queue; the first send that cannot go out waits for its deadline.
+        for _ in 0..<10_000 {
+            result = host.send(message, until: .now + .milliseconds(50))
+            if result != .sent { break }
+        }
+        #expect(result == .timedOut)
+        withExtendedLifetime(worker) {}
+    }
+
+    @Test func aMalformedDatagramIsReportedNotDropped() throws {
+        let (host, worker) = try WorkerChannel.pair()
+        var garbage: [UInt8] = [0x42, 1, 2, 3]
+        _ = Glibc.send(host.descriptor, &garbage, garbage.count, 0)
+        guard case .malformed(let why) = worker.receive(until: .now + .seconds(5)) else {
+            Issue.record("a malformed datagram was not reported")
+            return
+        }
+        #expect(why.contains("undecodable"))
+    }
+
+    // MARK: Worker death seen through the process, not its socket
+
+    /// The reason of the first failed run of `name`.
+    private func firstFailure(of name: String, in host: TestHost, timeout: Duration) async throws -> String {
+        let stopped = try await host.events.next(name, {
+            switch $0 {
+            case .stopped(.failed), .stopped(.startFailed): true
+            default: false
+            }
+        }, timeout: timeout)
+        switch stopped.kind {
+        case .stopped(.failed(let failure)), .stopped(.startFailed(let failure)): return failure.message
+        default: return ""
+        }
+    }
+
+    @Test func aCrashedWorkerWhoseChildKeepsItsSocketIsSeenAtOnce() async throws {
+        let stopTimeout = Duration.milliseconds(500)
+        let host = try await TestHost(isolation: .process, plugins: [
+            (file: "Forks.so", fixture: "worker_faults.c",
+             sidecar: "stop_timeout_ms = \(stopTimeout.milliseconds)\nbackoff_initial_ms = 0\n[config]\nfault = \"fork_keep_socket\"\n"),
+        ])
+        defer {
+            // The children sleep a minute holding the old sockets; end them.
+            for entry in host.logs.entries(where: { $0.service == "Forks" && $0.message.hasPrefix("child ") }) {
+                if let pid = Int32(entry.message.dropFirst(6)) { kill(pid, SIGKILL) }
+            }
+        }
+        // Before, the host saw nothing until the child exited a minute later.
+        let why = try await firstFailure(of: "Forks", in: host, timeout: stopTimeout * 20)
+        #expect(why.contains("worker killed by SIGSEGV in svc_loop"), "\(why)")
+        try await host.events.next("Forks", { $0.isRestarting }, timeout: stopTimeout * 20)
+        await host.scheduler.shutdown()
+    }
+
+    @Test func aWorkerThatClosesItsSocketInCreateIsKilledAndReported() async throws {
+        let stopTimeout = Duration.milliseconds(300)
+        let host = try await TestHost(isolation: .process, plugins: [
+            (file: "Closes.so", fixture: "worker_faults.c",
+             sidecar: "stop_timeout_ms = \(stopTimeout.milliseconds)\nbackoff_initial_ms = 0\n[config]\nfault = \"close_fds\"\n"),
+        ])
+        let why = try await firstFailure(of: "Closes", in: host, timeout: stopTimeout * 30)
+        #expect(why.contains("lost its connection to the host (the plugin closed the worker's socket)"), "\(why)")
+        #expect(why.contains("in svc_create"), "\(why)")
+        try await host.events.next("Closes", { $0.isRestarting }, timeout: stopTimeout * 30)
+        await host.scheduler.shutdown()
+        // Every worker was reaped: none is left as a zombie of the fork server.
+    }
+
+    // MARK: Watchdog in process isolation
+
+    @Test func aHealthyProcessIsolatedServiceWithAWatchdogIsNeverReportedHung() async throws {
+        let watchdog = Duration.milliseconds(50)
+        let host = try await TestHost(isolation: .process, probes: [("P.so", """
+            interval_ms = 10
+            watchdog_ms = \(watchdog.milliseconds)
+            [config]
+            log_loops = true
+            """)])
+        // At least 8 watchdog periods of looping.
+        try await host.logs.waitFor { $0.service == "P" && $0.message == "loop 40" }
+        #expect(!host.events.seen.contains { if case .hung = $0.kind { true } else { false } })
+        #expect(host.logs.entries { $0.message.contains("hung") }.isEmpty)
+        await host.scheduler.shutdown()
+    }
+
+    /// The worker that has the runtime directory's copy of a plugin mapped (not the spare).
+    private func workerRunningAPlugin(of host: TestHost) throws -> Int32 {
+        let server = try #require(host.scheduler.forkServerPID)
+        let running = ProcessCensus.children(of: server).filter {
+            (ProcessCensus.read("/proc/\($0)/maps") ?? "").contains(host.scheduler.runtimeDirectory)
+        }
+        return try #require(running.first)
+    }
+
+    @Test func aStoppedWorkerIsKilledByTheHostsWatchdog() async throws {
+        let watchdog = Duration.milliseconds(100)
+        let host = try await TestHost(isolation: .process, probes: [("P.so", """
+            interval_ms = 10
+            watchdog_ms = \(watchdog.milliseconds)
+            backoff_initial_ms = 0
+            [config]
+            log_loops = true
+            """)])
+        try await host.logs.waitFor { $0.service == "P" && $0.message == "loop 3" }
+        let worker = try workerRunningAPlugin(of: host)
+        let stoppedAt = ContinuousClock.now
+        kill(worker, SIGSTOP)
+        let why = try await firstFailure(of: "P", in: host, timeout: watchdog * 100)
+        #expect(ContinuousClock.now - stoppedAt < watchdog * 40)
+        #expect(why.contains("hung: the worker process made no progress"), "\(why)")
+        #expect(why.contains("watchdog_ms = 100, process isolation"), "\(why)")
+        #expect(why.contains("killed by SIGKILL") || why.contains("worker killed"), "\(why)")
+        // Restarted by policy in a fresh worker.
+        try await host.events.next("P", { $0 == .started(starts: 2) }, timeout: watchdog * 100)
+        await host.scheduler.shutdown()
+    }
+
+    // MARK: Workers are normal processes that die with their host
+
+    /// The pid in the host's "worker <pid> loads <file>" debug line.
+    private func workerPID(in host: HostProcess) throws -> Int32 {
+        let line = try #require(host.outputText.split(separator: "\n").first { $0.contains("] worker ") && $0.contains(" loads ") })
+        return try #require(line.split(separator: " ").drop { $0 != "worker" }.dropFirst().first.flatMap { Int32($0) })
+    }
+
+    @Test func aWorkerInASlowConstructorDiesWithAKilledHost() async throws {
+        let folder = try PluginFolder()
+        try await folder.add("slow_constructor.c", as: "Slow.so", sidecar: "")
+        let host = try HostProcess(["run", "--plugins", folder.path, "--isolation", "process", "--log-level", "debug"])
+        try await host.waitForOutput(" loads ")
+        let pid = try workerPID(in: host)
+        // Inside the constructor: the plugin's copy is mapped.
+        let deadline = ContinuousClock.now + .seconds(20)
+        while !(ProcessCensus.read("/proc/\(pid)/maps") ?? "").contains("Slow"), ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        host.send(SIGKILL)
+        _ = try await host.waitForExit()
+        // No child of this process: no exit event to await, so check until a deadline.
+        while kill(pid, 0) == 0, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        #expect(kill(pid, 0) != 0, "worker \(pid) outlived its host")
+    }
+
+    @Test func aWorkerHasNoSignalBlockedOrIgnored() async throws {
+        let host = try await TestHost(isolation: .process, probes: [("P.so", "interval_ms = 10\n[config]\nlog_loops = true\n")])
+        try await host.logs.waitFor { $0.service == "P" && $0.message == "loop 2" }
+        let worker = try workerRunningAPlugin(of: host)
+        let status = try #require(ProcessCensus.read("/proc/\(worker)/status"))
+        let fields = Dictionary(status.split(separator: "\n").compactMap { line -> (String, String)? in
+            let parts = line.split(separator: ":", maxSplits: 1)
+            return parts.count == 2 ? (String(parts[0]), parts[1].trimmingCharacters(in: .whitespaces)) : nil
+        }, uniquingKeysWith: { first, _ in first })
+        #expect(fields["SigBlk"] == "0000000000000000", "\(fields["SigBlk"] ?? "")")
+        #expect(fields["SigIgn"] == "0000000000000000", "\(fields["SigIgn"] ?? "")")
+        await host.scheduler.shutdown()
+    }
+
+    // MARK: pthread_exit
+
+    @Test func pthreadExitInTheLoopOfAWorkerIsAFailure() async throws {
+        let host = try await TestHost(isolation: .process, plugins: [
+            (file: "Exits.so", fixture: "worker_faults.c", sidecar: "backoff_initial_ms = 0\n[config]\nfault = \"pthread_exit\"\n"),
+        ])
+        let why = try await firstFailure(of: "Exits", in: host, timeout: .seconds(20))
+        #expect(why.contains("svc_loop called pthread_exit"), "\(why)")
+        try await host.events.next("Exits", { $0 == .started(starts: 2) })
+        await host.scheduler.shutdown()
+    }
+
+    // MARK: The fork server
+
+    @Test func aStoppedForkServerIsReplacedAndNeverHangsStartsOrShutdown() async throws {
+        let host = try await TestHost(isolation: .process, probes: [("P.so", "stop_timeout_ms = 500\n")])
+        try await host.events.next("P") { $0.isStarted }
+        let stuck = try #require(host.scheduler.forkServerPID)
+        kill(stuck, SIGSTOP)
+        defer { kill(stuck, SIGKILL) }
+        let began = ContinuousClock.now
+        // Stopping reaps the worker through the stopped server; starting asks it for a new one.
+        try await host.scheduler.restart("P")
+        try await host.events.next("P", { $0 == .started(starts: 2) }, timeout: WorkerLauncher.answerTimeout * 10)
+        #expect(host.scheduler.forkServerPID != stuck)
+        #expect(host.logs.entries { $0.message.contains("the fork server (pid \(stuck))") && $0.message.contains("a new one is started") }.count == 1)
+        await host.scheduler.shutdown()
+        #expect(ContinuousClock.now - began < WorkerLauncher.answerTimeout * 10)
+    }
+
+    @Test func theForkServerStartsFromTheRunningImageNotItsReplacedFile() async throws {
+        // A copy of servicehost that an "upgrade" replaces while it runs.
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("upgrade-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let installed = directory.appendingPathComponent("servicehost")
+        try FileManager.default.copyItem(at: try HostProcess.binary, to: installed)
+        let folder = try PluginFolder()
+        let host = try HostProcess(["run", "--plugins", folder.path, "--isolation", "process"], executable: installed)
+        // Signals are handled from before the plugins are loaded.
+        try await host.waitForOutput("loaded 0 plugins")
+        // The upgrade: a new file (here one that cannot run) renamed over the old path.
+        let replacement = directory.appendingPathComponent("servicehost.new")
+        try Data("#!/bin/false\n".utf8).write(to: replacement)
+        chmod(replacement.path, 0o755)
+        _ = rename(replacement.path, installed.path)
+        // The first process-isolated service starts the fork server only now.
+        try await folder.add("probe.c", as: "P.so", sidecar: "")
+        host.send(SIGHUP)
+        try await host.waitForOutput("create name=P")
+        host.send(SIGTERM)
+        #expect(try await host.waitForExit() == 0)
+    }
+
+    @Test func pthreadExitInTheLoopOfAThreadIsolatedServiceIsAFailure() async throws {
+        let host = try await TestHost(isolation: .thread, plugins: [
+            (file: "Exits.so", fixture: "worker_faults.c", sidecar: "[config]\nfault = \"pthread_exit\"\n"),
+        ])
+        let failed = try await host.events.next("Exits") { $0.isFailed }
+        guard case .failed(let why) = failed.kind else { return }
+        #expect(why.contains("svc_loop called pthread_exit (thread isolation)"), "\(why)")
+        #expect(host.scheduler.snapshot(of: "Exits")?.metadata.failed == true)
+        await host.scheduler.shutdown()
+    }
+}
