@@ -110,20 +110,22 @@ struct HangTests {
 
     @Test func aThreadThatIgnoresTheStopTimeoutIsAbandonedAndTheServiceMarkedHung() async throws {
         let host = try await TestHost(plugins: [(file: "Stuck.so", fixture: "faulty.c", sidecar: """
-            stop_timeout_ms = 200
+            stop_timeout_ms = 1000
             interval_ms = 10
             [config]
             fault = "sleep"
-            fault_ms = 4000
+            fault_ms = 8000
             fault_after = 1
             """)])
         try await host.logs.waitFor { $0.message == "fault sleep in loop" }
+        let stopTimeout = Duration.milliseconds(1000)
         let began = ContinuousClock.now
         try await host.scheduler.stop("Stuck")
-        #expect(ContinuousClock.now - began < .seconds(1))
+        // Abandoned after the stop timeout, long before the 8 s sleep ends.
+        #expect(ContinuousClock.now - began < stopTimeout * 4)
         let snapshot = try #require(host.scheduler.snapshot(of: "Stuck"))
         #expect(snapshot.metadata.failed)
-        #expect(snapshot.metadata.failureReason?.hasPrefix("hung: svc_loop did not return within stop_timeout_ms (200 ms)") == true)
+        #expect(snapshot.metadata.failureReason?.hasPrefix("hung: svc_loop did not return within stop_timeout_ms (1000 ms)") == true)
         // While the call is still inside the plugin, the service cannot start again.
         let refused = #expect(throws: ServiceError.self) { try host.scheduler.start("Stuck") }
         #expect(refused?.reason == "cannot start: its previous run is still inside the plugin (hung)")
