@@ -56,7 +56,7 @@ struct RunCommand: AsyncParsableCommand {
         // must still find the same directory.
         let plugins = scheduler.resolvedDirectory(plugins)
         do {
-            let errors = try scheduler.addPlugins(directory: plugins)
+            let errors = try await scheduler.addPlugins(directory: plugins)
             let count = scheduler.snapshot().count
             logger.notice("loaded \(count) plugin\(count == 1 ? "" : "s") from \(plugins)\(errors.isEmpty ? "" : ", \(errors.count) refused")")
         } catch {
@@ -76,7 +76,7 @@ struct RunCommand: AsyncParsableCommand {
                 logger.notice("SIGHUP: restarting services whose files changed, starting new plugins, retrying failed services")
                 await scheduler.restartChanged()
                 do {
-                    try scheduler.startNewPlugins(directory: plugins)
+                    try await scheduler.startNewPlugins(directory: plugins)
                 } catch {
                     logger.error("\(error)")
                 }

@@ -14,7 +14,7 @@ struct BadInputTests {
         try await folder.add(as: "Good.so", sidecar: "[config]\nlog_loops = true\n")
         let logs = LogCapture()
         let scheduler = try Scheduler(logger: logs.logger)
-        let errors = try scheduler.addPlugins(directory: folder.path)
+        let errors = try await scheduler.addPlugins(directory: folder.path)
         let file = "\(folder.path)/\(fileName)"
         #expect(errors.count == 1, "\(errors)")
         let error = try #require(errors.first)
@@ -90,7 +90,7 @@ struct BadInputTests {
         let logs = LogCapture()
         let scheduler = try Scheduler(logger: logs.logger)
         try await folder.add(as: "Good.so", sidecar: "[config]\nlog_loops = true\n")
-        let errors = try scheduler.addPlugins(directory: folder.path)
+        let errors = try await scheduler.addPlugins(directory: folder.path)
         let error = try #require(errors.first)
         #expect(errors.count == 1)
         #expect(error.code == .invalidConfiguration)
@@ -135,7 +135,7 @@ struct BadInputTests {
         try await folder.add(as: "Real.so")
         try folder.write(Array("notes".utf8), as: "README.txt")
         let scheduler = try Scheduler(logger: LogCapture().logger)
-        #expect(try scheduler.addPlugins(directory: folder.path).isEmpty)
+        #expect(try await scheduler.addPlugins(directory: folder.path).isEmpty)
         #expect(scheduler.snapshot().map(\.name) == ["Real"])
     }
 
@@ -146,7 +146,7 @@ struct BadInputTests {
         let logs = LogCapture()
         let scheduler = try Scheduler(logger: logs.logger)
         let events = EventWaiter(scheduler)
-        #expect(try scheduler.addPlugins(directory: folder.path).isEmpty)
+        #expect(try await scheduler.addPlugins(directory: folder.path).isEmpty)
         scheduler.startAll()
         let stopped = try await events.next("Refuses") { $0.isStopped }
         #expect(stopped.kind == .stopped(.startFailed(ServiceFailure(code: -7, message: "\(folder.path)/Refuses.so: svc_create returned -7"))))

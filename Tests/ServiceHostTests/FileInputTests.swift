@@ -56,7 +56,7 @@ struct FileInputTests {
         try await folder.add(as: "Good.so", sidecar: "[config]\nlog_loops = true\n")
         let logs = LogCapture()
         let scheduler = try Scheduler(logger: logs.logger)
-        try scheduler.addPlugins(directory: folder.path)
+        try await scheduler.addPlugins(directory: folder.path)
         scheduler.startAll()
         let fifo = folder.directory.file("Late.so").path
         try #require(mkfifo(fifo, 0o600) == 0)
@@ -78,7 +78,7 @@ struct FileInputTests {
         let directory = try TemporaryDirectory("check")
         let fifo = directory.file("libPipe.so").path
         try #require(mkfifo(fifo, 0o600) == 0)
-        let result = try withoutBlocking(on: [fifo]) { try PluginChecker().check(file: fifo) }
+        let result = try withoutBlocking(on: [fifo]) { try PluginChecker(executable: HostProcess.binary.path).check(file: fifo) }
         guard case .failure(let error) = result else {
             Issue.record("a FIFO passed the check")
             return
@@ -94,7 +94,7 @@ struct FileInputTests {
         try #require(truncate(path, off_t(size)) == 0)
         try await folder.add(as: "Good.so")
         let scheduler = try Scheduler(logger: LogCapture().logger)
-        let errors = try scheduler.addPlugins(directory: folder.path)
+        let errors = try await scheduler.addPlugins(directory: folder.path)
         let error = try #require(errors.first)
         #expect(errors.count == 1)
         #expect(error.file == path)
@@ -108,10 +108,10 @@ struct FileInputTests {
         let path = try await folder.add(as: "Good.so")
         let size = try #require(FileManager.default.attributesOfItem(atPath: path)[.size] as? Int64)
         let tight = try Scheduler(configuration: .init(limits: Limits(maxPluginSize: size - 1)), logger: LogCapture().logger)
-        let error = try #require(try tight.addPlugins(directory: folder.path).first)
+        let error = try #require(try await tight.addPlugins(directory: folder.path).first)
         #expect(error.reason.contains("larger than the limit of \(size - 1) bytes"))
         let exact = try Scheduler(configuration: .init(limits: Limits(maxPluginSize: size)), logger: LogCapture().logger)
-        #expect(try exact.addPlugins(directory: folder.path).isEmpty)
+        #expect(try await exact.addPlugins(directory: folder.path).isEmpty)
         await tight.shutdown()
         await exact.shutdown()
     }

@@ -13,8 +13,9 @@ struct HangTests {
     @Test(arguments: ["thread", "process"])
     func shutdownWithAHungPluginFinishesWithinItsStopTimeout(isolation: String) async throws {
         let folder = try PluginFolder()
+        let stopTimeout = Duration.milliseconds(500)
         try await folder.add("faulty.c", as: "Stuck.so", sidecar: """
-            stop_timeout_ms = 500
+            stop_timeout_ms = \(stopTimeout.milliseconds)
             [config]
             fault = "hang"
             fault_after = 1
@@ -27,8 +28,10 @@ struct HangTests {
         host.send(SIGTERM)
         let status = try await host.waitForExit()
         let took = ContinuousClock.now - began
-        #expect(took >= .milliseconds(500))
-        #expect(took < .milliseconds(500) + .seconds(2), "shutdown took \(took)")
+        #expect(took >= stopTimeout)
+        // The hang never ends: any bound proves it was not waited for; a wide
+        // one leaves room for a loaded machine.
+        #expect(took < stopTimeout * 10, "shutdown took \(took)")
         // An abandoned thread makes the exit code say so; a killed worker left nothing behind.
         if isolation == "thread" {
             #expect(status != 0, "\(host.outputText)")

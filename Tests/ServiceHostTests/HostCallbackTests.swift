@@ -18,7 +18,7 @@ struct HostCallbackTests {
         let logs = LogCapture()
         let scheduler = try Scheduler(logger: logs.logger)
         let events = EventWaiter(scheduler)
-        try scheduler.addPlugins(directory: folder.path)
+        try await scheduler.addPlugins(directory: folder.path)
         scheduler.startAll()
         try await events.next("Greeter") { $0 == .stopped(.finished) }
         await scheduler.shutdown()
@@ -45,7 +45,7 @@ struct HostCallbackTests {
             """)
         let logs = LogCapture()
         let scheduler = try Scheduler(logger: logs.logger)
-        try scheduler.addPlugins(directory: folder.path)
+        try await scheduler.addPlugins(directory: folder.path)
         let service = try #require(scheduler.service(named: "P"))
         #expect(service.configuration.settings == ["done_after": "1", "db.port": "5432"])
         let events = EventWaiter(scheduler)

@@ -94,11 +94,11 @@ struct HotReloadTests {
         let host = try await TestHost(probes: [("Old.so", "")])
         try await host.events.next("Old") { $0.isStarted }
         try await host.folder.add(as: "New.so")
-        let first = try host.scheduler.startNewPlugins(directory: host.folder.path)
+        let first = try await host.scheduler.startNewPlugins(directory: host.folder.path)
         #expect(first.started == ["New"])
         #expect(first.errors.isEmpty)
         try await host.events.next("New") { $0.isStarted }
-        let second = try host.scheduler.startNewPlugins(directory: host.folder.path)
+        let second = try await host.scheduler.startNewPlugins(directory: host.folder.path)
         #expect(second.started.isEmpty)
         #expect(host.scheduler.snapshot(of: "Old")?.metadata.starts == 1)
         await host.scheduler.shutdown()

@@ -41,7 +41,7 @@ struct StraySidecarTests {
         try await folder.add(as: "Kept.so", sidecar: "retries = 2\n")
         let logs = LogCapture()
         let scheduler = try Scheduler(logger: logs.logger)
-        #expect(try scheduler.addPlugins(directory: folder.path).isEmpty)
+        #expect(try await scheduler.addPlugins(directory: folder.path).isEmpty)
         let warnings = logs.entries { $0.level == .warning }.map(\.message)
         #expect(warnings == [
             "\(folder.path)/Ghost.toml: sidecar is not read: there is no plugin Ghost.so or libGhost.so beside it",

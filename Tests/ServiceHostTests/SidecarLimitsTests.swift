@@ -119,7 +119,7 @@ struct SidecarLimitsTests {
         try await folder.add(as: "Late.so", sidecar: "delay_ms = \(maximum)\n")
         let logs = LogCapture()
         let scheduler = try Scheduler(logger: logs.logger)
-        #expect(try scheduler.addPlugins(directory: folder.path).isEmpty)
+        #expect(try await scheduler.addPlugins(directory: folder.path).isEmpty)
         scheduler.startAll()
         try await logs.waitFor { $0.service == "Slow" && $0.message == "loop 1" }
         await scheduler.shutdown()

@@ -133,7 +133,7 @@ struct StateMachineTests {
         var info = stat()
         #expect(stat(directory, &info) == 0)
         #expect(info.st_mode & 0o777 == 0o700)
-        try scheduler.addPlugins(directory: folder.path)
+        try await scheduler.addPlugins(directory: folder.path)
         // The loaded copy lives there, not at the user's path.
         #expect(try FileManager.default.contentsOfDirectory(atPath: directory).filter(StaleRuntimeDirectories.isCopy).count == 1)
         await scheduler.shutdown()

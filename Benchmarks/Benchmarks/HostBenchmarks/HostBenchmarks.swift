@@ -160,7 +160,8 @@ private func reloadLatency() {
             let file = folder.appendingPathComponent("Reloads.so")
             try versions[0].write(to: file)
             try "interval_ms = 1000\n".write(to: folder.appendingPathComponent("Reloads.toml"), atomically: true, encoding: .utf8)
-            let scheduler = try Scheduler(logger: tap.logger)
+            // With the fork server, so that every reload goes through the load-time scanner.
+            let scheduler = try Scheduler(configuration: .init(workerExecutable: Fixtures.workerExecutable), logger: tap.logger)
             try scheduler.addPlugins(directory: folder.path)
             scheduler.startAll()
             _ = await tap.line()

@@ -69,6 +69,16 @@ public enum ForkServer {
                 spare = nil
                 control.send(.spawned(pid: worker))
                 spare = forkSpare(control: control)
+            case .scan(let channel):
+                let scanner = fork()
+                if scanner == 0 {
+                    control.close()
+                    spare?.link.close()
+                    signal(SIGINT, SIG_DFL)
+                    ScanProcess.run(descriptor: channel)
+                }
+                close(channel)
+                control.send(.spawned(pid: scanner))
             case .reap(let pid):
                 control.send(.reaped(status: ExitStatus.reap(pid)))
             case .end:
@@ -188,12 +198,26 @@ final class WorkerLauncher: @unchecked Sendable {
         return status
     }
 
-    private func spawn(with worker: WorkerChannel) throws(LaunchError) -> pid_t {
+    /// A throwaway scan process (see ``ScanProcess``), connected; reap it like a worker.
+    func launchScan() throws(LaunchError) -> (channel: WorkerChannel, pid: pid_t) {
+        let host: WorkerChannel
+        let scan: WorkerChannel
+        do {
+            (host, scan) = try WorkerChannel.pair()
+        } catch {
+            throw LaunchError(description: "cannot make a socket for the scan: \(error)")
+        }
+        let pid = try spawn(with: scan, scan: true)
+        scan.close()
+        return (host, pid)
+    }
+
+    private func spawn(with worker: WorkerChannel, scan: Bool = false) throws(LaunchError) -> pid_t {
         lock.lock()
         defer { lock.unlock() }
         for _ in 1...2 {
             let control = try serverControlLocked()
-            let sent = (try? control.send(descriptor: worker.descriptor)) != nil
+            let sent = (try? control.send(descriptor: worker.descriptor, scan: scan)) != nil
             if sent, let answer = control.receiveAnswer(until: .now + Self.answerTimeout) {
                 guard case .spawned(let pid) = answer, pid > 0 else {
                     // The server is fine; the system would not fork (out of processes or memory).

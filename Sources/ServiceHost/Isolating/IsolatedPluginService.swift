@@ -51,7 +51,7 @@ final class IsolatedPluginService: BaseService, @unchecked Sendable {
 
     init(name: String, file: String, configuration: ServiceConfiguration, loader: PluginLoader,
          launcher: WorkerLauncher, logger: Logger) throws(PluginError) {
-        let staged = try loader.stage(file: file)
+        let staged = try loader.stage(file: file, scanTimeout: configuration.startTimeout)
         self.file = file
         self.loader = loader
         self.launcher = launcher
@@ -366,7 +366,7 @@ final class IsolatedPluginService: BaseService, @unchecked Sendable {
         let current = versions.current
         guard let changed = versions.changedFile(logger: logger) else { return (current, nil) }
         do {
-            return (current, try loader.stage(file: file))
+            return (current, try loader.stage(file: file, scanTimeout: configuration.startTimeout))
         } catch {
             versions.reject(changed, reason: error.reason, for: self, logger: logger)
             return (current, nil)

@@ -183,6 +183,8 @@ final class WorkerChannel: @unchecked Sendable {
         case spawn(Int32)
         /// Wait for this worker, which has exited or been killed.
         case reap(pid: pid_t)
+        /// Fork a throwaway process that loads one plugin copy and reports (see ``ScanProcess``).
+        case scan(Int32)
         /// The host closed the socket.
         case end
     }
@@ -229,6 +231,8 @@ final class WorkerChannel: @unchecked Sendable {
             switch byte[0] {
             case 1 where controlLength >= cmsgLength(MemoryLayout<Int32>.size):
                 return .spawn((control + cmsgAlign(MemoryLayout<cmsghdr>.size)).load(as: Int32.self))
+            case 3 where controlLength >= cmsgLength(MemoryLayout<Int32>.size):
+                return .scan((control + cmsgAlign(MemoryLayout<cmsghdr>.size)).load(as: Int32.self))
             case 2 where received >= 5:
                 return .reap(pid: byte.withUnsafeBytes { Int32(littleEndian: $0.loadUnaligned(fromByteOffset: 1, as: Int32.self)) })
             default:
@@ -291,8 +295,8 @@ final class WorkerChannel: @unchecked Sendable {
 
     /// Asks the fork server to spawn a worker on `passed`: the descriptor
     /// travels as `SCM_RIGHTS` with the one-byte spawn request.
-    func send(descriptor passed: Int32) throws(Errno) {
-        var byte: UInt8 = 1
+    func send(descriptor passed: Int32, scan: Bool = false) throws(Errno) {
+        var byte: UInt8 = scan ? 3 : 1
         let space = cmsgSpace(MemoryLayout<Int32>.size)
         let control = UnsafeMutableRawPointer.allocate(byteCount: space, alignment: 8)
         defer { control.deallocate() }

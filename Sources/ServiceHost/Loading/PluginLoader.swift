@@ -18,20 +18,33 @@ struct PluginLoader: Sendable {
     let checksSafety: Bool
     /// The largest plugin file read (see ``Limits/maxPluginSize``).
     let maxPluginSize: Int64
+    /// Loads each new version once in a throwaway process first; `nil` when
+    /// no fork server can be started (an embedder without `workerExecutable`).
+    let scanner: PluginScanner?
 
-    init(runtimeDirectory: RuntimeDirectory, checksSafety: Bool = true, maxPluginSize: Int64 = Limits.defaultMaxPluginSize) {
+    init(runtimeDirectory: RuntimeDirectory, checksSafety: Bool = true, maxPluginSize: Int64 = Limits.defaultMaxPluginSize,
+         scanner: PluginScanner? = nil) {
         self.runtimeDirectory = runtimeDirectory
         self.checksSafety = checksSafety
         self.maxPluginSize = maxPluginSize
+        self.scanner = scanner
     }
 
     /// Stages and opens `file`: the whole path from a user's file to a loaded image.
-    func load(file: String) throws(PluginError) -> PluginImage {
-        try Self.open(try stage(file: file))
+    /// - Parameter scanTimeout: how long the load-time scan may take (`start_timeout_ms`).
+    func load(file: String, scanTimeout: Duration? = nil) throws(PluginError) -> PluginImage {
+        try Self.open(try stage(file: file, scanTimeout: scanTimeout))
     }
 
-    /// Reads `file`, checks it, and writes the private copy that will be loaded.
-    func stage(file: String) throws(PluginError) -> StagedPlugin {
+    /// Reads `file`, checks it, writes the private copy that will be loaded,
+    /// and has the scanner load that copy in a throwaway process.
+    func stage(file: String, scanTimeout: Duration? = nil) throws(PluginError) -> StagedPlugin {
+        let staged = try stageUnscanned(file: file)
+        try scanner?.check(staged, timeout: scanTimeout)
+        return staged
+    }
+
+    private func stageUnscanned(file: String) throws(PluginError) -> StagedPlugin {
         if checksSafety { try FileSafety.check(file, as: .plugin) }
         let (bytes, identity) = try Self.read(file: file, maxSize: maxPluginSize)
         let elf = try bytes.withUnsafeBytes { buffer in
@@ -40,7 +53,8 @@ struct PluginLoader: Sendable {
         let name = file.split(separator: "/").last.map(String.init) ?? "plugin.so"
         let copy = runtimeDirectory.uniquePath(for: name)
         try Self.write(bytes, to: copy, file: file)
-        return StagedPlugin(file: file, identity: identity, privateCopy: copy, containsSwiftCode: elf.containsSwiftCode)
+        return StagedPlugin(file: file, identity: identity, privateCopy: copy, containsSwiftCode: elf.containsSwiftCode,
+                            content: ContentDigest(bytes))
     }
 
     /// Loads a staged copy: `dlopen`, the required symbols, the ABI version.

@@ -23,8 +23,9 @@ enum SidecarFile {
         for (name, value) in document {
             guard let key = keys[name] else {
                 let known = keys.keys.sorted().joined(separator: ", ")
+                let suggestion = KeySuggestion.nearest(to: name, among: keys.keys).map { "did you mean '\($0)'? " } ?? ""
                 throw PluginError(.invalidConfiguration, file: file,
-                                  reason: "unknown key '\(name)' (known keys: \(known))")
+                                  reason: "unknown key '\(name)' (\(suggestion)known keys: \(known))")
             }
             try key.read(Value(key: name, value: value, file: file), &configuration)
         }

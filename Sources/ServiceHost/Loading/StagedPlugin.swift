@@ -16,9 +16,13 @@ final class StagedPlugin: @unchecked Sendable {
     /// Where the checked copy lives.
     let privateCopy: String
     let containsSwiftCode: Bool
+    /// A digest of the bytes that were read (see ``ContentDigest``); `nil` when not computed.
+    let content: ContentDigest?
     private let ownsCopy: Bool
 
-    init(file: String, identity: FileIdentity, privateCopy: String, containsSwiftCode: Bool, ownsCopy: Bool = true) {
+    init(file: String, identity: FileIdentity, privateCopy: String, containsSwiftCode: Bool, ownsCopy: Bool = true,
+         content: ContentDigest? = nil) {
+        self.content = content
         self.file = file
         self.identity = identity
         self.privateCopy = privateCopy

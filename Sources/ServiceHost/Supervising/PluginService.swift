@@ -24,7 +24,7 @@ final class PluginService: BaseService, HostCallbackTarget, @unchecked Sendable 
     /// Loads `file` now, so that a file that cannot be used is reported when
     /// the service is added rather than at its first start.
     init(name: String, file: String, configuration: ServiceConfiguration, loader: PluginLoader, logger: Logger) throws(PluginError) {
-        let image = try loader.load(file: file)
+        let image = try loader.load(file: file, scanTimeout: configuration.startTimeout)
         self.file = file
         self.loader = loader
         var logger = logger
@@ -93,7 +93,7 @@ final class PluginService: BaseService, HostCallbackTarget, @unchecked Sendable 
         let current = versions.current
         guard let changed = versions.changedFile(logger: logger) else { return (current, nil) }
         do {
-            return (current, try loader.load(file: file))
+            return (current, try loader.load(file: file, scanTimeout: configuration.startTimeout))
         } catch {
             versions.reject(changed, reason: error.reason, for: self, logger: logger)
             return (current, nil)

@@ -36,7 +36,8 @@ public final class Scheduler: Sendable {
             self.allowInsecurePlugins = allowInsecurePlugins
         }
 
-        private static func currentExecutableIfServiceHost() -> String? {
+        /// This process's own image when it is `servicehost`, else `nil`.
+        static func currentExecutableIfServiceHost() -> String? {
             guard let path = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"),
                   path.hasSuffix("/servicehost") else { return nil }
             // The running image itself, not the path it came from: an upgrade
@@ -60,10 +61,12 @@ public final class Scheduler: Sendable {
         self.logger = logger
         self.configuration = configuration
         manager = ServiceManager(recovery: configuration.recovery, logger: logger)
+        let launcher = configuration.workerExecutable.map { WorkerLauncher(executable: $0, logger: logger) }
         loader = PluginLoader(runtimeDirectory: try RuntimeDirectory(parent: configuration.runtimeParent),
                               checksSafety: !configuration.allowInsecurePlugins,
-                              maxPluginSize: configuration.limits.maxPluginSize)
-        launcher = configuration.workerExecutable.map { WorkerLauncher(executable: $0, logger: logger) }
+                              maxPluginSize: configuration.limits.maxPluginSize,
+                              scanner: launcher.map { PluginScanner(launcher: $0) })
+        self.launcher = launcher
     }
 
     /// Releasing a scheduler without ``shutdown()`` orders every service to
@@ -128,6 +131,17 @@ public final class Scheduler: Sendable {
         try addPlugins(in: directory, skippingKnown: false).errors
     }
 
+    /// ``addPlugins(directory:)`` for async callers: the blocking part (each
+    /// new plugin's load-time scan may take up to its `start_timeout_ms`) runs
+    /// on a thread of its own, so that Swift's cooperative pool, which has only
+    /// as many threads as cores, keeps serving other tasks meanwhile.
+    @discardableResult
+    public func addPlugins(directory: String) async throws(PluginError) -> [PluginError] {
+        try await offTheCooperativePool(directory) { () throws(PluginError) in
+            try self.addPlugins(in: directory, skippingKnown: false).errors
+        }
+    }
+
     /// Adds and starts the plugins in `directory` that are not services yet:
     /// files dropped in since, or fixed since they were refused (what `SIGHUP`
     /// does after restarting changed files).
@@ -143,6 +157,31 @@ public final class Scheduler: Sendable {
             }
         }
         return (added, errors)
+    }
+
+    /// ``startNewPlugins(directory:)`` for async callers, its scans on a thread
+    /// of its own (see the async `addPlugins(directory:)`).
+    @discardableResult
+    public func startNewPlugins(directory: String) async throws(PluginError) -> (started: [String], errors: [PluginError]) {
+        try await offTheCooperativePool(directory) { () throws(PluginError) in
+            try self.startNewPlugins(directory: directory)
+        }
+    }
+
+    /// Runs `work` on a new thread and awaits its result.
+    private func offTheCooperativePool<T: Sendable>(_ directory: String,
+                                                    _ work: @escaping @Sendable () throws(PluginError) -> T) async throws(PluginError) -> T {
+        let result: Result<T, PluginError> = await withCheckedContinuation { continuation in
+            do {
+                try HostThread.spawn(name: "host:plugins") {
+                    continuation.resume(returning: Result { () throws(PluginError) in try work() })
+                }
+            } catch {
+                continuation.resume(returning: .failure(PluginError(.loadFailed, file: directory,
+                                                                    reason: "no thread to load plugins on: \(error)")))
+            }
+        }
+        return try result.get()
     }
 
     /// `directory` as an absolute path, resolved against the current directory
@@ -284,6 +323,9 @@ public final class Scheduler: Sendable {
 
     /// The fork server's pid, once one runs; for white-box tests.
     var forkServerPID: Int32? { launcher?.serverProcess }
+
+    /// How many load-time scan processes were started (a cached verdict starts none).
+    var scanCount: Int { loader.scanner?.scanCount ?? 0 }
 
     /// The service object behind a name, for white-box tests.
     func service(named name: String) -> BaseService? { manager.service(named: name) }

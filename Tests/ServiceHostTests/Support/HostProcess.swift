@@ -107,7 +107,8 @@ final class HostProcess: @unchecked Sendable {
     /// Waits for the process to exit and returns its status; kills it on timeout.
     func waitForExit(timeout: Duration = .seconds(30)) async throws -> Int32 {
         do {
-            try await withDeadline(timeout, waiting: "servicehost to exit") { await self.exited.wait() }
+            try await withDeadline(timeout, waiting: "servicehost to exit",
+                                   onTimeout: { self.send(SIGKILL) }) { await self.exited.wait() }
         } catch {
             process.terminate()
             throw error

@@ -93,21 +93,50 @@ struct Timeout: Error, CustomStringConvertible {
 }
 
 /// Runs `body`, failing with ``Timeout`` if it has not finished by `timeout`.
-/// `onTimeout` must make `body` return (e.g. by resuming what it waits on).
+/// On timeout `onTimeout` runs (it should make `body` return, e.g. by resuming
+/// what it waits on) and `body`'s task is cancelled; the caller never waits
+/// for `body` past the deadline, so a wait that ignores cancellation fails the
+/// test instead of hanging the whole run.
 func withDeadline<T: Sendable>(_ timeout: Duration, waiting description: String,
                                onTimeout: @escaping @Sendable () -> Void = {},
                                _ body: @escaping @Sendable () async throws -> T) async throws -> T {
-    try await withThrowingTaskGroup(of: T?.self) { group in
-        group.addTask { try await body() }
-        group.addTask {
+    try await withCheckedThrowingContinuation { continuation in
+        let outcome = FirstOutcome(continuation)
+        let work = Task {
+            let result: Result<T, any Error>
+            do { result = .success(try await body()) } catch { result = .failure(error) }
+            if outcome.settle(with: result) { outcome.timer?.cancel() }
+        }
+        outcome.timer = Task {
             try? await Task.sleep(for: timeout)
-            return nil
+            if outcome.settle(with: .failure(Timeout(waitingFor: description, after: timeout))) {
+                onTimeout()
+                work.cancel()
+            }
         }
-        guard let first = try await group.next(), let value = first else {
-            group.cancelAll()
-            throw Timeout(waitingFor: description, after: timeout)
+    }
+}
+
+/// Resumes a continuation once, with whichever outcome comes first.
+private final class FirstOutcome<T: Sendable>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var continuation: CheckedContinuation<T, any Error>?
+    private var storedTimer: Task<Void, Never>?
+
+    init(_ continuation: CheckedContinuation<T, any Error>) { self.continuation = continuation }
+
+    var timer: Task<Void, Never>? {
+        get { lock.withLock { storedTimer } }
+        set { lock.withLock { storedTimer = newValue } }
+    }
+
+    /// Resumes with `result` unless an outcome came first; returns whether it was first.
+    func settle(with result: Result<T, any Error>) -> Bool {
+        let pending: CheckedContinuation<T, any Error>? = lock.withLock {
+            defer { continuation = nil }
+            return continuation
         }
-        group.cancelAll()
-        return value
+        pending?.resume(with: result)
+        return pending != nil
     }
 }

@@ -21,7 +21,7 @@ struct TestHost {
             configuration: .init(recovery: recovery, isolation: isolation, workerExecutable: try HostProcess.binary.path),
             logger: logs.logger)
         events = EventWaiter(scheduler)
-        let errors = try scheduler.addPlugins(directory: folder.path)
+        let errors = try await scheduler.addPlugins(directory: folder.path)
         precondition(errors.isEmpty, "\(errors)")
         if start { scheduler.startAll() }
     }

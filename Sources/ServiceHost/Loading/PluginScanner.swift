@@ -1,0 +1,129 @@
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Loads every new or changed plugin file once in a throwaway process before
+/// the host (or a worker) loads it for real, as GStreamer's plugin scanner
+/// does: the plugin's constructors run there, so one that crashes, calls
+/// `exit` or never returns refuses that version of the file with a reason
+/// and harms nothing else.
+///
+/// The scan process is forked by the fork server (see ``ScanProcess``), which
+/// already has the Swift runtime loaded: a scan costs a fork and a `dlopen`.
+/// Verdicts are cached by file identity, so a restart of an unchanged file
+/// pays nothing.
+final class PluginScanner: Sendable {
+    /// How long a scan may take when the service sets no `start_timeout_ms`.
+    static let defaultTimeout: Duration = .milliseconds(5000)
+
+    private let launcher: WorkerLauncher
+    /// Keyed by content when known (a file rewritten with bytes already
+    /// scanned, as alternating deployments do, pays nothing), else by identity.
+    private let verdicts = Mutex<[Key: Verdict]>([:])
+
+    private enum Key: Hashable, Sendable {
+        case content(ContentDigest)
+        case identity(FileIdentity)
+    }
+    private let scans = Atomic<Int>(0)
+
+    /// What a scan found; the reason of a refusal names the user's file.
+    enum Verdict: Sendable, Equatable {
+        case loads(version: String?)
+        case refused(PluginError)
+    }
+
+    init(launcher: WorkerLauncher) {
+        self.launcher = launcher
+    }
+
+    /// How many scan processes were started (a cached verdict starts none).
+    var scanCount: Int { scans.load(ordering: .relaxed) }
+
+    /// Scans `staged` unless a verdict for its file identity is known.
+    /// - Throws: the refusal, as the ``PluginError`` `run` logs.
+    func check(_ staged: StagedPlugin, timeout: Duration?) throws(PluginError) {
+        if case .refused(let error) = verdict(for: staged, timeout: timeout) { throw error }
+    }
+
+    func verdict(for staged: StagedPlugin, timeout: Duration?) -> Verdict {
+        let key: Key = staged.content.map(Key.content) ?? .identity(staged.identity)
+        if let known = verdicts.withLock({ $0[key] }) { return known }
+        let verdict: Verdict
+        do {
+            verdict = try scan(staged, timeout: timeout ?? Self.defaultTimeout)
+        } catch {
+            // A failure to start a scan says nothing about the file: not cached.
+            return .refused(PluginError(.loadFailed, file: staged.file, reason: "cannot be scanned before loading: \(error)"))
+        }
+        verdicts.withLock { $0[key] = verdict }
+        return verdict
+    }
+
+    private func scan(_ staged: StagedPlugin, timeout: Duration) throws(WorkerLauncher.LaunchError) -> Verdict {
+        let file = staged.file
+        // Until the scan process says it starts loading, the default allowance
+        // (at least `timeout`) covers forking it; then `timeout` covers loading.
+        var deadline = ContinuousClock.now.advanced(by: max(timeout, Self.defaultTimeout))
+        var loading = false
+        let (channel, pid) = try launcher.launchScan()
+        scans.add(1, ordering: .relaxed)
+        defer { channel.close() }
+        let path = Array(staged.privateCopy.utf8)
+        _ = path.withUnsafeBytes { send(channel.descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        var answer = [UInt8](repeating: 0, count: 16 * 1024 + 1)
+        var received = 0
+        while true {
+            let remaining = ContinuousClock.now.duration(to: deadline)
+            if remaining <= .zero {
+                kill(pid, SIGKILL)
+                _ = launcher.reap(pid)
+                guard loading else {
+                    // Not the file's fault: refused this time, but no verdict is cached.
+                    throw WorkerLauncher.LaunchError(
+                        description: "the scan process did not start within \(Self.milliseconds(max(timeout, Self.defaultTimeout))) ms")
+                }
+                return .refused(PluginError(.loadFailed, file: file,
+                                            reason: "did not finish loading within \(Self.milliseconds(timeout)) ms"))
+            }
+            var descriptor = pollfd(fd: channel.descriptor, events: Int16(POLLIN), revents: 0)
+            let waitMs = Int32(clamping: (Self.milliseconds(remaining)) + 1)
+            let ready = poll(&descriptor, 1, waitMs)
+            if ready < 0 && errno == EINTR { continue }
+            if ready <= 0 { continue }
+            received = answer.withUnsafeMutableBytes { recv(channel.descriptor, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+            if received < 0 && (errno == EINTR || errno == EAGAIN) { continue }
+            if !loading, received == 1, answer[0] == ScanProcess.Outcome.loading.rawValue {
+                loading = true
+                deadline = ContinuousClock.now.advanced(by: timeout)
+                continue
+            }
+            break
+        }
+        let status = launcher.reap(pid)
+        guard received > 0, let outcome = ScanProcess.Outcome(rawValue: answer[0]), outcome != .loading else {
+            let reason = switch status.ending {
+            case .killed(let signal): "constructor killed by \(ExitStatus.name(of: signal)) while loading"
+            case .exited(let code): "exited with status \(code) while loading"
+            case .unknown, .closedItsConnection: "ended while loading (status unknown)"
+            }
+            return .refused(PluginError(.loadFailed, file: file, reason: reason))
+        }
+        let text = String(decoding: answer[1..<received], as: UTF8.self)
+            .replacingOccurrences(of: staged.privateCopy, with: file)
+        switch outcome {
+        case .loaded: return .loads(version: text.isEmpty ? nil : text)
+        case .loadFailed: return .refused(PluginError(.loadFailed, file: file, reason: text))
+        case .missingSymbol: return .refused(PluginError(.missingSymbol, file: file, reason: text))
+        case .abiMismatch: return .refused(PluginError(.abiMismatch, file: file, reason: text))
+        case .loading: return .refused(PluginError(.loadFailed, file: file, reason: "ended while loading"))
+        }
+    }
+
+    private static func milliseconds(_ duration: Duration) -> Int64 {
+        let (seconds, attoseconds) = duration.components
+        return seconds.multipliedReportingOverflow(by: 1000).partialValue + attoseconds / 1_000_000_000_000_000
+    }
+}
