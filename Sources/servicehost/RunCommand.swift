@@ -42,10 +42,10 @@ struct RunCommand: AsyncParsableCommand {
     func run() async throws {
         let logger = logging.bootstrap()
         let signals = SignalStream(SIGINT, SIGTERM, SIGHUP)
-        let scheduler = try Scheduler(
-            configuration: .init(recovery: !noRecovery, isolation: Isolation(name: isolation) ?? .thread,
-                                 allowInsecurePlugins: allowInsecurePlugins),
-            logger: logger)
+        var configuration = Scheduler.Configuration(recovery: !noRecovery, isolation: Isolation(name: isolation) ?? .thread,
+                                                    allowInsecurePlugins: allowInsecurePlugins)
+        configuration.retryHint = "send SIGHUP"
+        let scheduler = try Scheduler(configuration: configuration, logger: logger)
         do {
             let errors = try scheduler.addPlugins(directory: plugins)
             let count = scheduler.snapshot().count

@@ -22,6 +22,10 @@ public final class Scheduler: Sendable {
         /// Load plugins and sidecars that others than the host's user could
         /// have written (see the README's "Loading safety"). Default `false`.
         public var allowInsecurePlugins: Bool
+        /// How a user retries a failed service, as messages say it (for
+        /// example "it stays stopped until retried (call retryFailed())").
+        /// Default "call retryFailed()"; `servicehost run` says "send SIGHUP".
+        public var retryHint: String = "call retryFailed()"
 
         public init(recovery: Bool = true, runtimeParent: String? = nil, isolation: Isolation = .thread,
                     workerExecutable: String? = nil, allowInsecurePlugins: Bool = false) {
@@ -50,7 +54,7 @@ public final class Scheduler: Sendable {
     public init(configuration: Configuration = .init(), logger: Logger) throws {
         self.logger = logger
         self.configuration = configuration
-        manager = ServiceManager(recovery: configuration.recovery, logger: logger)
+        manager = ServiceManager(recovery: configuration.recovery, retryHint: configuration.retryHint, logger: logger)
         loader = PluginLoader(runtimeDirectory: try RuntimeDirectory(parent: configuration.runtimeParent),
                               checksSafety: !configuration.allowInsecurePlugins)
         launcher = configuration.workerExecutable.map { WorkerLauncher(executable: $0) }
@@ -58,8 +62,10 @@ public final class Scheduler: Sendable {
 
     /// Releasing a scheduler without ``shutdown()`` orders every service to
     /// stop, without waiting for them: nothing would supervise them any more.
+    /// The runtime directory goes at once: loaded images stay mapped.
     deinit {
         manager.orderAllToStop()
+        loader.runtimeDirectory.remove()
     }
 
     /// The private directory that holds the copies of loaded plugins.
@@ -253,6 +259,12 @@ public final class Scheduler: Sendable {
     /// The service object behind a name, for white-box tests.
     func service(named name: String) -> BaseService? { manager.service(named: name) }
 
-    /// The events of every service from now on, until shutdown.
+    /// The events of every service, until shutdown: first the most recent
+    /// ones (up to 1,000) that happened before the call, so that subscribing
+    /// after ``startAll()`` misses nothing, then each as it happens. After
+    /// shutdown the stream ends once the past events are read.
     public func events() -> AsyncStream<ServiceEvent> { manager.events.subscribe() }
+
+    /// The manager, for white-box tests (a released scheduler must free it).
+    var managerForTesting: AnyObject { manager }
 }
