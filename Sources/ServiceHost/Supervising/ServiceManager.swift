@@ -106,6 +106,9 @@ final class ServiceManager: @unchecked Sendable {
     /// - Parameter retrying: a retry of a service that gave up: it gets one
     ///   more start, not a whole new restart budget.
     private func start(_ name: String, retrying: Bool) throws(ServiceError) {
+        var actions: [Action] = []
+        // Declared first, so it runs last: after the lock is released.
+        defer { perform(actions) }
         lock.lock()
         defer { lock.unlock() }
         try requireRunningLocked(name)
@@ -131,11 +134,11 @@ final class ServiceManager: @unchecked Sendable {
             $0.failed = false
             $0.failureReason = nil
         }
-        resolveDependenciesLocked()
+        resolveDependenciesLocked(into: &actions)
         if let blocked = supervision.blocked {
             throw ServiceError(.illegalTransition, service: name, reason: "cannot start: \(blocked)")
         }
-        launchIfReadyLocked(supervision)
+        launchIfReadyLocked(supervision, into: &actions)
     }
 
     /// Orders every service to run; those whose dependencies are broken are
@@ -325,11 +328,14 @@ final class ServiceManager: @unchecked Sendable {
         logger.info("started (start #\(metadata.starts)\(metadata.pluginVersion.map { ", version \($0)" } ?? ""))",
                     metadata: ["service": "\(service.name)"])
         service.report(.started(starts: metadata.starts))
-        lock.withLock {
+        let actions: [Action] = lock.withLock {
+            var actions: [Action] = []
             for name in graph.dependents(of: service.name) {
-                if let dependent = supervisions[name] { launchIfReadyLocked(dependent) }
+                if let dependent = supervisions[name] { launchIfReadyLocked(dependent, into: &actions) }
             }
+            return actions
         }
+        perform(actions)
     }
 
     /// Records how a run ended and decides whether the runner starts the service again.
@@ -424,7 +430,7 @@ final class ServiceManager: @unchecked Sendable {
     }
 
     /// Starts a wanted service's run when everything it requires has started.
-    private func launchIfReadyLocked(_ supervision: Supervision) {
+    private func launchIfReadyLocked(_ supervision: Supervision, into actions: inout [Action]) {
         guard supervision.wanted, supervision.runner == nil, supervision.hungRunner == nil,
               supervision.blocked == nil, case .running = state else { return }
         // A requirement that is stopping by order may still be starting on
@@ -434,7 +440,7 @@ final class ServiceManager: @unchecked Sendable {
                   required.service.currentState == .started else {
                 if !supervision.waitLogged, let required = supervisions[requirement], let why = Self.cannotStart(required) {
                     supervision.waitLogged = true
-                    logger.warning("waiting for '\(requirement)', which \(why)", metadata: ["service": "\(supervision.service.name)"])
+                    actions.append(.log(.warning, "waiting for '\(requirement)', which \(why)", service: supervision.service.name))
                 }
                 return
             }
@@ -445,7 +451,7 @@ final class ServiceManager: @unchecked Sendable {
         let delay = service.metadata.starts == 0 ? service.configuration.delay : .zero
         let runner = ServiceRunner(service: service, manager: self, initialDelay: delay)
         supervision.runner = runner
-        runner.launch()
+        actions.append(.launch(runner))
     }
 
     /// Why a requirement will not start by itself, if so.
@@ -458,12 +464,33 @@ final class ServiceManager: @unchecked Sendable {
 
     /// Marks the services that can never start: an unknown requirement, or a
     /// cycle, and logs each once with the services involved.
-    private func resolveDependenciesLocked() {
-        for supervision in supervisions.values {
+    private func resolveDependenciesLocked(into actions: inout [Action]) {
+        for name in order {
+            guard let supervision = supervisions[name] else { continue }
             let before = supervision.blocked
             supervision.blocked = blockingProblemLocked(supervision)
             if let problem = supervision.blocked, problem != before {
-                logger.error("not started: \(problem)", metadata: ["service": "\(supervision.service.name)"])
+                actions.append(.log(.error, "not started: \(problem)", service: name))
+            }
+        }
+    }
+
+    // MARK: Actions
+
+    /// What the manager does once its lock is released: starting a thread
+    /// and logging never happen under the lock.
+    private enum Action {
+        case launch(ServiceRunner)
+        case log(Logger.Level, String, service: String)
+    }
+
+    private func perform(_ actions: [Action]) {
+        for action in actions {
+            switch action {
+            case .launch(let runner):
+                runner.launch()
+            case .log(let level, let message, let service):
+                logger.log(level: level, "\(message)", metadata: ["service": "\(service)"])
             }
         }
     }
