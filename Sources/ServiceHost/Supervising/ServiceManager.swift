@@ -21,12 +21,8 @@ final class ServiceManager: @unchecked Sendable {
     /// Guarded by the manager's lock, hence unchecked.
     private final class Supervision: @unchecked Sendable {
         let service: BaseService
-        /// The thread running the service now, if any.
-        var runner: ServiceRunner?
-        /// A thread that overran its stop timeout and was abandoned inside the plugin.
-        var hungRunner: ServiceRunner?
-        /// Ordered to run: it starts whenever its requirements are up.
-        var wanted = false
+        /// Ordered to run or not, and the thread that runs it.
+        var phase: SupervisionPhase<ServiceRunner> = .stopped
         /// Being removed: it takes no more start orders.
         var removing = false
         /// Why it can never start (an unknown requirement, a cycle), if so.
@@ -116,14 +112,14 @@ final class ServiceManager: @unchecked Sendable {
         guard !supervision.removing else {
             throw ServiceError(.unknownService, service: name, reason: "the service is being removed")
         }
-        guard supervision.runner == nil else {
+        do {
+            try supervision.phase.orderStart()
+        } catch .alreadyRunning {
             throw ServiceError(.illegalTransition, service: name, reason: "cannot start: already running")
-        }
-        guard supervision.hungRunner == nil else {
+        } catch {
             throw ServiceError(.illegalTransition, service: name,
                                reason: "cannot start: its previous run is still inside the plugin (hung)")
         }
-        supervision.wanted = true
         if retrying {
             supervision.restarts.retry()
         } else {
@@ -184,7 +180,7 @@ final class ServiceManager: @unchecked Sendable {
     func retryFailed() -> [String] {
         let failed = lock.withLock {
             order.compactMap { supervisions[$0] }
-                .filter { $0.runner == nil && $0.hungRunner == nil && $0.service.metadata.failed }
+                .filter { $0.phase.isIdle && $0.service.metadata.failed }
                 .map(\.service.name)
         }
         var retried: [String] = []
@@ -203,13 +199,13 @@ final class ServiceManager: @unchecked Sendable {
     func shutdown() async {
         lock.withLock {
             state = .shutDown
-            for supervision in supervisions.values { supervision.wanted = false }
+            for supervision in supervisions.values { supervision.phase.orderStop() }
         }
         // In rounds: each round stops, all at once, the running services that
         // no running service requires.
         while true {
             let round: [Supervision] = lock.withLock {
-                let running = supervisions.values.filter { $0.runner != nil }
+                let running = supervisions.values.filter { $0.phase.run != nil }
                 let runningNames = Set(running.map(\.service.name))
                 return running.filter { supervision in
                     !graph.dependents(of: supervision.service.name).contains { runningNames.contains($0) }
@@ -231,7 +227,7 @@ final class ServiceManager: @unchecked Sendable {
     func orderAllToStop() {
         let services: [BaseService] = lock.withLock {
             state = .shutDown
-            for supervision in supervisions.values { supervision.wanted = false }
+            for supervision in supervisions.values { supervision.phase.orderStop() }
             return supervisions.values.map(\.service)
         }
         for service in services { service.stopSignal.raise(.ordered) }
@@ -252,16 +248,14 @@ final class ServiceManager: @unchecked Sendable {
     /// whether the service is wanted. A thread that overruns its stop timeout
     /// is abandoned and the service marked hung.
     private func stopRun(of supervision: Supervision, because reason: String?) async {
-        guard let runner = lock.withLock({ supervision.runner }) else { return }
+        guard let runner = lock.withLock({ supervision.phase.run }) else { return }
         let service = supervision.service
         if let reason {
             logger.notice("stopping: \(reason)", metadata: ["service": "\(service.name)"])
         }
         service.stopSignal.raise(.ordered)
         if await runner.finished.wait(timeout: stopDeadline(of: supervision)) {
-            lock.withLock {
-                if supervision.runner === runner { supervision.runner = nil }
-            }
+            lock.withLock { _ = supervision.phase.ended(runner) }
             return
         }
         abandon(runner, of: supervision)
@@ -270,14 +264,12 @@ final class ServiceManager: @unchecked Sendable {
     /// The same as ``stopRun(of:because:)``, for a service's own thread, which
     /// cannot await.
     private func stopRunBlocking(of supervision: Supervision, because reason: String) {
-        guard let runner = lock.withLock({ supervision.runner }) else { return }
+        guard let runner = lock.withLock({ supervision.phase.run }) else { return }
         let service = supervision.service
         logger.notice("stopping: \(reason)", metadata: ["service": "\(service.name)"])
         service.stopSignal.raise(.ordered)
         if runner.finished.waitBlocking(timeout: stopDeadline(of: supervision)) {
-            lock.withLock {
-                if supervision.runner === runner { supervision.runner = nil }
-            }
+            lock.withLock { _ = supervision.phase.ended(runner) }
             return
         }
         abandon(runner, of: supervision)
@@ -301,8 +293,7 @@ final class ServiceManager: @unchecked Sendable {
         let timeout = service.configuration.stopTimeout
         let why = "hung: svc_loop did not return within stop_timeout_ms (\(timeout.milliseconds) ms) of the stop; its thread was abandoned"
         lock.withLock {
-            if supervision.runner === runner { supervision.runner = nil }
-            supervision.hungRunner = runner
+            supervision.phase.abandoned(runner)
         }
         service.updateMetadata {
             $0.failed = true
@@ -315,7 +306,7 @@ final class ServiceManager: @unchecked Sendable {
         Task { [weak self] in
             await runner.finished.wait()
             self?.lock.withLock {
-                if supervision.hungRunner === runner { supervision.hungRunner = nil }
+                supervision.phase.hungCallReturned(runner)
             }
             self?.logger.notice("the hung call returned; the service can be started again", metadata: ["service": "\(service.name)"])
         }
@@ -357,7 +348,7 @@ final class ServiceManager: @unchecked Sendable {
         }
 
         lock.lock()
-        guard let supervision = supervisions[name], supervision.runner === runner, case .running = state,
+        guard let supervision = supervisions[name], supervision.phase.run === runner, case .running = state,
               service.stopSignal.request != .ordered else {
             lock.unlock()
             return .remainStopped
@@ -371,9 +362,9 @@ final class ServiceManager: @unchecked Sendable {
         case .restart(let restart, _, _):
             service.updateMetadata { $0.restarts = restart }
         case .remainStopped:
-            supervision.runner = nil
+            supervision.phase.ended(runner, staysStopped: true)
         case .giveUp(let why):
-            supervision.runner = nil
+            supervision.phase.ended(runner, staysStopped: true)
             // Marked failed in the same critical section that lets go of the
             // runner, so that a start order cannot slip in between and be
             // marked failed afterwards.
@@ -408,14 +399,14 @@ final class ServiceManager: @unchecked Sendable {
     private func waitingDependentsLocked(of name: String) -> [String] {
         graph.dependents(of: name).filter { dependent in
             guard let supervision = supervisions[dependent] else { return false }
-            return supervision.wanted && supervision.runner == nil
+            if case .waiting = supervision.phase { return true } else { return false }
         }
     }
 
     func runnerFailed(_ service: BaseService, _ runner: ServiceRunner, error: any Error) {
         logger.critical("internal error, service abandoned: \(error)", metadata: ["service": "\(service.name)"])
         lock.withLock {
-            if let supervision = supervisions[service.name], supervision.runner === runner { supervision.runner = nil }
+            supervisions[service.name]?.phase.ended(runner, staysStopped: true)
         }
     }
 
@@ -425,18 +416,17 @@ final class ServiceManager: @unchecked Sendable {
     /// deepest first: the order to stop them in.
     private func runningDependents(of name: String) -> [Supervision] {
         lock.withLock {
-            graph.dependentsDeepestFirst(of: name).compactMap { supervisions[$0] }.filter { $0.runner != nil }
+            graph.dependentsDeepestFirst(of: name).compactMap { supervisions[$0] }.filter { $0.phase.run != nil }
         }
     }
 
     /// Starts a wanted service's run when everything it requires has started.
     private func launchIfReadyLocked(_ supervision: Supervision, into actions: inout [Action]) {
-        guard supervision.wanted, supervision.runner == nil, supervision.hungRunner == nil,
-              supervision.blocked == nil, case .running = state else { return }
+        guard case .waiting = supervision.phase, supervision.blocked == nil, case .running = state else { return }
         // A requirement that is stopping by order may still be starting on
         // its own for a moment; only one that is wanted counts as up.
         for requirement in supervision.requires {
-            guard let required = supervisions[requirement], required.wanted, required.runner != nil,
+            guard let required = supervisions[requirement], case .running = required.phase,
                   required.service.currentState == .started else {
                 if !supervision.waitLogged, let required = supervisions[requirement], let why = Self.cannotStart(required) {
                     supervision.waitLogged = true
@@ -450,7 +440,7 @@ final class ServiceManager: @unchecked Sendable {
         service.stopSignal.reset()
         let delay = service.metadata.starts == 0 ? service.configuration.delay : .zero
         let runner = ServiceRunner(service: service, manager: self, initialDelay: delay)
-        supervision.runner = runner
+        supervision.phase.launched(runner)
         actions.append(.launch(runner))
     }
 
@@ -458,7 +448,7 @@ final class ServiceManager: @unchecked Sendable {
     private static func cannotStart(_ required: Supervision) -> String? {
         if let blocked = required.blocked { return "cannot start: \(blocked)" }
         let metadata = required.service.metadata
-        if required.runner == nil, metadata.failed { return "failed: \(metadata.failureReason ?? "unknown reason")" }
+        if required.phase.isIdle, !required.phase.isWanted, metadata.failed { return "failed: \(metadata.failureReason ?? "unknown reason")" }
         return nil
     }
 
@@ -511,7 +501,7 @@ final class ServiceManager: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         let supervision = try supervisionLocked(name)
-        supervision.wanted = false
+        supervision.phase.orderStop()
         return supervision
     }
 
