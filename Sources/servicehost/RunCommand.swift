@@ -47,11 +47,11 @@ struct RunCommand: AsyncParsableCommand {
         let logger = logging.bootstrap()
         let signals = HostSignals.install([SIGINT, SIGTERM, SIGHUP])
         HostLimits.raiseDescriptorLimit(logger: logger)
-        let scheduler = try Scheduler(
-            configuration: .init(recovery: !noRecovery, isolation: Isolation(name: isolation) ?? .thread,
-                                 allowInsecurePlugins: allowInsecurePlugins,
-                                 limits: Limits(maxPluginSize: maxPluginSize)),
-            logger: logger)
+        var configuration = Scheduler.Configuration(recovery: !noRecovery, isolation: Isolation(name: isolation) ?? .thread,
+                                                    allowInsecurePlugins: allowInsecurePlugins,
+                                                    limits: Limits(maxPluginSize: maxPluginSize))
+        configuration.retryHint = "send SIGHUP"
+        let scheduler = try Scheduler(configuration: configuration, logger: logger)
         // Resolved once, before any plugin runs: a plugin may chdir, and SIGHUP
         // must still find the same directory.
         let plugins = scheduler.resolvedDirectory(plugins)

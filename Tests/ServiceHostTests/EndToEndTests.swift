@@ -19,7 +19,7 @@ struct EndToEndTests {
         try await host.waitForOutput("service=Alpha [ServiceHost] started")
         try await host.waitForOutput("service=Gamma [ServiceHost] started")
         // Beta stops itself after three loops and is restarted by recovery.
-        try await host.waitForOutput("service=Beta [ServiceHost] restarting (start #2)")
+        try await host.waitForOutput("service=Beta [ServiceHost] restarting (attempt #2)")
         try await host.waitForOutput("\(folder.path)/Broken.so: not an ELF file")
         host.send(SIGTERM)
         let status = try await host.waitForExit()
@@ -89,7 +89,7 @@ struct EndToEndTests {
         try await host.waitForOutput("not restarting: restart policy is never, recovery is off")
         host.send(SIGTERM)
         #expect(try await host.waitForExit() == 0)
-        #expect(!host.outputText.contains("restarting (start #2)"))
+        #expect(!host.outputText.contains("restarting (attempt #2)"))
     }
 
     @Test func aMissingPluginsDirectoryExitsNonZeroWithAClearMessage() async throws {

@@ -81,16 +81,16 @@ struct RestartPolicyTests {
             """)])
         let failed = try await host.events.next("P") { $0.isFailed }
         guard case .failed(let why) = failed.kind else { return }
-        #expect(why.hasPrefix("restarted 4 times within 60000 ms (restart_limit = 4); it stays stopped until SIGHUP retries failed services"))
+        #expect(why.hasPrefix("restarted 4 times within 60000 ms (restart_limit = 4); it stays stopped until retried (call retryFailed())"))
         #expect(host.scheduler.snapshot(of: "P")?.metadata.starts == 5)
         #expect(host.scheduler.snapshot(of: "P")?.metadata.failed == true)
         #expect(host.logs.entries { $0.level == .error && $0.message.hasPrefix("failed: restarted 4 times") }.count == 1)
 
-        // SIGHUP's retry: one more series, then failed again.
+        // SIGHUP's retry: one more start, not a new series, then failed again.
         #expect(host.scheduler.retryFailed() == ["P"])
         try await host.events.next("P") { $0 == .started(starts: 6) }
         try await host.events.next("P") { $0.isFailed }
-        #expect(host.scheduler.snapshot(of: "P")?.metadata.starts == 10)
+        #expect(host.scheduler.snapshot(of: "P")?.metadata.starts == 6)
         #expect(host.scheduler.retryFailed() == ["P"])
         await host.scheduler.shutdown()
     }

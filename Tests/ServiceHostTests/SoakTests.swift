@@ -22,13 +22,15 @@ struct SoakTests {
                 backoff_initial_ms = 0
                 restart_limit = 0
                 retries = \(times - 1)
+                healthy_after_ms = 0
                 [config]
                 fault = "segv"
                 fault_after = 1
                 """)
         }
-        // One service that gives up after 500 crashes; SIGHUP gives it another
-        // 500. The first series and the first SIGHUP warm up what the host
+        // One service that gives up after 500 crashes; SIGHUP gives it one
+        // more start, and as every run counts as healthy (healthy_after_ms = 0)
+        // that start earns it another 500. The first series and the first SIGHUP warm up what the host
         // keeps (allocator arenas, the fork server, the signal machinery);
         // the third series is measured, from a baseline taken while no worker runs.
         try await crashing("Crashy.so", times: crashes)

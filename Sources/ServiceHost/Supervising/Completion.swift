@@ -3,7 +3,7 @@ import Foundation
 /// A one-shot event that async code or a thread can wait for, with or
 /// without a deadline, and any thread can signal.
 final class Completion: @unchecked Sendable {
-    private let condition = NSCondition()
+    private let condition = MonotonicCondition()
     private var done = false
     private var waiters: [UInt64: CheckedContinuation<Bool, Never>] = [:]
     private var nextWaiter: UInt64 = 0
@@ -55,11 +55,15 @@ final class Completion: @unchecked Sendable {
 
     /// Blocks the calling thread until completed or `timeout` has passed.
     func waitBlocking(timeout: Duration? = nil) -> Bool {
-        let deadline = timeout.map { Date(timeIntervalSinceNow: $0.seconds) } ?? .distantFuture
+        let deadline = timeout.map { ContinuousClock.now + $0 }
         condition.lock()
         defer { condition.unlock() }
         while !done {
-            if !condition.wait(until: deadline) { return done }
+            if let deadline {
+                if !condition.wait(until: deadline), deadline <= .now { return done }
+            } else {
+                condition.wait()
+            }
         }
         return true
     }

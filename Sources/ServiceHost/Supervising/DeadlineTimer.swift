@@ -15,7 +15,7 @@ final class DeadlineTimer: @unchecked Sendable {
         let action: @Sendable () -> Void
     }
 
-    private let condition = NSCondition()
+    private let condition = MonotonicCondition()
     /// Sorted by deadline, earliest first.
     private var entries: [Entry] = []
     private var started = false
@@ -44,9 +44,8 @@ final class DeadlineTimer: @unchecked Sendable {
                 condition.wait()
                 continue
             }
-            let left = first.deadline - .now
-            if left > .zero {
-                _ = condition.wait(until: Date(timeIntervalSinceNow: left.seconds))
+            if first.deadline > .now {
+                condition.wait(until: first.deadline)
                 continue
             }
             entries.removeFirst()

@@ -25,6 +25,10 @@ public final class Scheduler: Sendable {
         public var allowInsecurePlugins: Bool
         /// Bounds on plugin files (see ``Limits``). Default ``Limits/default``.
         public var limits: Limits
+        /// How a user retries a failed service, as messages say it (for
+        /// example "it stays stopped until retried (call retryFailed())").
+        /// Default "call retryFailed()"; `servicehost run` says "send SIGHUP".
+        public var retryHint: String = "call retryFailed()"
 
         public init(recovery: Bool = true, runtimeParent: String? = nil, isolation: Isolation = .thread,
                     workerExecutable: String? = nil, allowInsecurePlugins: Bool = false, limits: Limits = .default) {
@@ -60,7 +64,7 @@ public final class Scheduler: Sendable {
     public init(configuration: Configuration = .init(), logger: Logger) throws {
         self.logger = logger
         self.configuration = configuration
-        manager = ServiceManager(recovery: configuration.recovery, logger: logger)
+        manager = ServiceManager(recovery: configuration.recovery, retryHint: configuration.retryHint, logger: logger)
         let launcher = configuration.workerExecutable.map { WorkerLauncher(executable: $0, logger: logger) }
         loader = PluginLoader(runtimeDirectory: try RuntimeDirectory(parent: configuration.runtimeParent),
                               checksSafety: !configuration.allowInsecurePlugins,
@@ -71,8 +75,10 @@ public final class Scheduler: Sendable {
 
     /// Releasing a scheduler without ``shutdown()`` orders every service to
     /// stop, without waiting for them: nothing would supervise them any more.
+    /// The runtime directory goes at once: loaded images stay mapped.
     deinit {
         manager.orderAllToStop()
+        loader.runtimeDirectory.remove()
     }
 
     /// The private directory that holds the copies of loaded plugins.
@@ -330,6 +336,12 @@ public final class Scheduler: Sendable {
     /// The service object behind a name, for white-box tests.
     func service(named name: String) -> BaseService? { manager.service(named: name) }
 
-    /// The events of every service from now on, until shutdown.
+    /// The events of every service, until shutdown: first the most recent
+    /// ones (up to 1,000) that happened before the call, so that subscribing
+    /// after ``startAll()`` misses nothing, then each as it happens. After
+    /// shutdown the stream ends once the past events are read.
     public func events() -> AsyncStream<ServiceEvent> { manager.events.subscribe() }
+
+    /// The manager, for white-box tests (a released scheduler must free it).
+    var managerForTesting: AnyObject { manager }
 }

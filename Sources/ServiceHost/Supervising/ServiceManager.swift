@@ -21,23 +21,20 @@ final class ServiceManager: @unchecked Sendable {
     /// Guarded by the manager's lock, hence unchecked.
     private final class Supervision: @unchecked Sendable {
         let service: BaseService
-        /// The thread running the service now, if any.
-        var runner: ServiceRunner?
-        /// A thread that overran its stop timeout and was abandoned inside the plugin.
-        var hungRunner: ServiceRunner?
-        /// Ordered to run: it starts whenever its requirements are up.
-        var wanted = false
+        /// Ordered to run or not, and the thread that runs it.
+        var phase: SupervisionPhase<ServiceRunner> = .stopped
         /// Being removed: it takes no more start orders.
         var removing = false
         /// Why it can never start (an unknown requirement, a cycle), if so.
         var blocked: String?
-        var backoff: RestartBackoff
-        /// When the recent restarts happened, oldest first, for the intensity limit.
-        var recentRestarts: [ContinuousClock.Instant] = []
+        /// Restart decisions: backoff, retries, the intensity window.
+        var restarts: RestartTracker
+        /// Whether a wait for a requirement that cannot start was already logged.
+        var waitLogged = false
 
         init(service: BaseService) {
             self.service = service
-            backoff = RestartBackoff(service.configuration)
+            restarts = RestartTracker(service.configuration)
         }
 
         var requires: [String] { service.configuration.requires }
@@ -51,16 +48,19 @@ final class ServiceManager: @unchecked Sendable {
     private let lock = NSLock()
     private var state: State = .running
     private var supervisions: [String: Supervision] = [:]
-    /// Names in the order they were added, for stable snapshots.
-    private var order: [String] = []
-    /// For each service, the services that require it.
-    private var dependents: [String: [String]] = [:]
+    /// Who requires whom; its order is the order services were added in, for stable snapshots.
+    private var graph = DependencyGraph()
+    private var order: [String] { graph.order }
     private var recovery: Bool
     private let logger: Logger
+    /// How a user retries a failed service, for messages: "send SIGHUP" in
+    /// `servicehost run`, "call retryFailed()" for an embedding program.
+    private let retryHint: String
     let events = EventBroadcaster()
 
-    init(recovery: Bool, logger: Logger) {
+    init(recovery: Bool, retryHint: String = "call retryFailed()", logger: Logger) {
         self.recovery = recovery
+        self.retryHint = retryHint
         self.logger = logger
     }
 
@@ -91,15 +91,21 @@ final class ServiceManager: @unchecked Sendable {
             service.callClock = makeThreadCallClock(for: service)
         }
         supervisions[service.name] = Supervision(service: service)
-        order.append(service.name)
-        for requirement in service.configuration.requires {
-            dependents[requirement, default: []].append(service.name)
-        }
+        graph.add(service.name, requires: service.configuration.requires)
     }
 
     /// Orders a service to run. It starts now, or as soon as everything it
     /// requires has started.
     func start(_ name: String) throws(ServiceError) {
+        try start(name, retrying: false)
+    }
+
+    /// - Parameter retrying: a retry of a service that gave up: it gets one
+    ///   more start, not a whole new restart budget.
+    private func start(_ name: String, retrying: Bool) throws(ServiceError) {
+        var actions: [Action] = []
+        // Declared first, so it runs last: after the lock is released.
+        defer { perform(actions) }
         lock.lock()
         defer { lock.unlock() }
         try requireRunningLocked(name)
@@ -107,26 +113,29 @@ final class ServiceManager: @unchecked Sendable {
         guard !supervision.removing else {
             throw ServiceError(.unknownService, service: name, reason: "the service is being removed")
         }
-        guard supervision.runner == nil else {
+        do {
+            try supervision.phase.orderStart()
+        } catch .alreadyRunning {
             throw ServiceError(.illegalTransition, service: name, reason: "cannot start: already running")
-        }
-        guard supervision.hungRunner == nil else {
+        } catch {
             throw ServiceError(.illegalTransition, service: name,
                                reason: "cannot start: its previous run is still inside the plugin (hung)")
         }
-        supervision.wanted = true
-        supervision.backoff.reset()
-        supervision.recentRestarts.removeAll()
+        if retrying {
+            supervision.restarts.retry()
+        } else {
+            supervision.restarts.orderedStart()
+        }
         supervision.service.updateMetadata {
-            $0.restarts = 0
+            if !retrying { $0.restarts = 0 }
             $0.failed = false
             $0.failureReason = nil
         }
-        resolveDependenciesLocked()
+        resolveDependenciesLocked(into: &actions)
         if let blocked = supervision.blocked {
             throw ServiceError(.illegalTransition, service: name, reason: "cannot start: \(blocked)")
         }
-        launchIfReadyLocked(supervision)
+        launchIfReadyLocked(supervision, into: &actions)
     }
 
     /// Orders every service to run; those whose dependencies are broken are
@@ -136,6 +145,8 @@ final class ServiceManager: @unchecked Sendable {
             do {
                 try start(name)
             } catch {
+                // A broken dependency graph was logged once already, as "not started: …".
+                if lock.withLock({ supervisions[name]?.blocked != nil }) { continue }
                 logger.error("\(error.reason)", metadata: ["service": "\(name)"])
             }
         }
@@ -161,11 +172,8 @@ final class ServiceManager: @unchecked Sendable {
         try markRemoving(name)
         try await stop(name)
         lock.withLock {
-            guard let supervision = supervisions.removeValue(forKey: name) else { return }
-            order.removeAll { $0 == name }
-            for requirement in supervision.requires {
-                dependents[requirement]?.removeAll { $0 == name }
-            }
+            guard supervisions.removeValue(forKey: name) != nil else { return }
+            graph.remove(name)
         }
     }
 
@@ -173,13 +181,13 @@ final class ServiceManager: @unchecked Sendable {
     func retryFailed() -> [String] {
         let failed = lock.withLock {
             order.compactMap { supervisions[$0] }
-                .filter { $0.runner == nil && $0.hungRunner == nil && $0.service.metadata.failed }
+                .filter { $0.phase.isIdle && $0.service.metadata.failed }
                 .map(\.service.name)
         }
         var retried: [String] = []
         for name in failed {
             do {
-                try start(name)
+                try start(name, retrying: true)
                 retried.append(name)
             } catch {
                 logger.error("\(error.reason)", metadata: ["service": "\(name)"])
@@ -192,16 +200,16 @@ final class ServiceManager: @unchecked Sendable {
     func shutdown() async {
         lock.withLock {
             state = .shutDown
-            for supervision in supervisions.values { supervision.wanted = false }
+            for supervision in supervisions.values { supervision.phase.orderStop() }
         }
         // In rounds: each round stops, all at once, the running services that
         // no running service requires.
         while true {
             let round: [Supervision] = lock.withLock {
-                let running = supervisions.values.filter { $0.runner != nil }
+                let running = supervisions.values.filter { $0.phase.run != nil }
                 let runningNames = Set(running.map(\.service.name))
                 return running.filter { supervision in
-                    !(dependents[supervision.service.name] ?? []).contains { runningNames.contains($0) }
+                    !graph.dependents(of: supervision.service.name).contains { runningNames.contains($0) }
                 }
             }
             if round.isEmpty { break }
@@ -220,7 +228,7 @@ final class ServiceManager: @unchecked Sendable {
     func orderAllToStop() {
         let services: [BaseService] = lock.withLock {
             state = .shutDown
-            for supervision in supervisions.values { supervision.wanted = false }
+            for supervision in supervisions.values { supervision.phase.orderStop() }
             return supervisions.values.map(\.service)
         }
         for service in services { service.stopSignal.raise(.ordered) }
@@ -241,16 +249,14 @@ final class ServiceManager: @unchecked Sendable {
     /// whether the service is wanted. A thread that overruns its stop timeout
     /// is abandoned and the service marked hung.
     private func stopRun(of supervision: Supervision, because reason: String?) async {
-        guard let runner = lock.withLock({ supervision.runner }) else { return }
+        guard let runner = lock.withLock({ supervision.phase.run }) else { return }
         let service = supervision.service
         if let reason {
             logger.notice("stopping: \(reason)", metadata: ["service": "\(service.name)"])
         }
         service.stopSignal.raise(.ordered)
         if await runner.finished.wait(timeout: stopDeadline(of: supervision)) {
-            lock.withLock {
-                if supervision.runner === runner { supervision.runner = nil }
-            }
+            lock.withLock { _ = supervision.phase.ended(runner) }
             return
         }
         abandon(runner, of: supervision)
@@ -259,14 +265,12 @@ final class ServiceManager: @unchecked Sendable {
     /// The same as ``stopRun(of:because:)``, for a service's own thread, which
     /// cannot await.
     private func stopRunBlocking(of supervision: Supervision, because reason: String) {
-        guard let runner = lock.withLock({ supervision.runner }) else { return }
+        guard let runner = lock.withLock({ supervision.phase.run }) else { return }
         let service = supervision.service
         logger.notice("stopping: \(reason)", metadata: ["service": "\(service.name)"])
         service.stopSignal.raise(.ordered)
         if runner.finished.waitBlocking(timeout: stopDeadline(of: supervision)) {
-            lock.withLock {
-                if supervision.runner === runner { supervision.runner = nil }
-            }
+            lock.withLock { _ = supervision.phase.ended(runner) }
             return
         }
         abandon(runner, of: supervision)
@@ -290,8 +294,7 @@ final class ServiceManager: @unchecked Sendable {
         let timeout = service.configuration.stopTimeout
         let why = "hung: svc_loop did not return within stop_timeout_ms (\(timeout.milliseconds) ms) of the stop; its thread was abandoned"
         lock.withLock {
-            if supervision.runner === runner { supervision.runner = nil }
-            supervision.hungRunner = runner
+            supervision.phase.abandoned(runner)
         }
         service.updateMetadata {
             $0.failed = true
@@ -304,7 +307,7 @@ final class ServiceManager: @unchecked Sendable {
         Task { [weak self] in
             await runner.finished.wait()
             self?.lock.withLock {
-                if supervision.hungRunner === runner { supervision.hungRunner = nil }
+                supervision.phase.hungCallReturned(runner)
             }
             self?.logger.notice("the hung call returned; the service can be started again", metadata: ["service": "\(service.name)"])
         }
@@ -317,11 +320,14 @@ final class ServiceManager: @unchecked Sendable {
         logger.info("started (start #\(metadata.starts)\(metadata.pluginVersion.map { ", version \($0)" } ?? ""))",
                     metadata: ["service": "\(service.name)"])
         service.report(.started(starts: metadata.starts))
-        lock.withLock {
-            for name in dependents[service.name] ?? [] {
-                if let dependent = supervisions[name] { launchIfReadyLocked(dependent) }
+        let actions: [Action] = lock.withLock {
+            var actions: [Action] = []
+            for name in graph.dependents(of: service.name) {
+                if let dependent = supervisions[name] { launchIfReadyLocked(dependent, into: &actions) }
             }
+            return actions
         }
+        perform(actions)
     }
 
     /// Records how a run ended and decides whether the runner starts the service again.
@@ -334,6 +340,7 @@ final class ServiceManager: @unchecked Sendable {
             logger.error("stopped: \(reason)", metadata: ["service": "\(name)"])
         }
         service.report(.stopped(reason))
+        lock.withLock { supervisions[name]?.restarts.runEnded() }
         if case .ordered = reason { return .remainStopped }
 
         // What requires this service cannot keep running without it.
@@ -342,64 +349,65 @@ final class ServiceManager: @unchecked Sendable {
         }
 
         lock.lock()
-        guard let supervision = supervisions[name], supervision.runner === runner, case .running = state,
+        guard let supervision = supervisions[name], supervision.phase.run === runner, case .running = state,
               service.stopSignal.request != .ordered else {
             lock.unlock()
             return .remainStopped
         }
         let policy = service.configuration.restart ?? (recovery ? .always : .never)
-        guard policy.restarts(afterFailure: reason.isFailure), !service.stopsForGood(after: reason) else {
-            supervision.runner = nil
-            lock.unlock()
-            if service.stopsForGood(after: reason) {
-                giveUp(service, why: "its plugin cannot be loaded; fix the file, then send SIGHUP. \(reason)")
-            } else {
-                logger.info("not restarting: restart policy is \(policy)\(recovery ? "" : ", recovery is off")", metadata: ["service": "\(name)"])
+        let decision = supervision.restarts.decide(
+            after: reason, ran: ran, now: .now, policy: policy, recoveryOff: !recovery && service.configuration.restart == nil,
+            stopsForGood: service.stopsForGood(after: reason), retryHint: retryHint)
+        var waiting: [String] = []
+        switch decision {
+        case .restart(let restart, _, _):
+            service.updateMetadata { $0.restarts = restart }
+        case .remainStopped:
+            supervision.phase.ended(runner, staysStopped: true)
+        case .giveUp(let why):
+            supervision.phase.ended(runner, staysStopped: true)
+            // Marked failed in the same critical section that lets go of the
+            // runner, so that a start order cannot slip in between and be
+            // marked failed afterwards.
+            service.updateMetadata {
+                $0.failed = true
+                $0.failureReason = why
+            }
+            waiting = waitingDependentsLocked(of: name)
+        }
+        lock.unlock()
+
+        switch decision {
+        case .restart(let restart, let attempt, let delay):
+            logger.info("restarting (attempt #\(attempt))\(delay > .zero ? " in \(delay.milliseconds) ms" : "")",
+                        metadata: ["service": "\(name)"])
+            service.report(.restarting(restart: restart, delay: delay))
+            return .restart(after: delay)
+        case .remainStopped(let why):
+            logger.info("\(why)", metadata: ["service": "\(name)"])
+            return .remainStopped
+        case .giveUp(let why):
+            logger.error("failed: \(why)", metadata: ["service": "\(name)"])
+            service.report(.failed(reason: why))
+            for dependent in waiting {
+                logger.warning("waiting for '\(name)', which failed: \(why)", metadata: ["service": "\(dependent)"])
             }
             return .remainStopped
         }
-        let restarts = service.metadata.restarts
-        if let retries = service.configuration.retries, restarts >= retries {
-            supervision.runner = nil
-            lock.unlock()
-            giveUp(service, why: "gave up after \(restarts) restart\(restarts == 1 ? "" : "s") (retries = \(retries)); last: \(reason)")
-            return .remainStopped
-        }
-        let now = ContinuousClock.now
-        let limit = service.configuration.restartLimit
-        let window = service.configuration.restartWindow
-        supervision.recentRestarts.removeAll { now - $0 > window }
-        if limit > 0, supervision.recentRestarts.count >= limit {
-            supervision.runner = nil
-            let count = supervision.recentRestarts.count
-            lock.unlock()
-            giveUp(service, why: "restarted \(count) times within \(window.milliseconds) ms (restart_limit = \(limit)); "
-                + "it stays stopped until SIGHUP retries failed services. Last: \(reason)")
-            return .remainStopped
-        }
-        if limit > 0 { supervision.recentRestarts.append(now) }
-        let delay = supervision.backoff.nextDelay(afterRunning: ran)
-        lock.unlock()
-        service.updateMetadata { $0.restarts = restarts + 1 }
-        logger.info("restarting (start #\(service.metadata.starts + 1))\(delay > .zero ? " in \(delay.milliseconds) ms" : "")",
-                    metadata: ["service": "\(name)"])
-        service.report(.restarting(restart: restarts + 1, delay: delay))
-        return .restart(after: delay)
     }
 
-    private func giveUp(_ service: BaseService, why: String) {
-        service.updateMetadata {
-            $0.failed = true
-            $0.failureReason = why
+    /// The services ordered to run that wait for `name` to start.
+    private func waitingDependentsLocked(of name: String) -> [String] {
+        graph.dependents(of: name).filter { dependent in
+            guard let supervision = supervisions[dependent] else { return false }
+            if case .waiting = supervision.phase { return true } else { return false }
         }
-        logger.error("failed: \(why)", metadata: ["service": "\(service.name)"])
-        service.report(.failed(reason: why))
     }
 
     func runnerFailed(_ service: BaseService, _ runner: ServiceRunner, error: any Error) {
         logger.critical("internal error, service abandoned: \(error)", metadata: ["service": "\(service.name)"])
         lock.withLock {
-            if let supervision = supervisions[service.name], supervision.runner === runner { supervision.runner = nil }
+            supervisions[service.name]?.phase.ended(runner, staysStopped: true)
         }
     }
 
@@ -409,76 +417,77 @@ final class ServiceManager: @unchecked Sendable {
     /// deepest first: the order to stop them in.
     private func runningDependents(of name: String) -> [Supervision] {
         lock.withLock {
-            var ordered: [Supervision] = []
-            var seen: Set<String> = [name]
-            func visit(_ name: String) {
-                for dependent in dependents[name] ?? [] where !seen.contains(dependent) {
-                    seen.insert(dependent)
-                    visit(dependent)
-                    if let supervision = supervisions[dependent], supervision.runner != nil {
-                        ordered.append(supervision)
-                    }
-                }
-            }
-            visit(name)
-            return ordered
+            graph.dependentsDeepestFirst(of: name).compactMap { supervisions[$0] }.filter { $0.phase.run != nil }
         }
     }
 
     /// Starts a wanted service's run when everything it requires has started.
-    private func launchIfReadyLocked(_ supervision: Supervision) {
-        guard supervision.wanted, supervision.runner == nil, supervision.hungRunner == nil,
-              supervision.blocked == nil, case .running = state else { return }
+    private func launchIfReadyLocked(_ supervision: Supervision, into actions: inout [Action]) {
+        guard case .waiting = supervision.phase, supervision.blocked == nil, case .running = state else { return }
         // A requirement that is stopping by order may still be starting on
         // its own for a moment; only one that is wanted counts as up.
         for requirement in supervision.requires {
-            guard let required = supervisions[requirement], required.wanted, required.runner != nil,
-                  required.service.currentState == .started else { return }
+            guard let required = supervisions[requirement], case .running = required.phase,
+                  required.service.currentState == .started else {
+                if !supervision.waitLogged, let required = supervisions[requirement], let why = Self.cannotStart(required) {
+                    supervision.waitLogged = true
+                    actions.append(.log(.warning, "waiting for '\(requirement)', which \(why)", service: supervision.service.name))
+                }
+                return
+            }
         }
+        supervision.waitLogged = false
         let service = supervision.service
         service.stopSignal.reset()
         let delay = service.metadata.starts == 0 ? service.configuration.delay : .zero
         let runner = ServiceRunner(service: service, manager: self, initialDelay: delay)
-        supervision.runner = runner
-        runner.launch()
+        supervision.phase.launched(runner)
+        actions.append(.launch(runner))
+    }
+
+    /// Why a requirement will not start by itself, if so.
+    private static func cannotStart(_ required: Supervision) -> String? {
+        if let blocked = required.blocked { return "cannot start: \(blocked)" }
+        let metadata = required.service.metadata
+        if required.phase.isIdle, !required.phase.isWanted, metadata.failed { return "failed: \(metadata.failureReason ?? "unknown reason")" }
+        return nil
     }
 
     /// Marks the services that can never start: an unknown requirement, or a
     /// cycle, and logs each once with the services involved.
-    private func resolveDependenciesLocked() {
-        for supervision in supervisions.values {
+    private func resolveDependenciesLocked(into actions: inout [Action]) {
+        for name in order {
+            guard let supervision = supervisions[name] else { continue }
             let before = supervision.blocked
             supervision.blocked = blockingProblemLocked(supervision)
             if let problem = supervision.blocked, problem != before {
-                logger.error("not started: \(problem)", metadata: ["service": "\(supervision.service.name)"])
+                actions.append(.log(.error, "not started: \(problem)", service: name))
+            }
+        }
+    }
+
+    // MARK: Actions
+
+    /// What the manager does once its lock is released: starting a thread
+    /// and logging never happen under the lock.
+    private enum Action {
+        case launch(ServiceRunner)
+        case log(Logger.Level, String, service: String)
+    }
+
+    private func perform(_ actions: [Action]) {
+        for action in actions {
+            switch action {
+            case .launch(let runner):
+                runner.launch()
+            case .log(let level, let message, let service):
+                logger.log(level: level, "\(message)", metadata: ["service": "\(service)"])
             }
         }
     }
 
     private func blockingProblemLocked(_ supervision: Supervision) -> String? {
-        let name = supervision.service.name
-        let unknown = supervision.requires.filter { supervisions[$0] == nil }
-        if !unknown.isEmpty {
-            return "requires \(unknown.map { "'\($0)'" }.joined(separator: ", ")), which \(unknown.count == 1 ? "is not a known service" : "are not known services")"
-        }
-        // A path from this service back to itself is a cycle.
-        var path: [String] = [name]
-        var visited: Set<String> = []
-        func cycle(from current: String) -> [String]? {
-            for next in supervisions[current]?.requires ?? [] {
-                if next == name { return path + [name] }
-                guard !visited.contains(next) else { continue }
-                visited.insert(next)
-                path.append(next)
-                if let found = cycle(from: next) { return found }
-                path.removeLast()
-            }
-            return nil
-        }
-        if let found = cycle(from: name) {
-            return "its requirements form a cycle: \(found.joined(separator: " -> "))"
-        }
-        return nil
+        graph.problem(of: supervision.service.name)
     }
 
     // MARK: Helpers
@@ -493,7 +502,7 @@ final class ServiceManager: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         let supervision = try supervisionLocked(name)
-        supervision.wanted = false
+        supervision.phase.orderStop()
         return supervision
     }
 

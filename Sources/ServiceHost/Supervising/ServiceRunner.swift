@@ -11,7 +11,11 @@ import Foundation
 /// run on Swift's cooperative thread pool.
 final class ServiceRunner: @unchecked Sendable {
     private let service: BaseService
-    private let manager: ServiceManager
+    /// Weak: the manager keeps its runners, and a runner that kept its manager
+    /// would keep a released ``Scheduler``'s manager, services and runtime
+    /// directory alive. Without a manager there is no one to supervise the
+    /// service, so the run ends.
+    private weak var manager: ServiceManager?
     private let initialDelay: Duration
     /// Completed once the thread has left the service alone for good.
     let finished = Completion()
@@ -37,11 +41,9 @@ final class ServiceRunner: @unchecked Sendable {
                 finished.complete()
             }
         } catch {
-            // launch() runs under the manager's lock; report after it is released.
-            DispatchQueue.global().async { [self] in
-                manager.runnerFailed(service, self, error: error)
-                finished.complete()
-            }
+            // The manager launches runners after releasing its lock, so it can be told at once.
+            manager?.runnerFailed(service, self, error: error)
+            finished.complete()
         }
     }
 
@@ -55,7 +57,7 @@ final class ServiceRunner: @unchecked Sendable {
             $0.failureReason = message
         }
         service.report(.failed(reason: message))
-        manager.runnerFailed(service, self, error: ServiceFailure(code: -1, message: message))
+        manager?.runnerFailed(service, self, error: ServiceFailure(code: -1, message: message))
         finished.complete()
     }
 
@@ -82,17 +84,21 @@ final class ServiceRunner: @unchecked Sendable {
                 if let failure = try service.start() {
                     reason = .startFailed(failure)
                 } else {
-                    manager.serviceStarted(service)
+                    manager?.serviceStarted(service)
                     reason = service.runEventLoop()
                     try service.stop()
                 }
             } catch {
                 // Only an illegal transition lands here: the runner owns the
                 // service's transitions, so this is a host bug, not a plugin's.
-                manager.runnerFailed(service, self, error: error)
+                manager?.runnerFailed(service, self, error: error)
                 return
             }
-            switch manager.serviceStopped(service, by: self, reason: reason, ran: ContinuousClock.now - began) {
+            // Not held across the pause below, so that a released scheduler is freed at once.
+            guard let decision = manager?.serviceStopped(service, by: self, reason: reason, ran: ContinuousClock.now - began) else {
+                return
+            }
+            switch decision {
             case .remainStopped:
                 return
             case .restart(let delay):

@@ -17,7 +17,7 @@ final class Watchdog: @unchecked Sendable {
         case loop
     }
 
-    private let condition = NSCondition()
+    private let condition = MonotonicCondition()
     private var watched: [ObjectIdentifier: CallClock] = [:]
     /// How many runs watch each clock: a new run of a service can begin while
     /// the thread of its last run is still on its way out.
@@ -70,7 +70,7 @@ final class Watchdog: @unchecked Sendable {
             let now = CallClock.now()
             for clock in clocks { clock.check(now: now) }
             condition.lock()
-            _ = condition.wait(until: Date(timeIntervalSinceNow: period.seconds))
+            condition.wait(until: .now + period)
         }
     }
 }

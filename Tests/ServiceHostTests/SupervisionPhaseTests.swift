@@ -1,0 +1,62 @@
+import Testing
+@testable import ServiceHost
+
+/// A stand-in for a service's thread: only its identity matters here.
+private final class Run {}
+
+/// The per-service supervision phase as a pure value: every interleaving of
+/// orders and reports is a sequence of calls, tested without threads.
+@Suite("Supervision phase")
+struct SupervisionPhaseTests {
+    @Test func aStartRacingAGiveUpIsEitherRefusedOrClearsIt() throws {
+        // The run is still ending when the start order comes: refused, not lost.
+        var phase = SupervisionPhase<Run>.waiting
+        let run = Run()
+        phase.launched(run)
+        #expect(throws: SupervisionPhase<Run>.Refusal.alreadyRunning) { try phase.orderStart() }
+        // The run gives up: the service stays stopped (and is marked failed in the same step).
+        let gaveUp = phase.ended(run, staysStopped: true)
+        #expect(gaveUp)
+        #expect(!phase.isWanted)
+        // A start order after it starts afresh.
+        try phase.orderStart()
+        guard case .waiting = phase else { Issue.record("\(phase)"); return }
+        // A late report from the old run changes nothing.
+        let late = phase.ended(run, staysStopped: true)
+        #expect(!late)
+        guard case .waiting = phase else { Issue.record("\(phase)"); return }
+    }
+
+    @Test func aDependentStoppedForItsRequirementWaitsToStartAgain() {
+        var phase = SupervisionPhase<Run>.waiting
+        let run = Run()
+        phase.launched(run)
+        let ended = phase.ended(run)
+        #expect(ended)
+        guard case .waiting = phase else { Issue.record("\(phase)"); return }
+        #expect(phase.isWanted)
+    }
+
+    @Test func aStopOrderEndsInStoppedAndAHungRunBlocksStartsUntilItReturns() throws {
+        var phase = SupervisionPhase<Run>.waiting
+        let run = Run()
+        phase.launched(run)
+        phase.orderStop()
+        #expect(phase.run === run)
+        #expect(!phase.isWanted)
+        phase.abandoned(run)
+        #expect(phase.run == nil)
+        #expect(throws: SupervisionPhase<Run>.Refusal.hung) { try phase.orderStart() }
+        phase.hungCallReturned(run)
+        guard case .stopped = phase else { Issue.record("\(phase)"); return }
+        try phase.orderStart()
+        #expect(phase.isWanted)
+    }
+
+    @Test func aStopOrderBeforeTheLaunchLeavesNothingToStop() {
+        var phase = SupervisionPhase<Run>.waiting
+        phase.orderStop()
+        guard case .stopped = phase else { Issue.record("\(phase)"); return }
+        #expect(phase.isIdle)
+    }
+}
