@@ -84,7 +84,7 @@ private func restartLatency() {
             samples = 10000
             """)
         let scheduler = try Scheduler(logger: tap.logger)
-        try scheduler.addPlugins(directory: folder.path)
+        try await scheduler.addPlugins(directory: folder.path)
         scheduler.startAll()
         let line = await tap.line()
         await scheduler.shutdown()
@@ -128,7 +128,7 @@ private func restartLatency() {
             samples_file = "\(folder.path)/samples"
             """)
         let scheduler = try Scheduler(configuration: .init(workerExecutable: Fixtures.workerExecutable), logger: tap.logger)
-        try scheduler.addPlugins(directory: folder.path)
+        try await scheduler.addPlugins(directory: folder.path)
         scheduler.startAll()
         let line = await tap.line()
         await scheduler.shutdown()
@@ -162,7 +162,7 @@ private func reloadLatency() {
             try "interval_ms = 1000\n".write(to: folder.appendingPathComponent("Reloads.toml"), atomically: true, encoding: .utf8)
             // With the fork server, so that every reload goes through the load-time scanner.
             let scheduler = try Scheduler(configuration: .init(workerExecutable: Fixtures.workerExecutable), logger: tap.logger)
-            try scheduler.addPlugins(directory: folder.path)
+            try await scheduler.addPlugins(directory: folder.path)
             scheduler.startAll()
             _ = await tap.line()
             for round in 1...200 {
@@ -209,7 +209,7 @@ private func scaleAndIdleCost() {
         let began = baseline_monotonic_ns()
         let scheduler = try Scheduler(logger: LogTap(marker: "\u{0}").logger)
         let events = scheduler.events()
-        try scheduler.addPlugins(directory: folder.path)
+        try await scheduler.addPlugins(directory: folder.path)
         scheduler.startAll()
         var started = 0
         for await event in events {
@@ -287,7 +287,7 @@ final class HostUnderTest: @unchecked Sendable {
         scheduler = try Scheduler(logger: LogTap(marker: "\u{0}").logger)
         events = scheduler.events().makeAsyncIterator()
         self.service = service
-        try scheduler.addPlugins(directory: plugins)
+        try await scheduler.addPlugins(directory: plugins)
     }
 
     /// Returns when the service's current run has ended.
