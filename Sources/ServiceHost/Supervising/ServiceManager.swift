@@ -404,10 +404,27 @@ final class ServiceManager: @unchecked Sendable {
         }
     }
 
-    func runnerFailed(_ service: BaseService, _ runner: ServiceRunner, error: any Error) {
-        logger.critical("internal error, service abandoned: \(error)", metadata: ["service": "\(service.name)"])
-        lock.withLock {
-            supervisions[service.name]?.phase.ended(runner, staysStopped: true)
+    /// `runner` cannot go on: no thread could be created for it, the plugin
+    /// ended its thread (`pthread_exit`), or (a host bug) a transition was
+    /// illegal. The service is marked failed, as when it gives up, and a
+    /// start order clears that as usual.
+    func runnerFailed(_ service: BaseService, _ runner: ServiceRunner, reason: String) {
+        let waiting: [String]? = lock.withLock {
+            guard let supervision = supervisions[service.name], supervision.phase.ended(runner, staysStopped: true) else {
+                return nil
+            }
+            service.updateMetadata {
+                $0.failed = true
+                $0.failureReason = reason
+                $0.record(ServiceFailure(code: -1, message: reason))
+            }
+            return waitingDependentsLocked(of: service.name)
+        }
+        guard let waiting else { return }
+        logger.error("failed: \(reason)", metadata: ["service": "\(service.name)"])
+        service.report(.failed(reason: reason))
+        for dependent in waiting {
+            logger.warning("waiting for '\(service.name)', which failed: \(reason)", metadata: ["service": "\(dependent)"])
         }
     }
 

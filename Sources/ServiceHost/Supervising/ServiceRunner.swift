@@ -42,7 +42,7 @@ final class ServiceRunner: @unchecked Sendable {
             }
         } catch {
             // The manager launches runners after releasing its lock, so it can be told at once.
-            manager?.runnerFailed(service, self, error: error)
+            manager?.runnerFailed(service, self, reason: "\(error)")
             finished.complete()
         }
     }
@@ -50,14 +50,7 @@ final class ServiceRunner: @unchecked Sendable {
     /// The plugin ended this thread with `pthread_exit` inside one of its calls:
     /// the service is failed for good (its thread, and any state on it, is gone).
     private func threadExited() {
-        let message = "svc_loop called pthread_exit (thread isolation); the service's thread is gone"
-        service.updateMetadata {
-            $0.record(ServiceFailure(code: -1, message: message))
-            $0.failed = true
-            $0.failureReason = message
-        }
-        service.report(.failed(reason: message))
-        manager?.runnerFailed(service, self, error: ServiceFailure(code: -1, message: message))
+        manager?.runnerFailed(service, self, reason: "svc_loop called pthread_exit (thread isolation); the service's thread is gone")
         finished.complete()
     }
 
@@ -91,7 +84,7 @@ final class ServiceRunner: @unchecked Sendable {
             } catch {
                 // Only an illegal transition lands here: the runner owns the
                 // service's transitions, so this is a host bug, not a plugin's.
-                manager?.runnerFailed(service, self, error: error)
+                manager?.runnerFailed(service, self, reason: "internal error (a bug in the host): \(error)")
                 return
             }
             // Not held across the pause below, so that a released scheduler is freed at once.
