@@ -1,8 +1,10 @@
 /*
  * constructor.c -- a plugin whose load-time code misbehaves, chosen at build
  * time: -DCONSTRUCTOR_FAULT=1 segfaults, =2 calls exit(7), =3 sleeps forever,
- * anything else (0) behaves. Used to prove the load-time scanner keeps all
- * of that out of the host. CONSTRUCTOR_VERSION names the version.
+ * =4 sleeps forever only once the file CONSTRUCTOR_MARKER exists (so a scan
+ * passes and a later load hangs), anything else (0) behaves. Used to prove
+ * the load-time scanner keeps all of that out of the host.
+ * CONSTRUCTOR_VERSION names the version.
  */
 #include "fixture_support.h"
 
@@ -21,6 +23,9 @@ __attribute__((constructor)) static void misbehave(void) {
     case 1: raise(SIGSEGV); break;
     case 2: exit(7);
     case 3: for (;;) pause();
+#ifdef CONSTRUCTOR_MARKER
+    case 4: if (access(CONSTRUCTOR_MARKER, F_OK) == 0) for (;;) pause(); break;
+#endif
     default: break;
     }
 }

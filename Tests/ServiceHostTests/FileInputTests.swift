@@ -74,6 +74,44 @@ struct FileInputTests {
         await scheduler.shutdown()
     }
 
+    /// A Unix socket cannot be opened at all, and a device opens without
+    /// blocking; both are refused with what they are, plugins and sidecars alike.
+    @Test func aSocketAndADeviceNamedLikePluginsOrSidecarsAreRefusedWithWhatTheyAre() async throws {
+        let folder = try PluginFolder()
+        try await folder.add(as: "Good.so", sidecar: "[config]\nlog_loops = true\n")
+        try await folder.add(as: "Configured.so")
+        let socketPlugin = folder.directory.file("libSocket.so").path
+        let socketSidecar = folder.directory.file("Configured.toml").path
+        for path in [socketPlugin, socketSidecar] { try bindUnixSocket(at: path) }
+        let device = folder.directory.file("libDevice.so").path
+        try FileManager.default.createSymbolicLink(atPath: device, withDestinationPath: "/dev/null")
+        let logs = LogCapture()
+        let scheduler = try Scheduler(configuration: .init(allowInsecurePlugins: true), logger: logs.logger)
+        let errors = try await scheduler.addPlugins(directory: folder.path)
+        let reasons = Dictionary(errors.map { ($0.file, $0.reason) }, uniquingKeysWith: { first, _ in first })
+        #expect(reasons == [socketPlugin: "is not a regular file (a socket)",
+                            socketSidecar: "is not a regular file (a socket)",
+                            device: "is not a regular file (a character device)"], "\(errors)")
+        scheduler.startAll()
+        try await logs.waitFor { $0.service == "Good" && $0.message == "loop 3" }
+        await scheduler.shutdown()
+    }
+
+    private func bindUnixSocket(at path: String) throws {
+        let descriptor = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        try #require(descriptor >= 0)
+        defer { close(descriptor) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { buffer in
+            buffer.copyBytes(from: path.utf8.prefix(buffer.count - 1))
+        }
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        try #require(bound == 0, "bind \(path): \(errno)")
+    }
+
     @Test func checkRefusesAFIFOWithoutBlocking() throws {
         let directory = try TemporaryDirectory("check")
         let fifo = directory.file("libPipe.so").path

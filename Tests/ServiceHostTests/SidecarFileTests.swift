@@ -388,7 +388,7 @@ import Testing
         let error = try #require(loadFailure(path))
         #expect(error.code == .unreadable)
         #expect(error.file == path)
-        #expect(error.reason == "not a regular file")
+        #expect(error.reason == "is not a regular file (a directory)")
     }
 
     @Test func reportsAFIFOAsUnreadableWithoutBlocking() throws {
@@ -397,7 +397,7 @@ import Testing
         try #require(mkfifo(path, 0o600) == 0)
         let error = try #require(loadFailure(path))
         #expect(error.code == .unreadable)
-        #expect(error.reason == "not a regular file")
+        #expect(error.reason == "is not a regular file (a FIFO)")
     }
 
     @Test(.disabled(if: geteuid() == 0, "root reads files whatever their permissions"))
@@ -409,7 +409,7 @@ import Testing
         let error = try #require(loadFailure(path))
         #expect(error.code == .unreadable)
         #expect(error.file == path)
-        #expect(error.reason.hasPrefix("cannot open: "))
+        #expect(error.reason.hasPrefix("cannot be opened: "))
     }
 
     @Test func reportsAPathThroughAFileAsUnreadable() throws {
@@ -419,7 +419,7 @@ import Testing
         let path = file.appendingPathComponent("echo.toml").path
         let error = try #require(loadFailure(path))
         #expect(error.code == .unreadable)
-        #expect(error.reason.hasPrefix("cannot open: "))
+        #expect(error.reason.hasPrefix("cannot be opened: "))
     }
 
     @Test func reportsInvalidUTF8AsInvalidConfiguration() throws {

@@ -95,6 +95,27 @@ struct WorkerSessionTests {
         }
     }
 
+    /// The scan's verdict is cached, so a load that hangs only later (here,
+    /// once a marker file exists) happens in a worker: start_timeout_ms must
+    /// still cut it short, as it does svc_create.
+    @Test func aLoadThatHangsOnlyInTheWorkerIsKilledAtTheStartTimeout() async throws {
+        let startTimeout = Duration.milliseconds(300)
+        let markers = try TemporaryDirectory("marker")
+        let marker = markers.file("hang").path
+        let host = try await TestHost(isolation: .process, plugins: [], start: false)
+        try await host.folder.add("constructor.c", as: "Late.so", defines: ["CONSTRUCTOR_FAULT=4", "CONSTRUCTOR_MARKER=\"\(marker)\""],
+                                  sidecar: "start_timeout_ms = \(startTimeout.milliseconds)\nrestart = \"never\"\n")
+        #expect(try await host.scheduler.addPlugins(directory: host.folder.path).isEmpty)
+        #expect(FileManager.default.createFile(atPath: marker, contents: nil))
+        let began = ContinuousClock.now
+        try host.scheduler.start("Late")
+        let why = try await firstFailure(of: "Late", in: host, timeout: startTimeout * 100)
+        #expect(ContinuousClock.now - began >= startTimeout)
+        #expect(ContinuousClock.now - began < startTimeout * 20)
+        #expect(why.contains("hung: loading the plugin did not finish within start_timeout_ms (300 ms); worker killed"), "\(why)")
+        await host.scheduler.shutdown()
+    }
+
     @Test func aCrashedWorkerWhoseChildKeepsItsSocketIsSeenAtOnce() async throws {
         let stopTimeout = Duration.milliseconds(500)
         let host = try await TestHost(isolation: .process, plugins: [

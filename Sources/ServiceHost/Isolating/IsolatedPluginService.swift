@@ -237,20 +237,38 @@ final class IsolatedPluginService: BaseService, @unchecked Sendable {
             noteOrderedStop()
         }
         var version: String?
+        var loaded = false
         var hung: String?
+        var overran: String?
         var killedForStop = false
         var liveness = Liveness(limit: livenessLimit)
+        // start_timeout_ms covers loading too: the scan's verdict may be cached
+        // while the worker's own load hangs (the worker's clock covers svc_create only).
+        var startDeadline = configuration.startTimeout.map { ContinuousClock.now + $0 }
         while true {
-            let received = launched.channel.receive(until: liveness.deadline(or: stopDeadline), wake: wakeup.descriptor,
-                                                    process: launched.process)
+            let deadline = [liveness.deadline(or: stopDeadline), startDeadline].compactMap { $0 }.min()
+            let received = launched.channel.receive(until: deadline, wake: wakeup.descriptor, process: launched.process)
             if case .message = received { liveness.heard() }
             switch received {
             case .timedOut where liveness.expired(before: stopDeadline):
                 hung = killSilent(current, &liveness)
+            case .timedOut where startDeadline.map { ContinuousClock.now >= $0 } == true
+                && stopDeadline.map { ContinuousClock.now < $0 } != false:
+                startDeadline = nil
+                kill(current.pid, SIGKILL)
+                let step = loaded ? "svc_create" : "loading the plugin"
+                let why = "\(step) did not finish within start_timeout_ms (\(configuration.startTimeout?.milliseconds ?? 0) ms)"
+                overran = why
+                hung = "\(file): hung: \(why); worker killed"
+                logger.error("\(hung!)")
             case .message(.log(let level, let message)):
                 logger.pluginLine(level: level, message)
-            case .message(.loaded(let loaded)):
-                version = loaded
+            case .message(.loaded(let reported)):
+                loaded = true
+                version = reported
+                // The worker's own clock times svc_create and says how long it
+                // ran; this deadline is the backstop for a worker that cannot.
+                startDeadline = configuration.startTimeout.map { ContinuousClock.now + $0 * 2 }
             case .message(.created):
                 return .success(version)
             case .message(.loadFailed(let code, let reason)):
@@ -277,7 +295,7 @@ final class IsolatedPluginService: BaseService, @unchecked Sendable {
                 let status = finish(current)
                 let message = hung ?? "\(file): worker \(status) in svc_create"
                 return .failure(StartFailure(failure: ServiceFailure(code: status.code, message: message), isLoadError: false,
-                                             reloadReason: killedForStop ? nil : "the new version's worker \(status) in svc_create"))
+                                             reloadReason: killedForStop ? nil : overran ?? "the new version's worker \(status) in svc_create"))
             case .timedOut:
                 kill(current.pid, SIGKILL)
                 killedForStop = true

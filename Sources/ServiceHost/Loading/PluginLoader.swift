@@ -126,6 +126,11 @@ struct PluginLoader: Sendable {
         let descriptor = Glibc.open(file, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)
         guard descriptor >= 0 else {
             let error = errno
+            // A Unix socket cannot be opened at all (ENXIO): say what it is rather than why open failed.
+            var info = stat()
+            if error != ENOENT, stat(file, &info) == 0, (info.st_mode & S_IFMT) != S_IFREG {
+                throw PluginError(.unreadable, file: file, reason: "is not a regular file (\(fileKind(info.st_mode)))")
+            }
             throw PluginError(error == ENOENT ? .notFound : .unreadable, file: file,
                               reason: error == ENOENT ? "no such file" : "cannot be opened: \(Errno(error))")
         }

@@ -163,23 +163,10 @@ enum SidecarFile {
     // MARK: - Reading files
 
     private static func readRegularFile(at path: String) throws(PluginError) -> [UInt8] {
-        // O_NONBLOCK so that a FIFO put in the sidecar's place cannot hang
-        // the host in open(); fstat below then turns it away.
-        let descriptor = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
-        guard descriptor >= 0 else {
-            let code = errno
-            throw PluginError(code == ENOENT ? .notFound : .unreadable, file: path,
-                              reason: "cannot open: \(systemMessage(code))")
-        }
+        // Opened as plugins are: never blocking on a FIFO, and refusing
+        // anything but a regular file with what it is instead.
+        let (descriptor, status) = try PluginLoader.openRegularFile(path)
         defer { close(descriptor) }
-
-        var status = stat()
-        guard fstat(descriptor, &status) == 0 else {
-            throw PluginError(.unreadable, file: path, reason: "cannot stat: \(systemMessage(errno))")
-        }
-        guard status.st_mode & S_IFMT == S_IFREG else {
-            throw PluginError(.unreadable, file: path, reason: "not a regular file")
-        }
         guard Int(status.st_size) <= Limits.maxSidecarSize else {
             throw PluginError(.invalidConfiguration, file: path,
                               reason: "is \(status.st_size) bytes, larger than the limit of \(Limits.maxSidecarSize) bytes for a sidecar")
