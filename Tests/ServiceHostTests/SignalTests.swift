@@ -111,7 +111,9 @@ struct SignalTests {
         #expect(try FileManager.default.contentsOfDirectory(atPath: runtimeParent) == [])
     }
 
-    @Test func aSecondSIGTERMEndsTheWaitForAHungServiceAtOnce() async throws {
+    @Test(arguments: [SIGTERM, SIGINT])
+    func aSecondSignalEndsTheWaitForAHungServiceAtOnce(signal: Int32) async throws {
+        let name = signal == SIGTERM ? "SIGTERM" : "SIGINT"
         let folder = try PluginFolder()
         let stopTimeout = Duration.seconds(60)
         try await folder.add("faulty.c", as: "Stuck.so", sidecar: """
@@ -125,15 +127,15 @@ struct SignalTests {
         let host = try HostProcess(["run", "--plugins", folder.path, "--isolation", "thread"])
         try await host.waitForOutput("fault wait in loop")
         try await host.waitForOutput("service=Fine [ServiceHost] started")
-        host.send(SIGTERM)
-        try await host.waitForOutput("SIGTERM: stopping every service")
+        host.send(signal)
+        try await host.waitForOutput("\(name): stopping every service")
         try await host.waitForOutput("service=Fine [ServiceHost] stopped: stopped by order")
         let began = ContinuousClock.now
-        host.send(SIGTERM)
+        host.send(signal)
         let status = try await host.waitForExit(timeout: stopTimeout / 2)
         #expect(ContinuousClock.now - began < stopTimeout / 4)
         #expect(status != 0)
-        #expect(host.outputText.contains("SIGTERM again: exiting without waiting; abandoned Stuck"), "\(host.outputText)")
+        #expect(host.outputText.contains("\(name) again: exiting without waiting; abandoned Stuck"), "\(host.outputText)")
         #expect(!host.outputText.contains("all services stopped"))
     }
 
@@ -149,6 +151,27 @@ struct SignalTests {
         #expect(fields.first != "64", "\(line)")
         host.send(SIGTERM)
         #expect(try await host.waitForExit() == 0)
+    }
+
+    /// With too few descriptors for every process-isolated service, those
+    /// that find none fail to start with that reason, naming their file; the
+    /// others run and the host shuts down cleanly.
+    @Test func servicesThatFindNoDescriptorLeftFailAloneWithTheReason() async throws {
+        let folder = try PluginFolder()
+        let count = 40
+        for index in 1...count {
+            try await folder.add(as: "P\(index).so", sidecar: "restart = \"never\"\ninterval_ms = 50\n[config]\nlog_loops = true\n")
+        }
+        let host = try HostProcess(["run", "--plugins", folder.path, "--isolation", "process"], shellSetup: "ulimit -n 64")
+        try await host.waitForOutput("] loaded \(count) plugins")
+        try await host.waitForOutput("no descriptors left for a worker: Too many open files")
+        try await host.waitForOutput("[ServiceHost] started")
+        host.send(SIGTERM)
+        #expect(try await host.waitForExit() == 0, "\(host.outputText)")
+        let lines = host.outputText.split(separator: "\n")
+        let refused = lines.filter { $0.contains("no descriptors left") || $0.contains("cannot make a socket for the worker") }
+        #expect(refused.allSatisfy { line in (1...count).contains { line.contains("\(folder.path)/P\($0).so") } }, "\(refused)")
+        #expect(!lines.contains { $0.contains(" critical ") }, "\(host.outputText)")
     }
 
     @Test func staleRuntimeDirectoriesAreReclaimedAndLiveOnesKept() throws {

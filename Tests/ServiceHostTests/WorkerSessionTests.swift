@@ -228,8 +228,8 @@ struct WorkerSessionTests {
         #expect(kill(pid, 0) != 0, "process \(pid) inside the constructor outlived its host")
     }
 
-    @Test func aWorkerHasNoSignalBlockedOrIgnored() async throws {
-        let host = try await TestHost(isolation: .process, probes: [("P.so", "interval_ms = 10\n[config]\nlog_loops = true\n")])
+    @Test func aWorkerHasNoSignalBlockedOrIgnoredAndNamesItsThreads() async throws {
+        let host = try await TestHost(isolation: .process, probes: [("P.so", "interval_ms = 10\nwatchdog_ms = 60000\n[config]\nlog_loops = true\n")])
         try await host.logs.waitFor { $0.service == "P" && $0.message == "loop 2" }
         let worker = try workerRunningAPlugin(of: host)
         let status = try #require(ProcessCensus.read("/proc/\(worker)/status"))
@@ -239,6 +239,36 @@ struct WorkerSessionTests {
         }, uniquingKeysWith: { first, _ in first })
         #expect(fields["SigBlk"] == "0000000000000000", "\(fields["SigBlk"] ?? "")")
         #expect(fields["SigIgn"] == "0000000000000000", "\(fields["SigIgn"] ?? "")")
+        let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(worker)/task")) ?? []
+        let names = Set(tasks.compactMap { ProcessCensus.read("/proc/\(worker)/task/\($0)/comm")?.trimmingCharacters(in: .newlines) })
+        #expect(names.isSuperset(of: ["worker:orders", "worker:alive"]), "\(names)")
+        await host.scheduler.shutdown()
+    }
+
+    /// The fork server is spawned with an empty mask, default dispositions and
+    /// none of the host's descriptors but its control socket (the test
+    /// runner, like any host, has plenty open: pipes, log files, sockets).
+    @Test func theForkServerStartsWithNoSignalBlockedOrIgnoredAndNoInheritedDescriptor() async throws {
+        let host = try await TestHost(isolation: .process, probes: [("P.so", "")])
+        try await host.events.next("P") { $0.isStarted }
+        let server = try #require(host.scheduler.forkServerPID)
+        let status = try #require(ProcessCensus.read("/proc/\(server)/status"))
+        #expect(status.contains("SigBlk:\t0000000000000000"), "\(status)")
+        // It ignores SIGINT (a terminal's Ctrl-C is the host's to handle) and
+        // SIGPIPE itself; no other standard signal may be ignored.
+        let ignoredLine = try #require(status.split(separator: "\n").first { $0.hasPrefix("SigIgn:") })
+        let ignored = try #require(UInt64(ignoredLine.dropFirst("SigIgn:".count).trimmingCharacters(in: .whitespaces), radix: 16))
+        let standard: UInt64 = (1 << 31) - 1
+        let ownChoice: UInt64 = (1 << (UInt64(SIGINT) - 1)) | (1 << (UInt64(SIGPIPE) - 1))
+        #expect(ignored & standard & ~ownChoice == 0, "\(ignoredLine)")
+        let descriptors = ProcessCensus.describeDescriptors(of: server)
+        let open = ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(server)/fd")) ?? []).compactMap { Int32($0) }
+        // 0-2, the control socket, and the link to the spare worker it keeps ready.
+        #expect(open.filter { $0 > 2 }.count <= 2, "\(descriptors)")
+        for descriptor in open where descriptor > 2 {
+            let target = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(server)/fd/\(descriptor)")) ?? ""
+            #expect(target.hasPrefix("socket:"), "\(descriptors)")
+        }
         await host.scheduler.shutdown()
     }
 

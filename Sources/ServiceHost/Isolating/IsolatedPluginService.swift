@@ -24,8 +24,6 @@ final class IsolatedPluginService: BaseService, @unchecked Sendable {
     private let verified = Atomic<Bool>(false)
     /// The worker of the current run; read by the stop observer from any thread.
     private let worker = Mutex<Worker?>(nil)
-    /// Wakes this service's thread from a wait on the worker when a stop is ordered.
-    private let wakeup = Wakeup()
     /// When an ordered stop must be over; touched only on the service's thread.
     private var stopDeadline: ContinuousClock.Instant?
     /// The last start failed to load a plugin that never loaded: restarting is pointless.
@@ -36,6 +34,10 @@ final class IsolatedPluginService: BaseService, @unchecked Sendable {
         let pid: pid_t
         /// A pidfd of the worker, readable once it exited; -1 if the kernel gave none.
         let process: Int32
+        /// Wakes this service's thread from a wait on the worker when a stop
+        /// is ordered. Made per run, so that a service holds no descriptor
+        /// while it is not running.
+        let wakeup: Wakeup
     }
 
     /// Why a worker's start failed.
@@ -64,8 +66,10 @@ final class IsolatedPluginService: BaseService, @unchecked Sendable {
         stopSignal.observer = { [weak self] request in
             guard request == .ordered, let self else { return }
             // The worker ends its loop; this side's wait learns the deadline.
-            _ = worker.withLock { $0?.channel.send(.stop, until: .now + configuration.stopTimeout) }
-            wakeup.signal()
+            worker.withLock { worker in
+                _ = worker?.channel.send(.stop, until: .now + configuration.stopTimeout)
+                worker?.wakeup.signal()
+            }
         }
     }
 
@@ -123,7 +127,7 @@ final class IsolatedPluginService: BaseService, @unchecked Sendable {
         var hung: String?
         var liveness = Liveness(limit: livenessLimit)
         while true {
-            let received = worker.channel.receive(until: liveness.deadline(or: stopDeadline), wake: wakeup.descriptor,
+            let received = worker.channel.receive(until: liveness.deadline(or: stopDeadline), wake: worker.wakeup.descriptor,
                                                   process: worker.process)
             if case .message = received { liveness.heard() }
             switch received {
@@ -158,7 +162,7 @@ final class IsolatedPluginService: BaseService, @unchecked Sendable {
                 kill(worker.pid, SIGKILL)
                 stopDeadline = nil
             case .woken:
-                wakeup.clear()
+                worker.wakeup.clear()
                 noteOrderedStop()
             }
         }
@@ -200,13 +204,20 @@ final class IsolatedPluginService: BaseService, @unchecked Sendable {
     /// Forks a worker for `staged` and waits until its `svc_create` returned.
     private func startWorker(_ staged: StagedPlugin) -> Result<String?, StartFailure> {
         let launched: (channel: WorkerChannel, pid: pid_t, process: Int32)
+        let wakeup: Wakeup
+        do {
+            wakeup = try Wakeup()
+        } catch {
+            return .failure(StartFailure(failure: ServiceFailure(code: -1, message: "\(file): no descriptors left for a worker: \(error)"),
+                                         isLoadError: false, reloadReason: nil))
+        }
         do {
             launched = try launcher.launch()
         } catch {
             return .failure(StartFailure(failure: ServiceFailure(code: -1, message: "\(file): \(error)"), isLoadError: false,
                                          reloadReason: nil))
         }
-        let current = Worker(channel: launched.channel, pid: launched.pid, process: launched.process)
+        let current = Worker(channel: launched.channel, pid: launched.pid, process: launched.process, wakeup: wakeup)
         logger.debug("worker \(launched.pid) loads \(file)")
         // The assignment goes first: the stop observer may send `.stop` as
         // soon as the worker is published, and a worker expects `.start` first.
@@ -247,7 +258,7 @@ final class IsolatedPluginService: BaseService, @unchecked Sendable {
         var startDeadline = configuration.startTimeout.map { ContinuousClock.now + $0 }
         while true {
             let deadline = [liveness.deadline(or: stopDeadline), startDeadline].compactMap { $0 }.min()
-            let received = launched.channel.receive(until: deadline, wake: wakeup.descriptor, process: launched.process)
+            let received = launched.channel.receive(until: deadline, wake: current.wakeup.descriptor, process: launched.process)
             if case .message = received { liveness.heard() }
             switch received {
             case .timedOut where liveness.expired(before: stopDeadline):
@@ -301,7 +312,7 @@ final class IsolatedPluginService: BaseService, @unchecked Sendable {
                 killedForStop = true
                 stopDeadline = nil
             case .woken:
-                wakeup.clear()
+                current.wakeup.clear()
                 noteOrderedStop()
             }
         }

@@ -350,10 +350,14 @@ final class Wakeup: @unchecked Sendable {
     let descriptor: Int32
     private let writeEnd: Int32
 
-    init() {
+    /// - Throws: when no descriptors are left (`EMFILE`, `ENFILE`).
+    init() throws(Errno) {
         var ends: [Int32] = [-1, -1]
         // A socket pair rather than pipe2, which Glibc's Swift module does not export.
-        _ = socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0, &ends)
+        guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue),
+                         0, &ends) == 0 else {
+            throw Errno(errno)
+        }
         descriptor = ends[0]
         writeEnd = ends[1]
     }

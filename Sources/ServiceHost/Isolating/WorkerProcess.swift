@@ -96,24 +96,34 @@ extension WorkerProcess {
     /// must stay single-threaded), so the first Foundation `Thread` in each
     /// worker would pay for setting up Foundation's threading on every restart.
     static func startReader(channel: WorkerChannel, signal: StopSignal) {
-        let context = Unmanaged.passRetained(ReaderContext(channel: channel, signal: signal)).toOpaque()
-        var thread = pthread_t()
-        pthread_create(&thread, nil, { context in
-            let reader = Unmanaged<ReaderContext>.fromOpaque(context!).takeRetainedValue()
+        spawnOrExit(name: "worker:orders", channel: channel) {
             while true {
-                switch reader.channel.receive() {
-                case .message(.stop): reader.signal.raise(.ordered)
+                switch channel.receive() {
+                case .message(.stop): signal.raise(.ordered)
                 case .endOfFile:
                     // A descriptor that is no longer open: the plugin closed it. Otherwise
                     // the host is gone; nobody supervises this run any more.
-                    _exit(fcntl(reader.channel.descriptor, F_GETFD) < 0 ? WorkerProcess.socketClosedStatus : 70)
+                    _exit(fcntl(channel.descriptor, F_GETFD) < 0 ? WorkerProcess.socketClosedStatus : 70)
                 case .malformed: _exit(65)  // the host's side cannot be trusted any more
                 default: continue
                 }
             }
-        }, context)
-        pthread_detach(thread)
+        }
     }
+
+    /// Starts a named thread (``HostThread``, a bare pthread); a worker that
+    /// cannot have it tells the host why and exits.
+    private static func spawnOrExit(name: String, channel: WorkerChannel, _ body: @escaping @Sendable () -> Void) {
+        do {
+            try HostThread.spawn(name: name, body)
+        } catch {
+            _ = channel.send(.log(level: 3, message: "worker: \(error)"), until: .now + .seconds(1))
+            _exit(WorkerProcess.noThreadStatus)
+        }
+    }
+
+    /// The exit status of a worker that could not create one of its threads.
+    static let noThreadStatus: Int32 = 71
 
     /// The channel the main thread's exit is reported on (set once, before plugin code runs).
     nonisolated(unsafe) private static var exitChannel: WorkerChannel?
@@ -143,34 +153,12 @@ extension WorkerProcess {
     /// the host can kill a worker that was stopped (SIGSTOP) or frozen, which
     /// the worker's own watchdog cannot notice.
     static func startHeartbeat(channel: WorkerChannel, every period: Duration) {
-        let context = Unmanaged.passRetained(HeartbeatContext(channel: channel, period: period)).toOpaque()
-        var thread = pthread_t()
-        pthread_create(&thread, nil, { context in
-            let heartbeat = Unmanaged<HeartbeatContext>.fromOpaque(context!).takeRetainedValue()
-            let micros = UInt32(clamping: max(1_000, heartbeat.period.nanoseconds / 1_000))
+        let micros = UInt32(clamping: max(1_000, period.nanoseconds / 1_000))
+        spawnOrExit(name: "worker:alive", channel: channel) {
             while true {
                 usleep(micros)
-                WorkerProcess.sendOrExit(.alive, on: heartbeat.channel)
+                WorkerProcess.sendOrExit(.alive, on: channel)
             }
-        }, context)
-        pthread_detach(thread)
-    }
-
-    private final class HeartbeatContext: @unchecked Sendable {
-        let channel: WorkerChannel
-        let period: Duration
-        init(channel: WorkerChannel, period: Duration) {
-            self.channel = channel
-            self.period = period
-        }
-    }
-
-    private final class ReaderContext: @unchecked Sendable {
-        let channel: WorkerChannel
-        let signal: StopSignal
-        init(channel: WorkerChannel, signal: StopSignal) {
-            self.channel = channel
-            self.signal = signal
         }
     }
 }
