@@ -287,8 +287,10 @@ struct WorkerSessionTests {
     // MARK: The fork server
 
     @Test func aStoppedForkServerIsReplacedAndNeverHangsStartsOrShutdown() async throws {
-        let host = try await TestHost(isolation: .process, probes: [("P.so", "stop_timeout_ms = 500\n")])
-        try await host.events.next("P") { $0.isStarted }
+        let host = try await TestHost(isolation: .process, probes: [("P.so", "stop_timeout_ms = 500\n"),
+                                                                     ("Q.so", "backoff_initial_ms = 0\n")])
+        try await host.events.first("P") { $0.isStarted }
+        try await host.events.first("Q") { $0.isStarted }
         let stuck = try #require(host.scheduler.forkServerPID)
         kill(stuck, SIGSTOP)
         defer { kill(stuck, SIGKILL) }
@@ -298,6 +300,13 @@ struct WorkerSessionTests {
         try await host.events.next("P", { $0 == .started(starts: 2) }, timeout: WorkerLauncher.answerTimeout * 10)
         #expect(host.scheduler.forkServerPID != stuck)
         #expect(host.logs.entries { $0.message.contains("the fork server (pid \(stuck))") && $0.message.contains("a new one is started") }.count == 1)
+        // Q's worker died with the replaced server; its end says so, and Q runs again in a new worker.
+        let ended = try await host.events.first("Q", {
+            if case .stopped(.failed) = $0 { true } else { false }
+        }, timeout: WorkerLauncher.answerTimeout * 10)
+        #expect(ended.description.contains("worker was killed with its fork server, which (pid \(stuck)) did not answer a request to reap worker"),
+                "\(ended)")
+        try await host.events.first("Q", { $0 == .started(starts: 2) }, timeout: WorkerLauncher.answerTimeout * 10)
         await host.scheduler.shutdown()
         #expect(ContinuousClock.now - began < WorkerLauncher.answerTimeout * 10)
     }

@@ -11,6 +11,9 @@ struct ExitStatus: Sendable, Equatable, CustomStringConvertible {
         case unknown
         /// Its socket was closed under it (by the plugin); it exited or the host killed it.
         case closedItsConnection
+        /// Its fork server was replaced (the reason), and it died with it
+        /// (`PR_SET_PDEATHSIG`); the server that could have reaped it is gone.
+        case killedWithForkServer(String)
     }
 
     let ending: Ending
@@ -29,6 +32,7 @@ struct ExitStatus: Sendable, Equatable, CustomStringConvertible {
         switch ending {
         case .exited(let status): status
         case .killed(let signal): 128 + signal
+        case .killedWithForkServer: 128 + SIGKILL
         case .unknown, .closedItsConnection: -1
         }
     }
@@ -39,6 +43,7 @@ struct ExitStatus: Sendable, Equatable, CustomStringConvertible {
         case .killed(let signal): "killed by \(Self.name(of: signal))"
         case .unknown: "exited (status unknown)"
         case .closedItsConnection: "lost its connection to the host (the plugin closed the worker's socket)"
+        case .killedWithForkServer(let why): "was killed with its fork server, which \(why)"
         }
     }
 

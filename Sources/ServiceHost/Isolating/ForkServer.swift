@@ -147,11 +147,16 @@ final class WorkerLauncher: @unchecked Sendable {
     private var control: WorkerChannel?
     private var serverPID: pid_t = 0
 
+    /// The number of the running fork server (see ``Forked``).
+    private var serverNumber = 0
+    /// Why each replaced fork server was replaced, by number; one entry per
+    /// replacement, which takes a stopped or dead server.
+    private var replacements: [Int: String] = [:]
     private let logger: Logger
     /// How long the fork server may take to answer a request before it is
     /// taken for stopped or stuck, killed and replaced: a fork or a `waitpid`
     /// of a process already dead takes a fraction of this.
-    static let answerTimeout = Duration.seconds(2)
+    static let answerTimeout = Limits.forkServerAnswerTimeout
 
     init(executable: String, logger: Logger = Logger(label: "servicehost.fork-server")) {
         self.executable = executable
@@ -168,7 +173,7 @@ final class WorkerLauncher: @unchecked Sendable {
     /// `process` is a pidfd of the worker (-1 where the kernel has none): the
     /// worker is the fork server's child, unreaped until the host asks, so the
     /// pid cannot be reused before this descriptor is opened.
-    func launch() throws(LaunchError) -> (channel: WorkerChannel, pid: pid_t, process: Int32) {
+    func launch() throws(LaunchError) -> (channel: WorkerChannel, forked: Forked, process: Int32) {
         let host: WorkerChannel
         let worker: WorkerChannel
         do {
@@ -176,30 +181,40 @@ final class WorkerLauncher: @unchecked Sendable {
         } catch {
             throw LaunchError(description: "cannot make a socket for the worker: \(error)")
         }
-        let pid = try spawn(with: worker)
+        let forked = try spawn(with: worker)
         // The fork server and the worker have their copies; closing ours means an
         // end of file on `host` as soon as the worker is gone.
         worker.close()
-        return (host, pid, cprocess_pidfd_open(pid))
+        return (host, forked, cprocess_pidfd_open(forked.pid))
+    }
+
+    /// A worker or scan process, and which fork server forked it (they are
+    /// numbered from 1 as they start), so that one whose server was replaced
+    /// is not reaped through another.
+    struct Forked: Sendable, Equatable {
+        let pid: pid_t
+        let server: Int
     }
 
     /// Collects the exit status of a worker whose socket has closed (after
     /// killing it, if need be). Each worker must be reaped exactly once.
-    func reap(_ pid: pid_t) -> ExitStatus {
+    func reap(_ forked: Forked) -> ExitStatus {
         lock.lock()
         defer { lock.unlock() }
-        guard let control else { return ExitStatus(.unknown) }
-        guard control.sendRequest(.reap(pid: pid)),
+        // Its workers died with a replaced server (PR_SET_PDEATHSIG): that is
+        // their real end; their zombies went to init with the server's death.
+        if let why = replacements[forked.server] { return ExitStatus(.killedWithForkServer(why)) }
+        guard let control, forked.server == serverNumber else { return ExitStatus(.unknown) }
+        guard control.sendRequest(.reap(pid: forked.pid)),
               case .reaped(let status) = control.receiveAnswer(until: .now + Self.answerTimeout) else {
-            // Its workers die with it (PR_SET_PDEATHSIG); their statuses go with it.
-            replaceServerLocked(because: "did not answer a request to reap worker \(pid) within \(Self.answerTimeout.milliseconds) ms")
-            return ExitStatus(.unknown)
+            replaceServerLocked(because: "did not answer a request to reap worker \(forked.pid) within \(Self.answerTimeout.milliseconds) ms")
+            return ExitStatus(.killedWithForkServer(replacements[forked.server] ?? "was replaced"))
         }
         return status
     }
 
     /// A throwaway scan process (see ``ScanProcess``), connected; reap it like a worker.
-    func launchScan() throws(LaunchError) -> (channel: WorkerChannel, pid: pid_t) {
+    func launchScan() throws(LaunchError) -> (channel: WorkerChannel, forked: Forked) {
         let host: WorkerChannel
         let scan: WorkerChannel
         do {
@@ -207,12 +222,12 @@ final class WorkerLauncher: @unchecked Sendable {
         } catch {
             throw LaunchError(description: "cannot make a socket for the scan: \(error)")
         }
-        let pid = try spawn(with: scan, scan: true)
+        let forked = try spawn(with: scan, scan: true)
         scan.close()
-        return (host, pid)
+        return (host, forked)
     }
 
-    private func spawn(with worker: WorkerChannel, scan: Bool = false) throws(LaunchError) -> pid_t {
+    private func spawn(with worker: WorkerChannel, scan: Bool = false) throws(LaunchError) -> Forked {
         lock.lock()
         defer { lock.unlock() }
         for _ in 1...2 {
@@ -223,7 +238,7 @@ final class WorkerLauncher: @unchecked Sendable {
                     // The server is fine; the system would not fork (out of processes or memory).
                     throw LaunchError(description: "the fork server could not fork a worker")
                 }
-                return pid
+                return Forked(pid: pid, server: serverNumber)
             }
             // The fork server is gone or stuck: end it and start a new one, once.
             replaceServerLocked(because: sent ? "did not answer a request for a worker within \(Self.answerTimeout.milliseconds) ms"
@@ -240,6 +255,7 @@ final class WorkerLauncher: @unchecked Sendable {
             kill(serverPID, SIGKILL)
             let status = ExitStatus.reap(serverPID)
             logger.error("the fork server (pid \(serverPID)) \(reason); it \(status); a new one is started for the next worker")
+            replacements[serverNumber] = "(pid \(serverPID)) \(reason) and was replaced"
         }
         serverPID = 0
     }
@@ -277,6 +293,7 @@ final class WorkerLauncher: @unchecked Sendable {
             throw LaunchError(description: "cannot start the fork server \(executable): \(Errno(result))")
         }
         serverPID = pid
+        serverNumber += 1
         control = host
         return host
     }

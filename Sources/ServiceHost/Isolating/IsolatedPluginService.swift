@@ -31,7 +31,8 @@ final class IsolatedPluginService: BaseService, @unchecked Sendable {
 
     private struct Worker: Sendable {
         let channel: WorkerChannel
-        let pid: pid_t
+        let forked: WorkerLauncher.Forked
+        var pid: pid_t { forked.pid }
         /// A pidfd of the worker, readable once it exited; -1 if the kernel gave none.
         let process: Int32
         /// Wakes this service's thread from a wait on the worker when a stop
@@ -203,7 +204,7 @@ final class IsolatedPluginService: BaseService, @unchecked Sendable {
 
     /// Forks a worker for `staged` and waits until its `svc_create` returned.
     private func startWorker(_ staged: StagedPlugin) -> Result<String?, StartFailure> {
-        let launched: (channel: WorkerChannel, pid: pid_t, process: Int32)
+        let launched: (channel: WorkerChannel, forked: WorkerLauncher.Forked, process: Int32)
         let wakeup: Wakeup
         do {
             wakeup = try Wakeup()
@@ -217,8 +218,8 @@ final class IsolatedPluginService: BaseService, @unchecked Sendable {
             return .failure(StartFailure(failure: ServiceFailure(code: -1, message: "\(file): \(error)"), isLoadError: false,
                                          reloadReason: nil))
         }
-        let current = Worker(channel: launched.channel, pid: launched.pid, process: launched.process, wakeup: wakeup)
-        logger.debug("worker \(launched.pid) loads \(file)")
+        let current = Worker(channel: launched.channel, forked: launched.forked, process: launched.process, wakeup: wakeup)
+        logger.debug("worker \(current.pid) loads \(file)")
         // The assignment goes first: the stop observer may send `.stop` as
         // soon as the worker is published, and a worker expects `.start` first.
         let sent = launched.channel.send(.start(WorkerAssignment(
@@ -339,7 +340,7 @@ final class IsolatedPluginService: BaseService, @unchecked Sendable {
             // No pidfd: a killed worker's status is kept all the same, and a zombie ignores the signal.
             kill(finished.pid, SIGKILL)
         }
-        let status = launcher.reap(finished.pid)
+        let status = launcher.reap(finished.forked)
         return closedAlive || status == ExitStatus(.exited(WorkerProcess.socketClosedStatus)) ? ExitStatus(.closedItsConnection) : status
     }
 

@@ -254,7 +254,7 @@ final class WorkerChannel: @unchecked Sendable {
             switch status.ending {
             case .exited(let code): bytes.append(0); value = code
             case .killed(let signal): bytes.append(1); value = signal
-            case .unknown, .closedItsConnection: bytes.append(2); value = 0
+            case .unknown, .closedItsConnection, .killedWithForkServer: bytes.append(2); value = 0
             }
         }
         withUnsafeBytes(of: value.littleEndian) { bytes.append(contentsOf: $0) }

@@ -69,13 +69,12 @@ struct WorkerStopReport: Sendable, Equatable {
 // MARK: Encoding
 
 extension WorkerMessage {
-    /// The longest log line a worker sends; longer ones are cut, so that a
-    /// message always fits one datagram.
-    static let logLimit = 32 * 1024
+    /// The longest log line a worker sends (``Limits/maxLogLine``); longer
+    /// ones are cut, so that a log message always fits one datagram.
+    static let logLimit = Limits.maxLogLine
 
-    /// The largest encoded message either side sends or accepts: room for a
-    /// `[config]` as large as a sidecar may be (1 MiB) with its encoding's overhead.
-    static let maxSize = 2 * 1024 * 1024
+    /// The largest encoded message either side sends or accepts (``Limits/maxWorkerMessage``).
+    static let maxSize = Limits.maxWorkerMessage
 
     private enum Tag: UInt8 {
         case start = 1, stop, loaded = 4, loadFailed, created, createFailed, log, hung, stopped, alive

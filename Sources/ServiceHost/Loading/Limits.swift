@@ -31,9 +31,22 @@ public struct Limits: Sendable, Equatable {
     /// ``maxDurationMilliseconds`` as a `Duration`.
     public static let maxDuration: Duration = .milliseconds(maxDurationMilliseconds)
 
-    /// The largest message between the host and a worker process: a whole
-    /// sidecar's `[config]` plus room for framing and the other fields.
+    /// The largest encoded message between the host and a worker process,
+    /// either way (2 MiB): a whole sidecar's `[config]` plus room for its
+    /// encoding's overhead and the other fields. A larger one is refused with its size.
     public static let maxWorkerMessage = maxSidecarSize + 1024 * 1024
+
+    /// The longest log line a plugin sends through the host (32 KiB), in either
+    /// isolation; longer ones are cut and marked as truncated.
+    public static let maxLogLine = 32 * 1024
+
+    /// How long the fork server may take to answer one request (2 s); one
+    /// that does not is replaced.
+    public static let forkServerAnswerTimeout = Duration.seconds(2)
+
+    /// How long a plugin's load-time scan may take when its sidecar sets no
+    /// `start_timeout_ms` (5 s).
+    public static let defaultScanTimeout = Duration.seconds(5)
 
     /// The limits the host uses unless configured otherwise.
     public static let `default` = Limits()

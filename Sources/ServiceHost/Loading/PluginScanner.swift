@@ -16,7 +16,7 @@ import Glibc
 /// pays nothing.
 final class PluginScanner: Sendable {
     /// How long a scan may take when the service sets no `start_timeout_ms`.
-    static let defaultTimeout: Duration = .milliseconds(5000)
+    static let defaultTimeout = Limits.defaultScanTimeout
 
     private let launcher: WorkerLauncher
     /// Keyed by content when known (a file rewritten with bytes already
@@ -68,7 +68,8 @@ final class PluginScanner: Sendable {
         // (at least `timeout`) covers forking it; then `timeout` covers loading.
         var deadline = ContinuousClock.now.advanced(by: max(timeout, Self.defaultTimeout))
         var loading = false
-        let (channel, pid) = try launcher.launchScan()
+        let (channel, forked) = try launcher.launchScan()
+        let pid = forked.pid
         scans.add(1, ordering: .relaxed)
         defer { channel.close() }
         let path = Array(staged.privateCopy.utf8)
@@ -79,7 +80,7 @@ final class PluginScanner: Sendable {
             let remaining = ContinuousClock.now.duration(to: deadline)
             if remaining <= .zero {
                 kill(pid, SIGKILL)
-                _ = launcher.reap(pid)
+                _ = launcher.reap(forked)
                 guard loading else {
                     // Not the file's fault: refused this time, but no verdict is cached.
                     throw WorkerLauncher.LaunchError(
@@ -102,12 +103,13 @@ final class PluginScanner: Sendable {
             }
             break
         }
-        let status = launcher.reap(pid)
+        let status = launcher.reap(forked)
         guard received > 0, let outcome = ScanProcess.Outcome(rawValue: answer[0]), outcome != .loading else {
             let reason = switch status.ending {
             case .killed(let signal): "constructor killed by \(ExitStatus.name(of: signal)) while loading"
             case .exited(let code): "exited with status \(code) while loading"
             case .unknown, .closedItsConnection: "ended while loading (status unknown)"
+            case .killedWithForkServer: "ended while loading: the scan \(status)"
             }
             return .refused(PluginError(.loadFailed, file: file, reason: reason))
         }
