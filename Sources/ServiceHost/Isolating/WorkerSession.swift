@@ -1,0 +1,293 @@
+import Logging
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One worker process of a process-isolated service, from its fork to its
+/// reaping, and the one receive loop that every step (loading and
+/// `svc_create`, `svc_loop`, `svc_stop`) waits in.
+///
+/// The loop handles what is the same in every step: the worker's log lines,
+/// its own hung reports and heartbeats, its silence past the liveness limit
+/// (`watchdog_ms`), the start deadline (`start_timeout_ms`, loading included),
+/// an ordered stop and its deadline, a malformed message, its death. It
+/// returns only what the step decides on: a message, or how the worker ended.
+/// Every wait has a deadline or is ended by the worker's death (its pidfd).
+final class WorkerSession: @unchecked Sendable {
+    /// What the service waits for.
+    enum Step: String {
+        case create = "svc_create"
+        case loop = "svc_loop"
+        case stop = "svc_stop"
+    }
+
+    /// What a wait ended with.
+    enum Event {
+        /// A message for the step to act on; log lines, hung reports and
+        /// heartbeats never reach the step.
+        case message(WorkerMessage)
+        /// The worker is gone and reaped; further waits return this again.
+        case ended(Ending)
+    }
+
+    /// How a worker ended.
+    struct Ending {
+        let status: ExitStatus
+        /// Why it was killed or said it was hung, as the service reports it
+        /// (with the file); `nil` when nothing was known before it ended.
+        let hung: String?
+        /// ``hung`` without the file, for a refused new version's reason.
+        let cause: String?
+        /// The host killed it because an ordered stop's time ran out.
+        let killedForStop: Bool
+        /// The host killed it because `svc_stop` overran its time.
+        let overranStop: Bool
+        /// It sent something that is not a message (what), and was killed.
+        let malformed: String?
+    }
+
+    /// What the session needs to know of its service.
+    struct Settings: Sendable {
+        let file: String
+        let stopTimeout: Duration
+        let startTimeout: Duration?
+        let watchdog: Duration?
+    }
+
+    let channel: WorkerChannel
+    let forked: WorkerLauncher.Forked
+    var pid: pid_t { forked.pid }
+    /// A pidfd of the worker, readable once it exited; -1 if the kernel gave none.
+    private let process: Int32
+    /// Wakes the service's thread from a wait when a stop is ordered. Made
+    /// per worker, so that a service holds no descriptor while it is not running.
+    private let wakeup: Wakeup
+    private let launcher: WorkerLauncher
+    private let settings: Settings
+    private let logger: Logger
+    /// Set once the channel is closed, under the lock that ``orderStop()``
+    /// sends under: no order ever goes to a descriptor number reused since.
+    private let finished = Mutex(false)
+
+    // Touched only on the service's thread.
+    private var stopDeadline: ContinuousClock.Instant?
+    private var startDeadline: ContinuousClock.Instant?
+    private var stopStepDeadline: ContinuousClock.Instant?
+    /// After the host killed the worker: the end of the wait for its death.
+    private var killDeadline: ContinuousClock.Instant?
+    private var liveness: Liveness
+    private var loaded = false
+    private var hung: String?
+    private var cause: String?
+    private var killedForStop = false
+    private var overranStop = false
+    private var ending: Ending?
+
+    init(launched: (channel: WorkerChannel, forked: WorkerLauncher.Forked, process: Int32), wakeup: Wakeup,
+         launcher: WorkerLauncher, settings: Settings, logger: Logger) {
+        channel = launched.channel
+        forked = launched.forked
+        process = launched.process
+        self.wakeup = wakeup
+        self.launcher = launcher
+        self.settings = settings
+        self.logger = logger
+        liveness = Liveness(limit: Self.livenessLimit(watchdog: settings.watchdog))
+        // start_timeout_ms covers loading too: the scan's verdict may be cached
+        // while the worker's own load hangs (the worker's clock covers svc_create only).
+        startDeadline = settings.startTimeout.map { ContinuousClock.now + $0 }
+    }
+
+    /// How long a worker with a watchdog may stay silent: it says it is alive
+    /// every half watchdog period, so only a stopped or frozen process misses this.
+    static func livenessLimit(watchdog: Duration?) -> Duration? {
+        watchdog.map { max($0 * 4, .milliseconds(250)) }
+    }
+
+    /// Passes an ordered stop on to the worker and wakes the service's wait;
+    /// from any thread.
+    func orderStop() {
+        finished.withLock { finished in
+            guard !finished else { return }
+            _ = channel.send(.stop, until: .now + settings.stopTimeout)
+            wakeup.signal()
+        }
+    }
+
+    /// Waits for what the worker says or does next in `step`.
+    func next(_ step: Step) -> Event {
+        if let ending { return .ended(ending) }
+        if step == .stop, stopStepDeadline == nil {
+            // svc_stop gets what is left of an ordered stop's time, or a whole stop timeout.
+            stopStepDeadline = stopDeadline ?? .now + settings.stopTimeout
+        }
+        while true {
+            let deadline: ContinuousClock.Instant? = if let killDeadline {
+                killDeadline
+            } else if step == .stop {
+                stopStepDeadline
+            } else {
+                [liveness.deadline(or: stopDeadline), step == .create ? startDeadline : nil].compactMap { $0 }.min()
+            }
+            let received = channel.receive(until: deadline, wake: step == .stop ? nil : wakeup.descriptor, process: process)
+            if case .message = received { liveness.heard() }
+            switch received {
+            case .message(.log(let level, let message)):
+                logger.pluginLine(level: level, message)
+            case .message(.hung(let call, let elapsed)):
+                cause = nil
+                hung = Self.hungReason(call: call, elapsed: .nanoseconds(elapsed), settings: settings)
+            case .message(.alive):
+                continue
+            case .message(let message):
+                if case .loaded = message, step == .create {
+                    loaded = true
+                    // The worker's own clock times svc_create and says how long it
+                    // ran; this deadline is the backstop for a worker that cannot.
+                    startDeadline = settings.startTimeout.map { ContinuousClock.now + $0 * 2 }
+                }
+                return .message(message)
+            case .woken:
+                // Only ``orderStop()`` wakes this wait.
+                wakeup.clear()
+                if stopDeadline == nil { stopDeadline = .now + settings.stopTimeout }
+            case .malformed(let what):
+                kill(pid, SIGKILL)
+                return .ended(end(malformed: what))
+            case .endOfFile:
+                return .ended(end(malformed: nil))
+            case .timedOut:
+                timedOut(in: step)
+            }
+        }
+    }
+
+    /// Kills the worker for the deadline that passed, noting why; the wait
+    /// goes on until its death, so that its last words are still read.
+    private func timedOut(in step: Step) {
+        let now = ContinuousClock.now
+        if killDeadline != nil {
+            // Killed, and not dead within a stop timeout (in the kernel's
+            // hands, or its pidfd is missing): reaped all the same.
+            ending = end(malformed: nil)
+            return
+        }
+        switch step {
+        case .stop:
+            // The service reports it, with the worker's status.
+            overranStop = true
+        case .create, .loop:
+            if liveness.expired(before: stopDeadline) {
+                let silence = liveness.silence
+                hung = "\(settings.file): hung: the worker process made no progress for \(silence.milliseconds) ms (watchdog_ms = \(settings.watchdog?.milliseconds ?? 0), process isolation: stopped or frozen); worker killed"
+                cause = "the new version's worker made no progress for \(silence.milliseconds) ms"
+                logger.error("\(hung!)")
+            } else if step == .create, let startDeadline, now >= startDeadline, stopDeadline.map({ now < $0 }) != false {
+                let what = loaded ? "svc_create" : "loading the plugin"
+                cause = "\(what) did not finish within start_timeout_ms (\(settings.startTimeout?.milliseconds ?? 0) ms)"
+                hung = "\(settings.file): hung: \(cause!); worker killed"
+                logger.error("\(hung!)")
+            } else {
+                // An ordered stop's time ran out: a start is simply abandoned,
+                // a loop that ignores the stop is worth a line.
+                killedForStop = true
+                if step == .loop {
+                    logger.error("svc_loop did not return within stop_timeout_ms (\(settings.stopTimeout.milliseconds) ms) of the stop; killing the worker")
+                }
+            }
+        }
+        kill(pid, SIGKILL)
+        killDeadline = now + settings.stopTimeout
+    }
+
+    private func end(malformed: String?) -> Ending {
+        if let ending { return ending }
+        let status = finish()
+        let ended = Ending(status: status, hung: hung, cause: cause, killedForStop: killedForStop,
+                           overranStop: overranStop, malformed: malformed)
+        ending = ended
+        return ended
+    }
+
+    /// Reaps the worker, whose channel reached its end or which was killed.
+    ///
+    /// A worker can close its socket and live on (a plugin that closes every
+    /// descriptor): it gets a stop timeout to exit, then is killed, so that
+    /// the fork server's wait for it never blocks.
+    private func finish() -> ExitStatus {
+        finished.withLock { finished in
+            finished = true
+            channel.close()
+        }
+        var closedAlive = false
+        if process >= 0 {
+            if !Self.waitForExit(process, until: .now + settings.stopTimeout) {
+                closedAlive = true
+                kill(pid, SIGKILL)
+            }
+            close(process)
+        } else {
+            // No pidfd: a killed worker's status is kept all the same, and a zombie ignores the signal.
+            kill(pid, SIGKILL)
+        }
+        let status = launcher.reap(forked)
+        return closedAlive || status == ExitStatus(.exited(WorkerProcess.socketClosedStatus)) ? ExitStatus(.closedItsConnection) : status
+    }
+
+    /// Reaps a worker that said its last word (its load or `svc_create`
+    /// failed, and it exits): waits a stop timeout for its death, then kills it.
+    func reap() -> ExitStatus { end(malformed: nil).status }
+
+    /// Kills and reaps a worker no step will wait for (its assignment could not be sent).
+    func abandon() -> ExitStatus {
+        kill(pid, SIGKILL)
+        return end(malformed: nil).status
+    }
+
+    /// Whether the process of `pidfd` exited by `deadline`.
+    private static func waitForExit(_ pidfd: Int32, until deadline: ContinuousClock.Instant) -> Bool {
+        while true {
+            var fds = [pollfd(fd: pidfd, events: Int16(POLLIN), revents: 0)]
+            let left = deadline - ContinuousClock.now
+            let ready = poll(&fds, 1, left <= .zero ? 0 : Int32(clamping: left.milliseconds + 1))
+            if ready > 0 { return true }
+            if ready < 0, errno == EINTR { continue }
+            if ready < 0 || ContinuousClock.now >= deadline { return false }
+        }
+    }
+
+    private static func hungReason(call: UInt8, elapsed: Duration, settings: Settings) -> String {
+        call == 0
+            ? "\(settings.file): hung: svc_loop ran for \(elapsed.milliseconds) ms (watchdog_ms = \(settings.watchdog?.milliseconds ?? 0)); worker killed"
+            : "\(settings.file): hung: svc_create ran for \(elapsed.milliseconds) ms (start_timeout_ms = \(settings.startTimeout?.milliseconds ?? 0)); worker killed"
+    }
+}
+
+/// When a worker was last heard from, and whether its silence has lasted too long.
+private struct Liveness {
+    let limit: Duration?
+    private var lastHeard = ContinuousClock.now
+
+    init(limit: Duration?) { self.limit = limit }
+
+    mutating func heard() { lastHeard = .now }
+
+    var silence: Duration { .now - lastHeard }
+
+    /// The earlier of the liveness deadline and `other`.
+    func deadline(or other: ContinuousClock.Instant?) -> ContinuousClock.Instant? {
+        guard let limit else { return other }
+        let own = lastHeard + limit
+        return other.map { min($0, own) } ?? own
+    }
+
+    /// Whether a timeout was the silence's, not the stop deadline's.
+    func expired(before stopDeadline: ContinuousClock.Instant?) -> Bool {
+        guard let limit else { return false }
+        let now = ContinuousClock.now
+        if let stopDeadline, now >= stopDeadline { return false }
+        return now >= lastHeard + limit
+    }
+}
