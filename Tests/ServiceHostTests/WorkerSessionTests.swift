@@ -79,6 +79,44 @@ struct WorkerSessionTests {
         #expect(why.contains("undecodable"))
     }
 
+    /// Workers, scans and the fork server share one codec: every message
+    /// comes back as it was sent, and a message cut short or out of range is
+    /// refused rather than read as something else.
+    @Test(arguments: [
+        WorkerMessage.scan(privateCopy: "/run/x/libP.so"), .loading, .spawnWorker, .spawnScan, .reap(pid: 4242),
+        .spawned(pid: -1), .spawned(pid: 77), .reaped(ExitStatus(.exited(3))), .reaped(ExitStatus(.killed(SIGSEGV))),
+        .reaped(ExitStatus(.unknown)), .loaded(version: nil), .loadFailed(code: "missing symbol", reason: "no svc_loop"),
+    ])
+    func everyMessageSurvivesTheCodecAndACutOneIsRefused(message: WorkerMessage) {
+        let bytes = message.encoded()
+        #expect(bytes.withUnsafeBytes { WorkerMessage(decoding: $0) } == message)
+        if bytes.count > 1 {
+            #expect(bytes.dropLast().withUnsafeBytes { WorkerMessage(decoding: $0) } == nil)
+        }
+    }
+
+    @Test func aRequestToReapNoProcessIsRefused() {
+        for pid: Int64 in [0, -1, Int64(Int32.max) + 1] {
+            var bytes = WorkerMessage.reap(pid: 1).encoded()
+            withUnsafeBytes(of: pid.littleEndian) { bytes.replaceSubrange(1..., with: $0) }
+            #expect(bytes.withUnsafeBytes { WorkerMessage(decoding: $0) } == nil, "pid \(pid)")
+        }
+    }
+
+    @Test func aSocketPassedWithARequestArrivesWithIt() throws {
+        let (host, server) = try WorkerChannel.pair()
+        let (passed, kept) = try WorkerChannel.pair()
+        try host.send(.spawnScan, passing: passed.descriptor)
+        let received = try #require(server.receivePassing())
+        #expect(received.message == .spawnScan)
+        let descriptor = try #require(received.passed)
+        // The received descriptor is the same socket: what goes in one end comes out the other.
+        let arrived = WorkerChannel(descriptor: descriptor)
+        kept.send(.loading)
+        #expect(arrived.receive(until: .now + .seconds(5)) == .message(.loading))
+        withExtendedLifetime((passed, arrived)) {}
+    }
+
     // MARK: Worker death seen through the process, not its socket
 
     /// The reason of the first failed run of `name`.

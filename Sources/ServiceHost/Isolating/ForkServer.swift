@@ -49,11 +49,11 @@ public enum ForkServer {
         // restart does not wait for a fork; the next spare is forked after
         // the answer has gone out.
         var spare = forkSpare(control: control)
-        while true {
-            switch control.receiveRequest() {
-            case .spawn(let channel):
+        while let (request, passed) = control.receivePassing() {
+            switch (request, passed) {
+            case (.spawnWorker, let channel?):
                 var worker: pid_t = -1
-                if let ready = spare, (try? ready.link.send(descriptor: channel)) != nil {
+                if let ready = spare, (try? ready.link.send(.spawnWorker, passing: channel)) != nil {
                     worker = ready.pid
                 } else {
                     // No spare, or it died: fork one now.
@@ -69,31 +69,34 @@ public enum ForkServer {
                 spare = nil
                 control.send(.spawned(pid: worker))
                 spare = forkSpare(control: control)
-            case .scan(let channel):
+            case (.spawnScan, let channel?):
                 let scanner = fork()
                 if scanner == 0 {
                     control.close()
                     spare?.link.close()
                     signal(SIGINT, SIG_DFL)
-                    ScanProcess.run(descriptor: channel)
+                    ScanProcess.run(channel: WorkerChannel(descriptor: channel))
                 }
                 close(channel)
                 control.send(.spawned(pid: scanner))
-            case .reap(let pid):
-                control.send(.reaped(status: ExitStatus.reap(pid)))
-            case .end:
-                // The host closed the control socket: it is gone or shutting down.
-                if let spare {
-                    kill(spare.pid, SIGKILL)
-                    _ = ExitStatus.reap(spare.pid)
-                }
-                // Whatever still runs in this process group (a worker inside a
-                // slow constructor, which reads nothing from its socket yet, or
-                // a program a plugin started) must not outlive its host.
-                kill(0, SIGKILL)
-                _exit(0)
+            case (.reap(let pid), _):
+                if let passed { close(passed) }
+                control.send(.reaped(ExitStatus.reap(pid)))
+            default:
+                // Not a request (or a spawn without its socket): ignored.
+                if let passed { close(passed) }
             }
         }
+        // The host closed the control socket: it is gone or shutting down.
+        if let spare {
+            kill(spare.pid, SIGKILL)
+            _ = ExitStatus.reap(spare.pid)
+        }
+        // Whatever still runs in this process group (a worker inside a
+        // slow constructor, which reads nothing from its socket yet, or
+        // a program a plugin started) must not outlive its host.
+        kill(0, SIGKILL)
+        _exit(0)
     }
 
     /// Does once, here, what every worker would otherwise do first: libffi
@@ -118,7 +121,7 @@ public enum ForkServer {
             control.close()
             server.close()
             WorkerProcess.dieWithParent(forkServer)
-            guard case .spawn(let channel) = spare.receiveRequest() else { _exit(0) }
+            guard let (request, passed) = spare.receivePassing(), request == .spawnWorker, let channel = passed else { _exit(0) }
             spare.close()
             WorkerProcess.run(channel: WorkerChannel(descriptor: channel), forkServer: forkServer)
         }
@@ -205,8 +208,9 @@ final class WorkerLauncher: @unchecked Sendable {
         // their real end; their zombies went to init with the server's death.
         if let why = replacements[forked.server] { return ExitStatus(.killedWithForkServer(why)) }
         guard let control, forked.server == serverNumber else { return ExitStatus(.unknown) }
-        guard control.sendRequest(.reap(pid: forked.pid)),
-              case .reaped(let status) = control.receiveAnswer(until: .now + Self.answerTimeout) else {
+        let deadline = ContinuousClock.now + Self.answerTimeout
+        guard control.send(.reap(pid: forked.pid), until: deadline).succeeded,
+              case .message(.reaped(let status)) = control.receive(until: deadline) else {
             replaceServerLocked(because: "did not answer a request to reap worker \(forked.pid) within \(Self.answerTimeout.milliseconds) ms")
             return ExitStatus(.killedWithForkServer(replacements[forked.server] ?? "was replaced"))
         }
@@ -232,8 +236,8 @@ final class WorkerLauncher: @unchecked Sendable {
         defer { lock.unlock() }
         for _ in 1...2 {
             let control = try serverControlLocked()
-            let sent = (try? control.send(descriptor: worker.descriptor, scan: scan)) != nil
-            if sent, let answer = control.receiveAnswer(until: .now + Self.answerTimeout) {
+            let sent = (try? control.send(scan ? .spawnScan : .spawnWorker, passing: worker.descriptor)) != nil
+            if sent, case .message(let answer) = control.receive(until: .now + Self.answerTimeout) {
                 guard case .spawned(let pid) = answer, pid > 0 else {
                     // The server is fine; the system would not fork (out of processes or memory).
                     throw LaunchError(description: "the fork server could not fork a worker")

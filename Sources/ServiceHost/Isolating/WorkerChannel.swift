@@ -175,134 +175,19 @@ final class WorkerChannel: @unchecked Sendable {
         }
     }
 
-    // MARK: The fork server's control protocol
+    // MARK: Passing a socket
 
-    /// What the host asks of the fork server.
-    enum Request {
-        /// Fork a worker on this socket (the descriptor arrives with the request).
-        case spawn(Int32)
-        /// Wait for this worker, which has exited or been killed.
-        case reap(pid: pid_t)
-        /// Fork a throwaway process that loads one plugin copy and reports (see ``ScanProcess``).
-        case scan(Int32)
-        /// The host closed the socket.
-        case end
-    }
-
-    /// What the fork server answers.
-    enum Answer {
-        case spawned(pid: pid_t)
-        case reaped(status: ExitStatus)
-    }
-
-    /// Asks to reap a worker (spawn requests go with ``send(descriptor:)``).
-    func sendRequest(_ request: Request) -> Bool {
-        guard case .reap(let pid) = request else { return false }
-        var bytes: [UInt8] = [2]
-        withUnsafeBytes(of: Int32(pid).littleEndian) { bytes.append(contentsOf: $0) }
-        return bytes.withUnsafeBytes {
-            Glibc.send(descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT))
-        } == bytes.count
-    }
-
-    /// The fork server's next request.
-    func receiveRequest() -> Request {
-        var byte: [UInt8] = [0, 0, 0, 0, 0]
-        let space = cmsgSpace(MemoryLayout<Int32>.size)
-        let control = UnsafeMutableRawPointer.allocate(byteCount: space, alignment: 8)
-        defer { control.deallocate() }
-        while true {
-            var controlLength = 0
-            let received: Int = byte.withUnsafeMutableBytes { bytes in
-                var vector = iovec(iov_base: bytes.baseAddress, iov_len: bytes.count)
-                return withUnsafeMutablePointer(to: &vector) { vectorPointer in
-                    var header = msghdr()
-                    header.msg_iov = vectorPointer
-                    header.msg_iovlen = 1
-                    header.msg_control = control
-                    header.msg_controllen = space
-                    let count = recvmsg(descriptor, &header, Int32(MSG_CMSG_CLOEXEC))
-                    controlLength = header.msg_controllen
-                    return count
-                }
-            }
-            if received < 0 && errno == EINTR { continue }
-            if received <= 0 { return .end }
-            switch byte[0] {
-            case 1 where controlLength >= cmsgLength(MemoryLayout<Int32>.size):
-                return .spawn((control + cmsgAlign(MemoryLayout<cmsghdr>.size)).load(as: Int32.self))
-            case 3 where controlLength >= cmsgLength(MemoryLayout<Int32>.size):
-                return .scan((control + cmsgAlign(MemoryLayout<cmsghdr>.size)).load(as: Int32.self))
-            case 2 where received >= 5:
-                return .reap(pid: byte.withUnsafeBytes { Int32(littleEndian: $0.loadUnaligned(fromByteOffset: 1, as: Int32.self)) })
-            default:
-                continue
-            }
-        }
-    }
-
-    /// Answers the host.
-    func send(_ answer: Answer) {
-        var bytes: [UInt8]
-        let value: Int32
-        switch answer {
-        case .spawned(let pid):
-            bytes = [1]
-            value = pid
-        case .reaped(let status):
-            bytes = [2]
-            switch status.ending {
-            case .exited(let code): bytes.append(0); value = code
-            case .killed(let signal): bytes.append(1); value = signal
-            case .unknown, .closedItsConnection, .killedWithForkServer: bytes.append(2); value = 0
-            }
-        }
-        withUnsafeBytes(of: value.littleEndian) { bytes.append(contentsOf: $0) }
-        _ = bytes.withUnsafeBytes { Glibc.send(descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-    }
-
-    /// The fork server's answer to the last request; `nil` if it is gone.
-    /// - Parameter deadline: give up then (the fork server is stopped or stuck).
-    func receiveAnswer(until deadline: ContinuousClock.Instant? = nil) -> Answer? {
-        var bytes = [UInt8](repeating: 0, count: 16)
-        while true {
-            if let deadline {
-                var fds = [pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)]
-                let left = deadline - ContinuousClock.now
-                if left <= .zero { return nil }
-                let ready = poll(&fds, 1, Int32(clamping: left.milliseconds + 1))
-                if ready < 0, errno == EINTR { continue }
-                if ready == 0 { continue }  // recheck the deadline
-            }
-            let count = bytes.withUnsafeMutableBytes { recv(descriptor, $0.baseAddress, $0.count, 0) }
-            if count < 0 && errno == EINTR { continue }
-            guard count > 0 else { return nil }
-            let value: (Int) -> Int32 = { offset in
-                bytes.withUnsafeBytes { Int32(littleEndian: $0.loadUnaligned(fromByteOffset: offset, as: Int32.self)) }
-            }
-            switch bytes[0] {
-            case 1 where count >= 5: return .spawned(pid: value(1))
-            case 2 where count >= 6:
-                switch bytes[1] {
-                case 0: return .reaped(status: ExitStatus(.exited(value(2))))
-                case 1: return .reaped(status: ExitStatus(.killed(value(2))))
-                default: return .reaped(status: ExitStatus(.unknown))
-                }
-            default: return nil
-            }
-        }
-    }
-
-    /// Asks the fork server to spawn a worker on `passed`: the descriptor
-    /// travels as `SCM_RIGHTS` with the one-byte spawn request.
-    func send(descriptor passed: Int32, scan: Bool = false) throws(Errno) {
-        var byte: UInt8 = scan ? 3 : 1
+    /// Sends `message` (one datagram: the messages that pass sockets are
+    /// small) with `passed` attached as `SCM_RIGHTS`; how the host hands the
+    /// fork server the socket of a worker or scan to fork.
+    func send(_ message: WorkerMessage, passing passed: Int32) throws(Errno) {
+        var bytes = message.encoded()
         let space = cmsgSpace(MemoryLayout<Int32>.size)
         let control = UnsafeMutableRawPointer.allocate(byteCount: space, alignment: 8)
         defer { control.deallocate() }
         control.initializeMemory(as: UInt8.self, repeating: 0, count: space)
-        let result: Int = withUnsafeMutablePointer(to: &byte) { bytePointer in
-            var vector = iovec(iov_base: bytePointer, iov_len: 1)
+        let result: Int = bytes.withUnsafeMutableBytes { payload in
+            var vector = iovec(iov_base: payload.baseAddress, iov_len: payload.count)
             return withUnsafeMutablePointer(to: &vector) { vectorPointer in
                 var header = msghdr()
                 header.msg_iov = vectorPointer
@@ -314,13 +199,50 @@ final class WorkerChannel: @unchecked Sendable {
                 cmsg.pointee.cmsg_level = SOL_SOCKET
                 cmsg.pointee.cmsg_type = Int32(SCM_RIGHTS)
                 (control + MemoryLayout<cmsghdr>.size).storeBytes(of: passed, as: Int32.self)
-                while true {
-                    let sent = sendmsg(descriptor, &header, Int32(MSG_NOSIGNAL))
-                    if sent >= 0 || errno != EINTR { return sent }
+                return sendLock.withLock { _ in
+                    while true {
+                        let sent = sendmsg(descriptor, &header, Int32(MSG_NOSIGNAL))
+                        if sent >= 0 || errno != EINTR { return sent }
+                    }
                 }
             }
         }
         guard result >= 0 else { throw Errno(errno) }
+    }
+
+    /// The next message and the descriptor that came with it, if any; `nil`
+    /// once the other side is gone. Anything undecodable is skipped (with a
+    /// descriptor that came with it closed): the fork server waits for the
+    /// host's next well-formed request.
+    func receivePassing() -> (message: WorkerMessage, passed: Int32?)? {
+        let space = cmsgSpace(MemoryLayout<Int32>.size)
+        let control = UnsafeMutableRawPointer.allocate(byteCount: space, alignment: 8)
+        defer { control.deallocate() }
+        while true {
+            var controlLength = 0
+            let received: Int = {
+                var vector = iovec(iov_base: buffer.baseAddress, iov_len: buffer.count)
+                return withUnsafeMutablePointer(to: &vector) { vectorPointer in
+                    var header = msghdr()
+                    header.msg_iov = vectorPointer
+                    header.msg_iovlen = 1
+                    header.msg_control = control
+                    header.msg_controllen = space
+                    let count = recvmsg(descriptor, &header, Int32(MSG_CMSG_CLOEXEC))
+                    controlLength = header.msg_controllen
+                    return count
+                }
+            }()
+            if received < 0 && errno == EINTR { continue }
+            if received <= 0 { return nil }
+            let passed: Int32? = controlLength >= cmsgLength(MemoryLayout<Int32>.size)
+                ? (control + cmsgAlign(MemoryLayout<cmsghdr>.size)).load(as: Int32.self) : nil
+            guard let message = WorkerMessage(decoding: UnsafeRawBufferPointer(rebasing: buffer[0..<received])) else {
+                if let passed { Glibc.close(passed) }
+                continue
+            }
+            return (message, passed)
+        }
     }
 
     func close() {

@@ -1,5 +1,8 @@
-/// What the host and a worker process say to each other, one message per
-/// datagram of a `SOCK_SEQPACKET` socket.
+/// Everything the host's processes say to each other, one message per
+/// datagram of a `SOCK_SEQPACKET` socket (larger ones in fragments, see
+/// ``WorkerChannel``): the host and a worker, the host and a load-time scan,
+/// the host and the fork server. One codec for all three, so that each is
+/// bounded, versioned by tag and decoded the same defensive way.
 enum WorkerMessage: Sendable, Equatable {
     // Host to worker.
     /// Load the staged copy and run the service.
@@ -25,6 +28,27 @@ enum WorkerMessage: Sendable, Equatable {
     /// The worker process still runs (sent every half watchdog period by a
     /// thread of its own): a stopped or frozen worker falls silent.
     case alive
+
+    // Host to a scan process (see ``ScanProcess``), which answers `.loading`,
+    // then `.loaded` or `.loadFailed`.
+    /// Load this private copy and say how it went.
+    case scan(privateCopy: String)
+    /// The scan starts loading now: the time allowed for loading counts from here.
+    case loading
+
+    // Host to fork server; the socket to use travels with the spawn requests (`SCM_RIGHTS`).
+    /// Fork a worker on the socket passed with this message.
+    case spawnWorker
+    /// Fork a scan process on the socket passed with this message.
+    case spawnScan
+    /// Collect the exit status of this child, which has exited or been killed.
+    case reap(pid: Int32)
+
+    // Fork server to host.
+    /// The child forked for the last spawn request (-1: fork failed).
+    case spawned(pid: Int32)
+    /// The child's exit status.
+    case reaped(ExitStatus)
 }
 
 /// The service a worker is to run.
@@ -78,6 +102,7 @@ extension WorkerMessage {
 
     private enum Tag: UInt8 {
         case start = 1, stop, loaded = 4, loadFailed, created, createFailed, log, hung, stopped, alive
+        case scan, loading, spawnWorker, spawnScan, reap, spawned, reaped
     }
 
     func encoded() -> [UInt8] {
@@ -127,6 +152,29 @@ extension WorkerMessage {
             out.byte(report.kind.rawValue)
             out.int64(Int64(report.code))
             out.string(report.message)
+        case .scan(let privateCopy):
+            out.byte(Tag.scan.rawValue)
+            out.string(privateCopy)
+        case .loading:
+            out.byte(Tag.loading.rawValue)
+        case .spawnWorker:
+            out.byte(Tag.spawnWorker.rawValue)
+        case .spawnScan:
+            out.byte(Tag.spawnScan.rawValue)
+        case .reap(let pid):
+            out.byte(Tag.reap.rawValue)
+            out.int64(Int64(pid))
+        case .spawned(let pid):
+            out.byte(Tag.spawned.rawValue)
+            out.int64(Int64(pid))
+        case .reaped(let status):
+            out.byte(Tag.reaped.rawValue)
+            switch status.ending {
+            case .exited(let code): out.byte(0); out.int64(Int64(code))
+            case .killed(let signal): out.byte(1); out.int64(Int64(signal))
+            // Known only to the host: the fork server never reports these.
+            case .unknown, .closedItsConnection, .killedWithForkServer: out.byte(2); out.int64(0)
+            }
         }
         return out.bytes
     }
@@ -174,6 +222,29 @@ extension WorkerMessage {
             guard let raw = input.byte(), let kind = WorkerStopReport.Kind(rawValue: raw),
                   let code = input.int64(), let message = input.string() else { return nil }
             self = .stopped(WorkerStopReport(kind: kind, code: Int32(truncatingIfNeeded: code), message: message))
+        case .scan:
+            guard let privateCopy = input.string() else { return nil }
+            self = .scan(privateCopy: privateCopy)
+        case .loading:
+            self = .loading
+        case .spawnWorker:
+            self = .spawnWorker
+        case .spawnScan:
+            self = .spawnScan
+        case .reap:
+            guard let pid = input.int64().flatMap(Int32.init(exactly:)), pid > 0 else { return nil }
+            self = .reap(pid: pid)
+        case .spawned:
+            guard let pid = input.int64().flatMap(Int32.init(exactly:)) else { return nil }
+            self = .spawned(pid: pid)
+        case .reaped:
+            guard let kind = input.byte(), let value = input.int64().flatMap(Int32.init(exactly:)) else { return nil }
+            switch kind {
+            case 0: self = .reaped(ExitStatus(.exited(value)))
+            case 1: self = .reaped(ExitStatus(.killed(value)))
+            case 2: self = .reaped(ExitStatus(.unknown))
+            default: return nil
+            }
         }
     }
 }

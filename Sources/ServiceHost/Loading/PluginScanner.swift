@@ -66,61 +66,54 @@ final class PluginScanner: Sendable {
         let file = staged.file
         // Until the scan process says it starts loading, the default allowance
         // (at least `timeout`) covers forking it; then `timeout` covers loading.
-        var deadline = ContinuousClock.now.advanced(by: max(timeout, Self.defaultTimeout))
+        let allowance = max(timeout, Self.defaultTimeout)
+        var deadline = ContinuousClock.now.advanced(by: allowance)
         var loading = false
         let (channel, forked) = try launcher.launchScan()
-        let pid = forked.pid
         scans.add(1, ordering: .relaxed)
         defer { channel.close() }
-        let path = Array(staged.privateCopy.utf8)
-        _ = path.withUnsafeBytes { send(channel.descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-        var answer = [UInt8](repeating: 0, count: 16 * 1024 + 1)
-        var received = 0
+        let refused = { (reason: String) in Verdict.refused(PluginError(.loadFailed, file: file, reason: reason)) }
+        guard channel.send(.scan(privateCopy: staged.privateCopy), until: deadline).succeeded else {
+            kill(forked.pid, SIGKILL)
+            _ = launcher.reap(forked)
+            throw WorkerLauncher.LaunchError(description: "the scan process did not take its request")
+        }
         while true {
-            let remaining = ContinuousClock.now.duration(to: deadline)
-            if remaining <= .zero {
-                kill(pid, SIGKILL)
+            switch channel.receive(until: deadline) {
+            case .message(.loading) where !loading:
+                loading = true
+                deadline = ContinuousClock.now.advanced(by: timeout)
+            case .message(.loaded(let version)):
+                _ = launcher.reap(forked)
+                return .loads(version: version)
+            case .message(.loadFailed(let code, let reason)):
+                _ = launcher.reap(forked)
+                let reported = reason.replacingOccurrences(of: staged.privateCopy, with: file)
+                return .refused(PluginError(PluginError.Code(named: code) ?? .loadFailed, file: file, reason: reported))
+            case .message, .woken:
+                continue
+            case .malformed(let what):
+                kill(forked.pid, SIGKILL)
+                _ = launcher.reap(forked)
+                return refused("the scan process sent \(what) while loading")
+            case .timedOut:
+                kill(forked.pid, SIGKILL)
                 _ = launcher.reap(forked)
                 guard loading else {
                     // Not the file's fault: refused this time, but no verdict is cached.
                     throw WorkerLauncher.LaunchError(
-                        description: "the scan process did not start within \(Self.milliseconds(max(timeout, Self.defaultTimeout))) ms")
+                        description: "the scan process did not start within \(Self.milliseconds(allowance)) ms")
                 }
-                return .refused(PluginError(.loadFailed, file: file,
-                                            reason: "did not finish loading within \(Self.milliseconds(timeout)) ms"))
+                return refused("did not finish loading within \(Self.milliseconds(timeout)) ms")
+            case .endOfFile:
+                let status = launcher.reap(forked)
+                return switch status.ending {
+                case .killed(let signal): refused("constructor killed by \(ExitStatus.name(of: signal)) while loading")
+                case .exited(let code): refused("exited with status \(code) while loading")
+                case .unknown, .closedItsConnection: refused("ended while loading (status unknown)")
+                case .killedWithForkServer: refused("ended while loading: the scan \(status)")
+                }
             }
-            var descriptor = pollfd(fd: channel.descriptor, events: Int16(POLLIN), revents: 0)
-            let waitMs = Int32(clamping: (Self.milliseconds(remaining)) + 1)
-            let ready = poll(&descriptor, 1, waitMs)
-            if ready < 0 && errno == EINTR { continue }
-            if ready <= 0 { continue }
-            received = answer.withUnsafeMutableBytes { recv(channel.descriptor, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
-            if received < 0 && (errno == EINTR || errno == EAGAIN) { continue }
-            if !loading, received == 1, answer[0] == ScanProcess.Outcome.loading.rawValue {
-                loading = true
-                deadline = ContinuousClock.now.advanced(by: timeout)
-                continue
-            }
-            break
-        }
-        let status = launcher.reap(forked)
-        guard received > 0, let outcome = ScanProcess.Outcome(rawValue: answer[0]), outcome != .loading else {
-            let reason = switch status.ending {
-            case .killed(let signal): "constructor killed by \(ExitStatus.name(of: signal)) while loading"
-            case .exited(let code): "exited with status \(code) while loading"
-            case .unknown, .closedItsConnection: "ended while loading (status unknown)"
-            case .killedWithForkServer: "ended while loading: the scan \(status)"
-            }
-            return .refused(PluginError(.loadFailed, file: file, reason: reason))
-        }
-        let text = String(decoding: answer[1..<received], as: UTF8.self)
-            .replacingOccurrences(of: staged.privateCopy, with: file)
-        switch outcome {
-        case .loaded: return .loads(version: text.isEmpty ? nil : text)
-        case .loadFailed: return .refused(PluginError(.loadFailed, file: file, reason: text))
-        case .missingSymbol: return .refused(PluginError(.missingSymbol, file: file, reason: text))
-        case .abiMismatch: return .refused(PluginError(.abiMismatch, file: file, reason: text))
-        case .loading: return .refused(PluginError(.loadFailed, file: file, reason: "ended while loading"))
         }
     }
 
