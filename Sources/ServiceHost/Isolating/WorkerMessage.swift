@@ -30,10 +30,10 @@ enum WorkerMessage: Sendable, Equatable {
     case alive
 
     // Host to a scan process (see ``ScanProcess``), which answers `.loading`,
-    // then `.loaded` or `.loadFailed`.
+    // then `.loaded` or `.loadFailed`, as a worker does.
     /// Load this private copy and say how it went.
     case scan(privateCopy: String)
-    /// The scan starts loading now: the time allowed for loading counts from here.
+    /// A scan or worker starts loading now: `start_timeout_ms` counts from here.
     case loading
 
     // Host to fork server; the socket to use travels with the spawn requests (`SCM_RIGHTS`).

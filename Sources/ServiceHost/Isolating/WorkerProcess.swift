@@ -48,6 +48,8 @@ enum WorkerProcess {
         let staged = StagedPlugin(file: assignment.file, identity: FileIdentity(stat()), privateCopy: assignment.privateCopy,
                                   containsSwiftCode: assignment.containsSwiftCode, ownsCopy: false)
         let image: PluginImage
+        // The host's start_timeout_ms for loading counts from here, not from the fork.
+        sendOrExit(.loading, on: channel)
         do {
             image = try PluginLoader.open(staged)
         } catch {

@@ -78,6 +78,7 @@ final class WorkerSession: @unchecked Sendable {
     /// After the host killed the worker: the end of the wait for its death.
     private var killDeadline: ContinuousClock.Instant?
     private var liveness: Liveness
+    private var startedLoading = false
     private var loaded = false
     private var hung: String?
     private var cause: String?
@@ -95,9 +96,25 @@ final class WorkerSession: @unchecked Sendable {
         self.settings = settings
         self.logger = logger
         liveness = Liveness(limit: Self.livenessLimit(watchdog: settings.watchdog))
-        // start_timeout_ms covers loading too: the scan's verdict may be cached
-        // while the worker's own load hangs (the worker's clock covers svc_create only).
-        startDeadline = settings.startTimeout.map { ContinuousClock.now + $0 }
+        // start_timeout_ms covers loading too (the scan's verdict may be cached
+        // while the worker's own load hangs; the worker's clock covers
+        // svc_create only); until the worker says it starts loading, a loaded
+        // machine may take a while to run it at all (see ``startAllowance``).
+        startDeadline = settings.startTimeout.map { ContinuousClock.now + Self.startAllowance($0) }
+    }
+
+    /// How long a worker may take to say it starts loading: as long as a scan
+    /// may take to start (``Limits/defaultScanTimeout``), or the start timeout if longer.
+    static func startAllowance(_ startTimeout: Duration) -> Duration {
+        max(startTimeout, Limits.defaultScanTimeout)
+    }
+
+    /// How long the host waits for `svc_create` past `start_timeout_ms` before
+    /// it kills the worker itself: the worker's own clock reports an overrun
+    /// with its duration, and this is the backstop for a worker that cannot
+    /// (frozen, or starved on a loaded machine), never a race with it.
+    static func createBackstop(_ startTimeout: Duration) -> Duration {
+        startTimeout + max(startTimeout, .seconds(1))
     }
 
     /// How long a worker with a watchdog may stay silent: it says it is alive
@@ -141,12 +158,13 @@ final class WorkerSession: @unchecked Sendable {
                 hung = Self.hungReason(call: call, elapsed: .nanoseconds(elapsed), settings: settings)
             case .message(.alive):
                 continue
+            case .message(.loading) where step == .create:
+                startedLoading = true
+                startDeadline = settings.startTimeout.map { ContinuousClock.now + $0 }
             case .message(let message):
                 if case .loaded = message, step == .create {
                     loaded = true
-                    // The worker's own clock times svc_create and says how long it
-                    // ran; this deadline is the backstop for a worker that cannot.
-                    startDeadline = settings.startTimeout.map { ContinuousClock.now + $0 * 2 }
+                    startDeadline = settings.startTimeout.map { ContinuousClock.now + Self.createBackstop($0) }
                 }
                 return .message(message)
             case .woken:
@@ -185,8 +203,14 @@ final class WorkerSession: @unchecked Sendable {
                 cause = "the new version's worker made no progress for \(silence.milliseconds) ms"
                 logger.error("\(hung!)")
             } else if step == .create, let startDeadline, now >= startDeadline, stopDeadline.map({ now < $0 }) != false {
-                let what = loaded ? "svc_create" : "loading the plugin"
-                cause = "\(what) did not finish within start_timeout_ms (\(settings.startTimeout?.milliseconds ?? 0) ms)"
+                let limit = settings.startTimeout ?? .zero
+                cause = if !startedLoading {
+                    "the worker did not start loading the plugin within \(Self.startAllowance(limit).milliseconds) ms"
+                } else if loaded {
+                    "svc_create did not return within start_timeout_ms (\(limit.milliseconds) ms) and the worker did not report it"
+                } else {
+                    "loading the plugin did not finish within start_timeout_ms (\(limit.milliseconds) ms)"
+                }
                 hung = "\(settings.file): hung: \(cause!); worker killed"
                 logger.error("\(hung!)")
             } else {
