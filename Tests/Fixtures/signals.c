@@ -3,8 +3,9 @@
  * get, and meddles with the host's handlers. [config] keys:
  *   report_thread "true"  log "thread TID" from svc_create, so a test can read
  *                         /proc/<pid>/task/TID/{comm,status}
- *   spawn_to      PATH    posix_spawn /bin/sh from svc_create, which writes
+ *   spawn_to      PATH    start /bin/sh from svc_create, which writes
  *                         the SigBlk and SigIgn lines of its own status to PATH
+ *   spawn_with    "posix_spawn" (default) | "fork"   how /bin/sh is started
  *   sigterm       "default" | "handler" | "ignore"   replace the host's
  *                         SIGTERM disposition in svc_create
  *   message       TEXT    log TEXT (with \n, \e unescaped) from svc_create
@@ -34,13 +35,22 @@ static void plugin_handler(int signo) {
     (void)signo;
 }
 
-static int spawn_status_reader(const char *path) {
+static int spawn_status_reader(const char *path, int with_fork) {
     char script[1024];
     snprintf(script, sizeof script, "grep -E 'SigBlk|SigIgn' /proc/self/status > '%s'", path);
     char *arguments[] = { "sh", "-c", script, NULL };
     pid_t child;
-    int error = posix_spawn(&child, "/bin/sh", NULL, NULL, arguments, environ);
-    if (error != 0) return -error;
+    if (with_fork) {
+        child = fork();
+        if (child < 0) return -errno;
+        if (child == 0) {
+            execve("/bin/sh", arguments, environ);
+            _exit(127);
+        }
+    } else {
+        int error = posix_spawn(&child, "/bin/sh", NULL, NULL, arguments, environ);
+        if (error != 0) return -error;
+    }
     int status = 0;
     while (waitpid(child, &status, 0) < 0 && errno == EINTR) {}
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
@@ -54,7 +64,8 @@ int32_t svc_create(const svc_host *host, void **ctx) {
     }
     const char *path = fixture_config(host, "spawn_to");
     if (path != NULL) {
-        int result = spawn_status_reader(path);
+        const char *with = fixture_config(host, "spawn_with");
+        int result = spawn_status_reader(path, with != NULL && strcmp(with, "fork") == 0);
         fixture_log(host, SVC_LOG_INFO, "spawned status reader: %d", result);
     }
     const char *sigterm = fixture_config(host, "sigterm");

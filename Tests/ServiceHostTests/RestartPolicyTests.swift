@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 @testable import ServiceHost
 
@@ -110,5 +111,57 @@ struct RestartPolicyTests {
         guard case .failed(let why) = failed.kind else { return }
         #expect(why.hasPrefix("gave up after 3 restarts"), "\(why)")
         await host.scheduler.shutdown()
+    }
+
+    /// A caller that awaits a run's `stopped` event and orders a start at once
+    /// may reach the manager before the runner has let go of the service; here
+    /// the runner is held there for sure, stopping a dependent whose stop the
+    /// test holds. The start is honoured once the runner lets go, never
+    /// refused as "already running".
+    @Test func aStartOrderedRightAfterTheStoppedEventIsHonoured() async throws {
+        let logs = LogCapture()
+        let scheduler = try Scheduler(logger: logs.logger)
+        let events = EventWaiter(scheduler)
+        let release = DispatchSemaphore(value: 0)
+        let base = FinishesOnce(name: "base", configuration: .init(restart: .never))
+        try scheduler.add(base)
+        try scheduler.add(HeldStop(name: "user", configuration: .init(requires: ["base"]), release: release))
+        try scheduler.start("user")
+        try scheduler.start("base")
+        try await events.first("user") { $0.isStarted }
+        base.finish.store(true, ordering: .relaxed)
+        try await events.first("base") { $0 == .stopped(.finished) }
+        // base's runner is now stopping "user", inside its held onStop.
+        try scheduler.start("base")
+        release.signal()
+        try await events.first("base") { $0 == .started(starts: 2) }
+        #expect(logs.entries { $0.service == "base" && $0.message == "starting again, as ordered while its run was ending" }.count == 1)
+        await scheduler.shutdown()
+    }
+
+}
+
+/// A native service whose first run finishes when told, and later ones run until stopped.
+private final class FinishesOnce: BaseService, @unchecked Sendable {
+    let finish = Atomic<Bool>(false)
+    override func onLoop() -> LoopOutcome {
+        metadata.starts == 1 && finish.load(ordering: .relaxed) ? .done : .continue
+    }
+}
+
+/// A native service whose first stop waits for the test's signal.
+private final class HeldStop: BaseService, @unchecked Sendable {
+    private let release: DispatchSemaphore
+    private let held = Atomic<Bool>(false)
+
+    init(name: String, configuration: ServiceConfiguration, release: DispatchSemaphore) {
+        self.release = release
+        super.init(name: name, configuration: configuration)
+    }
+
+    override func onLoop() -> LoopOutcome { .continue }
+
+    override func onStop() {
+        if !held.exchange(true, ordering: .relaxed) { release.wait() }
     }
 }

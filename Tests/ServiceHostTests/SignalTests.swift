@@ -34,11 +34,13 @@ struct SignalTests {
         await host.scheduler.shutdown()
     }
 
-    @Test func programsAThreadPluginStartsHaveAnEmptyMaskAndDefaultDispositions() async throws {
+    @Test(arguments: ["thread", "process"], ["posix_spawn", "fork"])
+    func programsAPluginStartsHaveAnEmptyMaskAndDefaultDispositions(isolation: String, spawnWith: String) async throws {
         let folder = try PluginFolder()
         let output = folder.path + "/child-status.txt"
-        try await folder.add("signals.c", as: "Spawner.so", sidecar: "interval_ms = 100\n[config]\nspawn_to = \"\(output)\"\n")
-        let host = try HostProcess(["run", "--plugins", folder.path, "--isolation", "thread"])
+        try await folder.add("signals.c", as: "Spawner.so",
+                             sidecar: "interval_ms = 100\n[config]\nspawn_to = \"\(output)\"\nspawn_with = \"\(spawnWith)\"\n")
+        let host = try HostProcess(["run", "--plugins", folder.path, "--isolation", isolation])
         try await host.waitForOutput("spawned status reader: 0")
         let status = try String(contentsOfFile: output, encoding: .utf8)
         #expect(Self.statusLine("SigBlk", in: status) == "0000000000000000", "\(status)")

@@ -227,7 +227,11 @@ struct WorkerSessionTests {
         let stoppedAt = ContinuousClock.now
         kill(worker, SIGSTOP)
         let why = try await firstFailure(of: "P", in: host, timeout: watchdog * 100)
-        #expect(ContinuousClock.now - stoppedAt < watchdog * 40)
+        // Silent for the liveness limit (4 periods, at least 1 s), counted from
+        // its last heartbeat (at most half a period before the SIGSTOP), then killed.
+        let limit = try #require(WorkerSession.livenessLimit(watchdog: watchdog))
+        #expect(ContinuousClock.now - stoppedAt >= limit - watchdog)
+        #expect(ContinuousClock.now - stoppedAt < limit * 10)
         #expect(why.contains("hung: the worker process made no progress"), "\(why)")
         #expect(why.contains("watchdog_ms = 250, process isolation"), "\(why)")
         #expect(why.contains("killed by SIGKILL") || why.contains("worker killed"), "\(why)")
@@ -347,6 +351,24 @@ struct WorkerSessionTests {
         try await host.events.first("Q", { $0 == .started(starts: 2) }, timeout: WorkerLauncher.answerTimeout * 10)
         await host.scheduler.shutdown()
         #expect(ContinuousClock.now - began < WorkerLauncher.answerTimeout * 10)
+    }
+
+    /// A fork server that dies is noticed at the next request and logged with
+    /// how it ended; its workers died with it, say so, and run again in
+    /// workers of a new one.
+    @Test func aKilledForkServerIsLoggedAndItsWorkersRestartInANewOne() async throws {
+        let host = try await TestHost(isolation: .process, probes: [("P.so", "backoff_initial_ms = 0\n")])
+        try await host.events.first("P") { $0.isStarted }
+        let dead = try #require(host.scheduler.forkServerPID)
+        kill(dead, SIGKILL)
+        try await host.events.first("P", { $0 == .started(starts: 2) }, timeout: WorkerLauncher.answerTimeout * 10)
+        #expect(host.scheduler.forkServerPID != dead)
+        #expect(host.logs.entries {
+            $0.message.contains("the fork server (pid \(dead)) is gone (its control socket is closed), killed by SIGKILL")
+        }.count == 1, "\(host.logs.entries { $0.message.contains("fork server") })")
+        let ended = try await host.events.first("P", { if case .stopped(.failed) = $0 { true } else { false } })
+        #expect(ended.description.contains("worker was killed with its fork server, which (pid \(dead)) is gone"), "\(ended)")
+        await host.scheduler.shutdown()
     }
 
     @Test func theForkServerStartsFromTheRunningImageNotItsReplacedFile() async throws {

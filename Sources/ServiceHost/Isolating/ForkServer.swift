@@ -209,9 +209,11 @@ final class WorkerLauncher: @unchecked Sendable {
         if let why = replacements[forked.server] { return ExitStatus(.killedWithForkServer(why)) }
         guard let control, forked.server == serverNumber else { return ExitStatus(.unknown) }
         let deadline = ContinuousClock.now + Self.answerTimeout
-        guard control.send(.reap(pid: forked.pid), until: deadline).succeeded,
-              case .message(.reaped(let status)) = control.receive(until: deadline) else {
-            replaceServerLocked(because: "did not answer a request to reap worker \(forked.pid) within \(Self.answerTimeout.milliseconds) ms")
+        let answer = control.send(.reap(pid: forked.pid), until: deadline).succeeded ? control.receive(until: deadline) : .endOfFile
+        guard case .message(.reaped(let status)) = answer else {
+            replaceServerLocked(because: answer == .timedOut
+                                ? "did not answer a request to reap worker \(forked.pid) within \(Self.answerTimeout.milliseconds) ms"
+                                : "is gone (its control socket is closed)")
             return ExitStatus(.killedWithForkServer(replacements[forked.server] ?? "was replaced"))
         }
         return status
@@ -258,7 +260,7 @@ final class WorkerLauncher: @unchecked Sendable {
             // Killed first: a stopped server would never see its socket close.
             kill(serverPID, SIGKILL)
             let status = ExitStatus.reap(serverPID)
-            logger.error("the fork server (pid \(serverPID)) \(reason); it \(status); a new one is started for the next worker")
+            logger.error("the fork server (pid \(serverPID)) \(reason), \(status); a new one is started for the next worker")
             replacements[serverNumber] = "(pid \(serverPID)) \(reason) and was replaced"
         }
         serverPID = 0

@@ -120,7 +120,7 @@ final class WorkerSession: @unchecked Sendable {
     /// How long a worker with a watchdog may stay silent: it says it is alive
     /// every half watchdog period, so only a stopped or frozen process misses this.
     static func livenessLimit(watchdog: Duration?) -> Duration? {
-        watchdog.map { max($0 * 4, .milliseconds(250)) }
+        watchdog.map { max($0 * 4, .seconds(1)) }
     }
 
     /// Passes an ordered stop on to the worker and wakes the service's wait;

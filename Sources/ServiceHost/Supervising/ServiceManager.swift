@@ -31,6 +31,12 @@ final class ServiceManager: @unchecked Sendable {
         var restarts: RestartTracker
         /// Whether a wait for a requirement that cannot start was already logged.
         var waitLogged = false
+        /// Its run has ended (its `stopped` event may be out) and its runner
+        /// is deciding what comes next.
+        var runEnding = false
+        /// A start ordered while the run was ending: honoured by the runner
+        /// once it has ended, whatever the policy would have decided.
+        var startPending = false
 
         init(service: BaseService) {
             self.service = service
@@ -116,7 +122,13 @@ final class ServiceManager: @unchecked Sendable {
         do {
             try supervision.phase.orderStart()
         } catch .alreadyRunning {
-            throw ServiceError(.illegalTransition, service: name, reason: "cannot start: already running")
+            // A caller that saw the run's `stopped` event may order a start
+            // before the runner has let go: the runner starts it again.
+            guard case .running = supervision.phase, supervision.runEnding else {
+                throw ServiceError(.illegalTransition, service: name, reason: "cannot start: already running")
+            }
+            supervision.startPending = true
+            return
         } catch {
             throw ServiceError(.illegalTransition, service: name,
                                reason: "cannot start: its previous run is still inside the plugin (hung)")
@@ -339,8 +351,11 @@ final class ServiceManager: @unchecked Sendable {
         case .failed, .startFailed:
             logger.error("stopped: \(reason)", metadata: ["service": "\(name)"])
         }
+        lock.withLock {
+            supervisions[name]?.restarts.runEnded()
+            supervisions[name]?.runEnding = true
+        }
         service.report(.stopped(reason))
-        lock.withLock { supervisions[name]?.restarts.runEnded() }
         if case .ordered = reason { return .remainStopped }
 
         // What requires this service cannot keep running without it.
@@ -353,6 +368,21 @@ final class ServiceManager: @unchecked Sendable {
               service.stopSignal.request != .ordered else {
             lock.unlock()
             return .remainStopped
+        }
+        supervision.runEnding = false
+        if supervision.startPending {
+            // Ordered while the run was ending: a start like any other, with
+            // the counters an ordered start resets.
+            supervision.startPending = false
+            supervision.restarts.orderedStart()
+            service.updateMetadata {
+                $0.restarts = 0
+                $0.failed = false
+                $0.failureReason = nil
+            }
+            lock.unlock()
+            logger.info("starting again, as ordered while its run was ending", metadata: ["service": "\(name)"])
+            return .restart(after: .zero)
         }
         let policy = service.configuration.restart ?? (recovery ? .always : .never)
         let decision = supervision.restarts.decide(
@@ -459,6 +489,8 @@ final class ServiceManager: @unchecked Sendable {
         let delay = service.metadata.starts == 0 ? service.configuration.delay : .zero
         let runner = ServiceRunner(service: service, manager: self, initialDelay: delay)
         supervision.phase.launched(runner)
+        supervision.runEnding = false
+        supervision.startPending = false
         actions.append(.launch(runner))
     }
 
