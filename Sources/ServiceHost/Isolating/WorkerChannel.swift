@@ -186,20 +186,14 @@ final class WorkerChannel: @unchecked Sendable {
         let control = UnsafeMutableRawPointer.allocate(byteCount: space, alignment: 8)
         defer { control.deallocate() }
         control.initializeMemory(as: UInt8.self, repeating: 0, count: space)
+        let cmsg = control.assumingMemoryBound(to: cmsghdr.self)
+        cmsg.pointee.cmsg_len = cmsgLength(MemoryLayout<Int32>.size)
+        cmsg.pointee.cmsg_level = SOL_SOCKET
+        cmsg.pointee.cmsg_type = Int32(SCM_RIGHTS)
+        (control + cmsgAlign(MemoryLayout<cmsghdr>.size)).storeBytes(of: passed, as: Int32.self)
         let result: Int = bytes.withUnsafeMutableBytes { payload in
-            var vector = iovec(iov_base: payload.baseAddress, iov_len: payload.count)
-            return withUnsafeMutablePointer(to: &vector) { vectorPointer in
-                var header = msghdr()
-                header.msg_iov = vectorPointer
-                header.msg_iovlen = 1
-                header.msg_control = control
-                header.msg_controllen = space
-                let cmsg = control.assumingMemoryBound(to: cmsghdr.self)
-                cmsg.pointee.cmsg_len = cmsgLength(MemoryLayout<Int32>.size)
-                cmsg.pointee.cmsg_level = SOL_SOCKET
-                cmsg.pointee.cmsg_type = Int32(SCM_RIGHTS)
-                (control + MemoryLayout<cmsghdr>.size).storeBytes(of: passed, as: Int32.self)
-                return sendLock.withLock { _ in
+            withMessageHeader(payload: payload, control: control, space: space) { header in
+                sendLock.withLock { _ in
                     while true {
                         let sent = sendmsg(descriptor, &header, Int32(MSG_NOSIGNAL))
                         if sent >= 0 || errno != EINTR { return sent }
@@ -220,19 +214,11 @@ final class WorkerChannel: @unchecked Sendable {
         defer { control.deallocate() }
         while true {
             var controlLength = 0
-            let received: Int = {
-                var vector = iovec(iov_base: buffer.baseAddress, iov_len: buffer.count)
-                return withUnsafeMutablePointer(to: &vector) { vectorPointer in
-                    var header = msghdr()
-                    header.msg_iov = vectorPointer
-                    header.msg_iovlen = 1
-                    header.msg_control = control
-                    header.msg_controllen = space
-                    let count = recvmsg(descriptor, &header, Int32(MSG_CMSG_CLOEXEC))
-                    controlLength = header.msg_controllen
-                    return count
-                }
-            }()
+            let received: Int = withMessageHeader(payload: buffer, control: control, space: space) { header in
+                let count = recvmsg(descriptor, &header, Int32(MSG_CMSG_CLOEXEC))
+                controlLength = header.msg_controllen
+                return count
+            }
             if received < 0 && errno == EINTR { continue }
             if received <= 0 { return nil }
             let passed: Int32? = controlLength >= cmsgLength(MemoryLayout<Int32>.size)
@@ -254,6 +240,20 @@ final class WorkerChannel: @unchecked Sendable {
     deinit {
         close()
         buffer.deallocate()
+    }
+
+    /// Runs `body` with a `msghdr` over one buffer of payload and `space` bytes of control data.
+    private func withMessageHeader<T>(payload: UnsafeMutableRawBufferPointer, control: UnsafeMutableRawPointer, space: Int,
+                                      _ body: (inout msghdr) -> T) -> T {
+        var vector = iovec(iov_base: payload.baseAddress, iov_len: payload.count)
+        return withUnsafeMutablePointer(to: &vector) { vectorPointer in
+            var header = msghdr()
+            header.msg_iov = vectorPointer
+            header.msg_iovlen = 1
+            header.msg_control = control
+            header.msg_controllen = space
+            return body(&header)
+        }
     }
 
     // CMSG_SPACE and CMSG_LEN are macros Swift cannot import; on Linux both
