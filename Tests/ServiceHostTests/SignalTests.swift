@@ -34,6 +34,19 @@ struct SignalTests {
         await host.scheduler.shutdown()
     }
 
+    /// Every thread servicehost itself creates says what it is in `ps -T`/`top -H`.
+    @Test func theHostsOwnThreadsAreNamed() async throws {
+        let folder = try PluginFolder()
+        try await folder.add(as: "Watched.so", sidecar: "interval_ms = 50\nwatchdog_ms = 60000\n")
+        let host = try HostProcess(["run", "--plugins", folder.path])
+        try await host.waitForOutput("service=Watched [ServiceHost] started")
+        let tasks = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(host.pid)/task")
+        let names = Set(tasks.compactMap { ProcessCensus.read("/proc/\(host.pid)/task/\($0)/comm")?.trimmingCharacters(in: .newlines) })
+        #expect(names.isSuperset(of: ["host:signals", "host:watchdog", "svc:Watched"]), "\(names)")
+        host.send(SIGTERM)
+        #expect(try await host.waitForExit() == 0, "\(host.outputText)")
+    }
+
     @Test(arguments: ["thread", "process"], ["posix_spawn", "fork"])
     func programsAPluginStartsHaveAnEmptyMaskAndDefaultDispositions(isolation: String, spawnWith: String) async throws {
         let folder = try PluginFolder()
