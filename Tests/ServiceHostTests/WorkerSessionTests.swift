@@ -36,6 +36,21 @@ struct WorkerSessionTests {
         #expect(worker.receive(until: .now + .seconds(5)) == .message(.stop))
     }
 
+    /// An embedder's settings are not bounded by the sidecar limit: an
+    /// assignment too large for a worker fails that service's start with its
+    /// size, and the service is not retried into a hang.
+    @Test func anAssignmentTooLargeForAWorkerFailsTheStartWithItsSize() async throws {
+        let host = try await TestHost(isolation: .process, plugins: [], start: false)
+        let file = try await host.folder.add(as: "Big.so")
+        let configuration = ServiceConfiguration(restart: .never, settings: ["blob": String(repeating: "x", count: 3 * 1024 * 1024)])
+        try host.scheduler.addPlugin(file: file, configuration: configuration)
+        try host.scheduler.start("Big")
+        let why = try await firstFailure(of: "Big", in: host, timeout: .seconds(20))
+        #expect(why.contains("service 'Big': its assignment ([config] and paths) is "), "\(why)")
+        #expect(why.contains("bytes encoded; a process-isolated service accepts at most \(Limits.maxWorkerMessage)"), "\(why)")
+        await host.scheduler.shutdown()
+    }
+
     @Test func aLargeMessageArrivesWholeWhileTheReceiverReadsConcurrently() throws {
         let (host, worker) = try WorkerChannel.pair()
         let settings = ["a": String(repeating: "a", count: 700_000), "b": "short"]
