@@ -132,6 +132,38 @@ struct WorkerSessionTests {
         withExtendedLifetime((passed, arrived)) {}
     }
 
+    /// A worker the host killed that neither closes its socket (a child
+    /// holds it) nor can be watched through a pidfd (a kernel without one)
+    /// ends the wait at the kill's own deadline: the step gets its end, the
+    /// thread does not spin or hang.
+    @Test func aKilledWorkerThatNeverClosesItsSocketEndsTheWaitAtTheDeadline() async throws {
+        let stopTimeout = Duration.milliseconds(100)
+        let sleeper = Process()
+        sleeper.executableURL = URL(fileURLWithPath: "/bin/sleep")
+        sleeper.arguments = ["600"]
+        try sleeper.run()
+        defer { sleeper.terminate() }
+        let (hostEnd, workerEnd) = try WorkerChannel.pair()
+        let session = WorkerSession(
+            launched: (hostEnd, WorkerLauncher.Forked(pid: sleeper.processIdentifier, server: 1), -1), wakeup: try Wakeup(),
+            launcher: WorkerLauncher(executable: "/bin/false"),
+            settings: .init(file: "/plugins/Stuck.so", stopTimeout: stopTimeout, startTimeout: nil, watchdog: nil),
+            logger: LogCapture().logger)
+        let began = ContinuousClock.now
+        let event = try await withDeadline(stopTimeout * 100, waiting: "the stop step to end") {
+            try await Blocking.run { session.next(.stop) }
+        }
+        guard case .ended(let ending) = event else {
+            Issue.record("the stop step returned \(event)")
+            return
+        }
+        #expect(ending.overranStop)
+        #expect(ContinuousClock.now - began >= stopTimeout * 2)
+        sleeper.waitUntilExit()
+        #expect(sleeper.terminationReason == .uncaughtSignal && sleeper.terminationStatus == SIGKILL)
+        withExtendedLifetime(workerEnd) {}
+    }
+
     // MARK: Worker death seen through the process, not its socket
 
     /// The reason of the first failed run of `name`.

@@ -14,6 +14,8 @@ struct ExitStatus: Sendable, Equatable, CustomStringConvertible {
         /// Its fork server was replaced (the reason), and it died with it
         /// (`PR_SET_PDEATHSIG`); the server that could have reaped it is gone.
         case killedWithForkServer(String)
+        /// The host killed it and it did not die (stuck in the kernel); not reaped.
+        case survivedKill
     }
 
     let ending: Ending
@@ -33,7 +35,7 @@ struct ExitStatus: Sendable, Equatable, CustomStringConvertible {
         case .exited(let status): status
         case .killed(let signal): 128 + signal
         case .killedWithForkServer: 128 + SIGKILL
-        case .unknown, .closedItsConnection: -1
+        case .unknown, .closedItsConnection, .survivedKill: -1
         }
     }
 
@@ -44,6 +46,7 @@ struct ExitStatus: Sendable, Equatable, CustomStringConvertible {
         case .unknown: "exited (status unknown)"
         case .closedItsConnection: "lost its connection to the host (the plugin closed the worker's socket)"
         case .killedWithForkServer(let why): "was killed with its fork server, which \(why)"
+        case .survivedKill: "was killed by the host and did not die within stop_timeout_ms (stuck in the kernel)"
         }
     }
 

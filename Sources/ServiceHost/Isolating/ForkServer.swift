@@ -209,11 +209,20 @@ final class WorkerLauncher: @unchecked Sendable {
         if let why = replacements[forked.server] { return ExitStatus(.killedWithForkServer(why)) }
         guard let control, forked.server == serverNumber else { return ExitStatus(.unknown) }
         let deadline = ContinuousClock.now + Self.answerTimeout
-        let answer = control.send(.reap(pid: forked.pid), until: deadline).succeeded ? control.receive(until: deadline) : .endOfFile
+        let sent = control.send(.reap(pid: forked.pid), until: deadline)
+        let answer: WorkerChannel.Received = switch sent {
+        case .sent: control.receive(until: deadline)
+        case .timedOut: .timedOut
+        case .tooLarge, .failed: .endOfFile
+        }
         guard case .message(.reaped(let status)) = answer else {
-            replaceServerLocked(because: answer == .timedOut
-                                ? "did not answer a request to reap worker \(forked.pid) within \(Self.answerTimeout.milliseconds) ms"
-                                : "is gone (its control socket is closed)")
+            let reason = switch answer {
+            case .timedOut: "did not answer a request to reap worker \(forked.pid) within \(Self.answerTimeout.milliseconds) ms"
+            case .malformed(let what): "sent \(what) for a request to reap worker \(forked.pid)"
+            case .message(let other): "answered \(other) to a request to reap worker \(forked.pid)"
+            case .endOfFile, .woken: "is gone (its control socket is closed)"
+            }
+            replaceServerLocked(because: reason)
             return ExitStatus(.killedWithForkServer(replacements[forked.server] ?? "was replaced"))
         }
         return status

@@ -173,7 +173,7 @@ extension WorkerMessage {
             case .exited(let code): out.byte(0); out.int64(Int64(code))
             case .killed(let signal): out.byte(1); out.int64(Int64(signal))
             // Known only to the host: the fork server never reports these.
-            case .unknown, .closedItsConnection, .killedWithForkServer: out.byte(2); out.int64(0)
+            case .unknown, .closedItsConnection, .killedWithForkServer, .survivedKill: out.byte(2); out.int64(0)
             }
         }
         return out.bytes

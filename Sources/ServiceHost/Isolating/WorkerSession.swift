@@ -146,7 +146,8 @@ final class WorkerSession: @unchecked Sendable {
             } else if step == .stop {
                 stopStepDeadline
             } else {
-                [liveness.deadline(or: stopDeadline), step == .create ? startDeadline : nil].compactMap { $0 }.min()
+                [watchesLiveness(in: step) ? liveness.deadline(or: stopDeadline) : stopDeadline,
+                 step == .create ? startDeadline : nil].compactMap { $0 }.min()
             }
             let received = channel.receive(until: deadline, wake: step == .stop ? nil : wakeup.descriptor, process: process)
             if case .message = received { liveness.heard() }
@@ -161,6 +162,10 @@ final class WorkerSession: @unchecked Sendable {
             case .message(.loading) where step == .create:
                 startedLoading = true
                 startDeadline = settings.startTimeout.map { ContinuousClock.now + $0 }
+            case .message where killDeadline != nil:
+                // Killed already: what it said before dying no longer counts
+                // (a `.created` sent just before a start-timeout kill is no start).
+                continue
             case .message(let message):
                 if case .loaded = message, step == .create {
                     loaded = true
@@ -178,8 +183,15 @@ final class WorkerSession: @unchecked Sendable {
                 return .ended(end(malformed: nil))
             case .timedOut:
                 timedOut(in: step)
+                if let ending { return .ended(ending) }
             }
         }
+    }
+
+    /// Whether silence counts in `step`: not before a starting worker says it
+    /// starts loading, which a busy machine may delay (``startAllowance``).
+    private func watchesLiveness(in step: Step) -> Bool {
+        step != .create || startedLoading
     }
 
     /// Kills the worker for the deadline that passed, noting why; the wait
@@ -197,7 +209,7 @@ final class WorkerSession: @unchecked Sendable {
             // The service reports it, with the worker's status.
             overranStop = true
         case .create, .loop:
-            if liveness.expired(before: stopDeadline) {
+            if watchesLiveness(in: step), liveness.expired(before: stopDeadline) {
                 let silence = liveness.silence
                 hung = "\(settings.file): hung: the worker process made no progress for \(silence.milliseconds) ms (watchdog_ms = \(settings.watchdog?.milliseconds ?? 0), process isolation: stopped or frozen); worker killed"
                 cause = "the new version's worker made no progress for \(silence.milliseconds) ms"
@@ -247,11 +259,18 @@ final class WorkerSession: @unchecked Sendable {
         }
         var closedAlive = false
         if process >= 0 {
+            defer { close(process) }
             if !Self.waitForExit(process, until: .now + settings.stopTimeout) {
+                if killDeadline != nil {
+                    // Killed a stop timeout ago and still there (stuck in the
+                    // kernel): asking the fork server to wait for it would
+                    // stall the server, and with it every other worker.
+                    logger.error("worker \(pid) did not die within stop_timeout_ms of SIGKILL; it is left to its fork server")
+                    return ExitStatus(.survivedKill)
+                }
                 closedAlive = true
                 kill(pid, SIGKILL)
             }
-            close(process)
         } else {
             // No pidfd: a killed worker's status is kept all the same, and a zombie ignores the signal.
             kill(pid, SIGKILL)

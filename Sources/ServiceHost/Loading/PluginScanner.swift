@@ -110,7 +110,7 @@ final class PluginScanner: Sendable {
                 return switch status.ending {
                 case .killed(let signal): refused("constructor killed by \(ExitStatus.name(of: signal)) while loading")
                 case .exited(let code): refused("exited with status \(code) while loading")
-                case .unknown, .closedItsConnection: refused("ended while loading (status unknown)")
+                case .unknown, .closedItsConnection, .survivedKill: refused("ended while loading (status unknown)")
                 case .killedWithForkServer: refused("ended while loading: the scan \(status)")
                 }
             }

@@ -370,7 +370,7 @@ final class ServiceManager: @unchecked Sendable {
             return .remainStopped
         }
         supervision.runEnding = false
-        if supervision.startPending {
+        if supervision.startPending, case .running = supervision.phase {
             // Ordered while the run was ending: a start like any other, with
             // the counters an ordered start resets.
             supervision.startPending = false
