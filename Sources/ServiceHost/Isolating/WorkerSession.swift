@@ -261,15 +261,18 @@ final class WorkerSession: @unchecked Sendable {
         if process >= 0 {
             defer { close(process) }
             if !Self.waitForExit(process, until: .now + settings.stopTimeout) {
-                if killDeadline != nil {
-                    // Killed a stop timeout ago and still there (stuck in the
+                if killDeadline == nil {
+                    // Its socket closed and it lives on: the plugin closed it.
+                    closedAlive = true
+                    kill(pid, SIGKILL)
+                }
+                if killDeadline != nil || !Self.waitForExit(process, until: .now + settings.stopTimeout) {
+                    // Killed and still there a stop timeout later (stuck in the
                     // kernel): asking the fork server to wait for it would
                     // stall the server, and with it every other worker.
                     logger.error("worker \(pid) did not die within stop_timeout_ms of SIGKILL; it is left to its fork server")
                     return ExitStatus(.survivedKill)
                 }
-                closedAlive = true
-                kill(pid, SIGKILL)
             }
         } else {
             // No pidfd: a killed worker's status is kept all the same, and a zombie ignores the signal.
