@@ -70,9 +70,13 @@ struct RunCommand: AsyncParsableCommand {
         Task { for await signal in signals { sink.yield(.signal(signal)) } }
         var pending = events.makeAsyncIterator()
         scheduler.startAll()
-        while let event = await pending.next() {
-            guard case .signal(let signal) = event else { continue }
-            if signal == SIGHUP {
+        // A reload runs beside this loop, so that a SIGTERM never waits for
+        // it (each new plugin's scan may take its start_timeout_ms); SIGHUPs
+        // that arrive meanwhile make one more reload after it.
+        var reloading = false
+        var reloadAgain = false
+        let reload = { @Sendable in
+            Task {
                 logger.notice("SIGHUP: restarting services whose files changed, starting new plugins, retrying failed services")
                 await scheduler.restartChanged()
                 do {
@@ -81,10 +85,27 @@ struct RunCommand: AsyncParsableCommand {
                     logger.error("\(error)")
                 }
                 scheduler.retryFailed()
+                sink.yield(.reloaded)
+            }
+        }
+        signals: while let event = await pending.next() {
+            switch event {
+            case .signal(SIGHUP) where reloading:
+                reloadAgain = true
+            case .signal(SIGHUP):
+                reloading = true
+                _ = reload()
+            case .reloaded where reloadAgain:
+                reloadAgain = false
+                _ = reload()
+            case .reloaded:
+                reloading = false
+            case .signal(let signal):
+                logger.notice("\(Self.name(of: signal)): stopping every service\(reloading ? " (a SIGHUP reload in progress is abandoned)" : "")")
+                break signals
+            case .shutDown:
                 continue
             }
-            logger.notice("\(Self.name(of: signal)): stopping every service")
-            break
         }
         Task { await scheduler.shutdown(); sink.yield(.shutDown) }
         while let event = await pending.next() {
@@ -103,7 +124,7 @@ struct RunCommand: AsyncParsableCommand {
                 // Not released on this path: the threads may still be inside plugin code.
                 try? FileManager.default.removeItem(atPath: scheduler.runtimeDirectory)
                 throw ExitCode(3)
-            case .signal:
+            case .signal, .reloaded:
                 continue
             }
         }
@@ -111,6 +132,8 @@ struct RunCommand: AsyncParsableCommand {
 
     private enum HostEvent: Sendable {
         case signal(Int32)
+        /// A SIGHUP reload finished.
+        case reloaded
         case shutDown
     }
 

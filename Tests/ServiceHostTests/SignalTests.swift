@@ -154,6 +154,28 @@ struct SignalTests {
         #expect(!host.outputText.contains("all services stopped"))
     }
 
+    /// A SIGHUP reload scanning a new plugin whose constructor hangs (its
+    /// start_timeout_ms is long) never holds up a SIGTERM: the host stops at
+    /// once, and says the reload was abandoned.
+    @Test func aSIGTERMDuringASIGHUPReloadIsNotHeldUpByTheReload() async throws {
+        let folder = try PluginFolder()
+        let startTimeout = Duration.seconds(60)
+        try await folder.add(as: "Fine.so")
+        let host = try HostProcess(["run", "--plugins", folder.path])
+        try await host.waitForOutput("service=Fine [ServiceHost] started")
+        try await folder.add("constructor.c", as: "Hangs.so", defines: ["CONSTRUCTOR_FAULT=3"],
+                             sidecar: "start_timeout_ms = \(startTimeout.milliseconds)\n")
+        host.send(SIGHUP)
+        try await host.waitForOutput("SIGHUP: restarting services whose files changed")
+        let began = ContinuousClock.now
+        host.send(SIGTERM)
+        let status = try await host.waitForExit(timeout: startTimeout / 2)
+        #expect(ContinuousClock.now - began < startTimeout / 4)
+        #expect(status == 0, "\(host.outputText)")
+        #expect(host.outputText.contains("SIGTERM: stopping every service (a SIGHUP reload in progress is abandoned)"), "\(host.outputText)")
+        #expect(host.outputText.contains("all services stopped"))
+    }
+
     @Test func theHostRaisesItsSoftDescriptorLimitToTheHardLimit() async throws {
         let folder = try PluginFolder()
         try await folder.add(as: "Fine.so")

@@ -150,6 +150,8 @@ final class WorkerLauncher: @unchecked Sendable {
     private var control: WorkerChannel?
     private var serverPID: pid_t = 0
 
+    /// Set by ``shutdown()``: no fork server is started after it.
+    private var isShutDown = false
     /// The number of the running fork server (see ``Forked``).
     private var serverNumber = 0
     /// Why each replaced fork server was replaced, by number; one entry per
@@ -277,6 +279,8 @@ final class WorkerLauncher: @unchecked Sendable {
 
     private func serverControlLocked() throws(LaunchError) -> WorkerChannel {
         if let control { return control }
+        // No new fork server once the host shuts down (a reload still scanning, say).
+        guard !isShutDown else { throw LaunchError(description: "the host is shutting down") }
         let host: WorkerChannel
         let server: WorkerChannel
         do {
@@ -313,12 +317,16 @@ final class WorkerLauncher: @unchecked Sendable {
         return host
     }
 
+    /// Whether ``shutdown()`` was called: a child that ends now may have been ended by it.
+    var hasShutDown: Bool { lock.withLock { isShutDown } }
+
     /// The fork server's pid, once it runs.
     var serverProcess: pid_t? { lock.withLock { serverPID > 0 ? serverPID : nil } }
 
     /// Ends the fork server: it exits when its control socket closes.
     func shutdown() {
         let pid: pid_t = lock.withLock {
+            isShutDown = true
             control?.close()
             control = nil
             defer { serverPID = 0 }

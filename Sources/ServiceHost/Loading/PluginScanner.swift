@@ -107,6 +107,10 @@ final class PluginScanner: Sendable {
                 return refused("did not finish loading within \(Self.milliseconds(timeout)) ms")
             case .endOfFile:
                 let status = launcher.reap(forked)
+                guard !launcher.hasShutDown else {
+                    // Ended with its fork server at the host's shutdown: says nothing of the file.
+                    throw WorkerLauncher.LaunchError(description: "the host shut down while it was loading")
+                }
                 return switch status.ending {
                 case .killed(let signal): refused("constructor killed by \(ExitStatus.name(of: signal)) while loading")
                 case .exited(let code): refused("exited with status \(code) while loading")
