@@ -48,6 +48,13 @@ struct StraySidecarTests {
             "\(folder.path)/libEcho.toml: sidecar is not read: a sidecar is named after the service, not the file; did you mean Echo.toml?",
         ])
         #expect(Set(scheduler.snapshot().map(\.name)) == ["Echo", "Kept"])
+        // A later scan (SIGHUP) does not repeat them; one that became stray since is reported.
+        try "retries = 1\n".write(to: folder.directory.file("Later.toml"), atomically: true, encoding: .utf8)
+        _ = try await scheduler.startNewPlugins(directory: folder.path)
+        _ = try await scheduler.startNewPlugins(directory: folder.path)
+        #expect(logs.entries { $0.level == .warning }.map(\.message) == warnings + [
+            "\(folder.path)/Later.toml: sidecar is not read: there is no plugin Later.so or libLater.so beside it",
+        ])
         await scheduler.shutdown()
     }
 }

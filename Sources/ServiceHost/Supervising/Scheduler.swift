@@ -57,6 +57,8 @@ public final class Scheduler: Sendable {
     /// Each relative plugins directory named so far, made absolute when first
     /// named, so that a plugin calling `chdir` cannot move it.
     private let resolvedDirectories = Mutex<[String: String]>([:])
+    /// The stray sidecars warned about (file and warning) by each directory's last scan.
+    private let reportedStraySidecars = Mutex<[String: Set<String>]>([:])
     /// Started on first use: most hosts never run a process-isolated service.
     private let launcher: WorkerLauncher?
 
@@ -211,7 +213,14 @@ public final class Scheduler: Sendable {
         }
         let plugins = PluginDirectory(path: directory)
         let (entries, scanErrors) = try plugins.scan()
-        for (file, warning) in plugins.straySidecars(besides: entries) {
+        // Each stray sidecar once while it stays stray, not on every SIGHUP.
+        let stray = plugins.straySidecars(besides: entries)
+        let fresh = reportedStraySidecars.withLock { reported in
+            let now = Set(stray.map { "\($0.file)\n\($0.warning)" })
+            defer { reported[directory] = now }
+            return stray.filter { !(reported[directory]?.contains("\($0.file)\n\($0.warning)") ?? false) }
+        }
+        for (file, warning) in fresh {
             logger.warning("\(warning)", metadata: ["file": "\(file)"])
         }
         var errors = scanErrors
