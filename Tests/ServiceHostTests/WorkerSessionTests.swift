@@ -328,8 +328,7 @@ struct WorkerSessionTests {
         }, uniquingKeysWith: { first, _ in first })
         #expect(fields["SigBlk"] == "0000000000000000", "\(fields["SigBlk"] ?? "")")
         #expect(fields["SigIgn"] == "0000000000000000", "\(fields["SigIgn"] ?? "")")
-        let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(worker)/task")) ?? []
-        let names = Set(tasks.compactMap { ProcessCensus.read("/proc/\(worker)/task/\($0)/comm")?.trimmingCharacters(in: .newlines) })
+        let names = try await ProcessCensus.threadNames(of: worker, including: ["worker:orders", "worker:alive"])
         #expect(names.isSuperset(of: ["worker:orders", "worker:alive"]), "\(names)")
         await host.scheduler.shutdown()
     }

@@ -56,6 +56,19 @@ enum ProcessCensus {
         processes().filter { $0.parent == parent }.map(\.pid)
     }
 
+    /// The names of `pid`'s threads once they include `expected`, or as they
+    /// are at the deadline: a thread names itself when it runs, which nothing
+    /// announces, so this looks until then.
+    static func threadNames(of pid: Int32, including expected: Set<String>, within timeout: Duration = .seconds(20)) async throws -> Set<String> {
+        let deadline = ContinuousClock.now + timeout
+        while true {
+            let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
+            let names = Set(tasks.compactMap { read("/proc/\(pid)/task/\($0)/comm")?.trimmingCharacters(in: .newlines) })
+            if names.isSuperset(of: expected) || ContinuousClock.now >= deadline { return names }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+    }
+
     /// /proc files report size 0, so they are read as a stream rather than by size.
     static func read(_ path: String) -> String? {
         guard let handle = FileHandle(forReadingAtPath: path) else { return nil }
