@@ -31,6 +31,18 @@ struct SupervisionWordingTests {
         await scheduler.shutdown()
     }
 
+    /// A plugin added after shutdown (a SIGHUP reload racing a SIGTERM) is
+    /// refused as such, not as a duplicate name.
+    @Test func aPluginAddedAfterShutdownIsRefusedSayingSo() async throws {
+        let folder = try PluginFolder()
+        let file = try await folder.add(as: "Late.so")
+        let scheduler = try Scheduler(logger: LogCapture().logger)
+        await scheduler.shutdown()
+        let error = #expect(throws: PluginError.self) { try scheduler.addPlugin(file: file) }
+        #expect(error?.code == .loadFailed)
+        #expect(error?.reason == "the scheduler has shut down")
+    }
+
     @Test func aRetryGivesOneMoreStart() async throws {
         let logs = LogCapture()
         let scheduler = try Scheduler(logger: logs.logger)

@@ -103,6 +103,8 @@ public final class Scheduler: Sendable {
     /// - Returns: the service's name.
     @discardableResult
     public func addPlugin(file: String, name: String? = nil, configuration: ServiceConfiguration? = nil) throws(PluginError) -> String {
+        // Before anything is staged: shutdown removes the runtime directory.
+        guard !manager.hasShutDown else { throw PluginError(.loadFailed, file: file, reason: "the scheduler has shut down") }
         let fileName = file.split(separator: "/").last.map(String.init) ?? file
         guard let name = name ?? PluginDirectory.serviceName(forFileName: fileName) else {
             throw PluginError(.notSharedObject, file: file, reason: "is not named like a plugin (NAME.so or libNAME.so)")
@@ -125,7 +127,8 @@ public final class Scheduler: Sendable {
         do {
             try manager.add(service)
         } catch {
-            throw PluginError(.duplicateName, file: file, reason: error.reason)
+            // A name taken, or a scheduler shut down meanwhile (a SIGHUP reload racing a SIGTERM).
+            throw PluginError(error.code == .duplicateService ? .duplicateName : .loadFailed, file: file, reason: error.reason)
         }
         return name
     }

@@ -555,6 +555,16 @@ final class ServiceManager: @unchecked Sendable {
         return supervision
     }
 
+    /// Whether ``shutdown()`` has begun: nothing is added or started any more.
+    var hasShutDown: Bool {
+        lock.withLock {
+            switch state {
+            case .running: false
+            case .shutDown: true
+            }
+        }
+    }
+
     private func requireRunningLocked(_ name: String) throws(ServiceError) {
         switch state {
         case .running: return
