@@ -27,6 +27,51 @@ struct SupervisionPhaseTests {
         guard case .waiting = phase else { Issue.record("\(phase)"); return }
     }
 
+    @Test func aStartOrderedWhileARunEndsIsKeptAndTheThreadRunsAgain() throws {
+        var phase = SupervisionPhase<Run>.waiting
+        let run = Run()
+        phase.launched(run)
+        phase.runEnded(run)
+        #expect(!phase.startOrderedWhileEnding)
+        // A caller saw the run's `stopped` event and orders a start: taken, not refused.
+        try phase.orderStart()
+        #expect(phase.startOrderedWhileEnding)
+        #expect(phase.isWanted)
+        phase.continues(run)
+        guard case .running(let current) = phase, current === run else { Issue.record("\(phase)"); return }
+        #expect(!phase.startOrderedWhileEnding)
+    }
+
+    @Test func aStopOrderedWhileARunEndsWinsOverAnEarlierStartOrder() throws {
+        var phase = SupervisionPhase<Run>.waiting
+        let run = Run()
+        phase.launched(run)
+        phase.runEnded(run)
+        try phase.orderStart()
+        phase.orderStop()
+        guard case .stopping = phase else { Issue.record("\(phase)"); return }
+        #expect(!phase.startOrderedWhileEnding)
+        // The thread's later decision to run again changes nothing.
+        phase.continues(run)
+        guard case .stopping = phase else { Issue.record("\(phase)"); return }
+        let ended = phase.ended(run)
+        #expect(ended)
+        guard case .stopped = phase else { Issue.record("\(phase)"); return }
+    }
+
+    @Test func anEndingRunThatGivesUpLeavesTheServiceStoppedAndALateReportChangesNothing() {
+        var phase = SupervisionPhase<Run>.waiting
+        let run = Run()
+        phase.launched(run)
+        phase.runEnded(run)
+        let gaveUp = phase.ended(run, staysStopped: true)
+        #expect(gaveUp)
+        guard case .stopped = phase else { Issue.record("\(phase)"); return }
+        phase.runEnded(run)
+        phase.continues(run)
+        guard case .stopped = phase else { Issue.record("\(phase)"); return }
+    }
+
     @Test func aDependentStoppedForItsRequirementWaitsToStartAgain() {
         var phase = SupervisionPhase<Run>.waiting
         let run = Run()

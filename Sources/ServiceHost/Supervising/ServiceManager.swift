@@ -31,12 +31,6 @@ final class ServiceManager: @unchecked Sendable {
         var restarts: RestartTracker
         /// Whether a wait for a requirement that cannot start was already logged.
         var waitLogged = false
-        /// Its run has ended (its `stopped` event may be out) and its runner
-        /// is deciding what comes next.
-        var runEnding = false
-        /// A start ordered while the run was ending: honoured by the runner
-        /// once it has ended, whatever the policy would have decided.
-        var startPending = false
 
         init(service: BaseService) {
             self.service = service
@@ -122,13 +116,7 @@ final class ServiceManager: @unchecked Sendable {
         do {
             try supervision.phase.orderStart()
         } catch .alreadyRunning {
-            // A caller that saw the run's `stopped` event may order a start
-            // before the runner has let go: the runner starts it again.
-            guard case .running = supervision.phase, supervision.runEnding else {
-                throw ServiceError(.illegalTransition, service: name, reason: "cannot start: already running")
-            }
-            supervision.startPending = true
-            return
+            throw ServiceError(.illegalTransition, service: name, reason: "cannot start: already running")
         } catch {
             throw ServiceError(.illegalTransition, service: name,
                                reason: "cannot start: its previous run is still inside the plugin (hung)")
@@ -353,7 +341,9 @@ final class ServiceManager: @unchecked Sendable {
         }
         lock.withLock {
             supervisions[name]?.restarts.runEnded()
-            supervisions[name]?.runEnding = true
+            // From here a start order (from a caller that saw the `stopped`
+            // event) is taken, and honoured below.
+            supervisions[name]?.phase.runEnded(runner)
         }
         service.report(.stopped(reason))
         if case .ordered = reason { return .remainStopped }
@@ -369,11 +359,10 @@ final class ServiceManager: @unchecked Sendable {
             lock.unlock()
             return .remainStopped
         }
-        supervision.runEnding = false
-        if supervision.startPending, case .running = supervision.phase {
+        if supervision.phase.startOrderedWhileEnding {
             // Ordered while the run was ending: a start like any other, with
             // the counters an ordered start resets.
-            supervision.startPending = false
+            supervision.phase.continues(runner)
             supervision.restarts.orderedStart()
             service.updateMetadata {
                 $0.restarts = 0
@@ -391,6 +380,7 @@ final class ServiceManager: @unchecked Sendable {
         var waiting: [String] = []
         switch decision {
         case .restart(let restart, _, _):
+            supervision.phase.continues(runner)
             service.updateMetadata { $0.restarts = restart }
         case .remainStopped:
             supervision.phase.ended(runner, staysStopped: true)
@@ -489,8 +479,6 @@ final class ServiceManager: @unchecked Sendable {
         let delay = service.metadata.starts == 0 ? service.configuration.delay : .zero
         let runner = ServiceRunner(service: service, manager: self, initialDelay: delay)
         supervision.phase.launched(runner)
-        supervision.runEnding = false
-        supervision.startPending = false
         actions.append(.launch(runner))
     }
 

@@ -9,6 +9,10 @@ enum SupervisionPhase<Run: AnyObject> {
     case waiting
     /// Ordered to run, and this thread runs it.
     case running(Run)
+    /// This thread's run ended and it decides what comes next (run again,
+    /// stay stopped). `startOrdered`: a start order came meanwhile (a caller
+    /// that saw the run's `stopped` event), which the thread honours.
+    case ending(Run, startOrdered: Bool)
     /// Ordered to stop; this thread is still ending.
     case stopping(Run)
     /// This thread overran its stop timeout and was abandoned inside the
@@ -23,7 +27,7 @@ enum SupervisionPhase<Run: AnyObject> {
     /// Ordered to run (whether or not it runs yet).
     var isWanted: Bool {
         switch self {
-        case .waiting, .running: true
+        case .waiting, .running, .ending: true
         case .hung(_, let wanted): wanted
         case .stopped, .stopping: false
         }
@@ -32,7 +36,7 @@ enum SupervisionPhase<Run: AnyObject> {
     /// The thread running or stopping the service, if any.
     var run: Run? {
         switch self {
-        case .running(let run), .stopping(let run): run
+        case .running(let run), .ending(let run, _), .stopping(let run): run
         case .stopped, .waiting, .hung: nil
         }
     }
@@ -41,7 +45,7 @@ enum SupervisionPhase<Run: AnyObject> {
     var isIdle: Bool {
         switch self {
         case .stopped, .waiting: true
-        case .running, .stopping, .hung: false
+        case .running, .ending, .stopping, .hung: false
         }
     }
 
@@ -49,6 +53,7 @@ enum SupervisionPhase<Run: AnyObject> {
     mutating func orderStart() throws(Refusal) {
         switch self {
         case .stopped, .waiting: self = .waiting
+        case .ending(let run, _): self = .ending(run, startOrdered: true)
         case .running, .stopping: throw .alreadyRunning
         case .hung: throw .hung
         }
@@ -58,7 +63,7 @@ enum SupervisionPhase<Run: AnyObject> {
     mutating func launched(_ run: Run) {
         switch self {
         case .waiting: self = .running(run)
-        case .stopped, .running, .stopping, .hung: preconditionFailure("launched a service that was not waiting")
+        case .stopped, .running, .ending, .stopping, .hung: preconditionFailure("launched a service that was not waiting")
         }
     }
 
@@ -66,7 +71,7 @@ enum SupervisionPhase<Run: AnyObject> {
     mutating func orderStop() {
         switch self {
         case .stopped, .waiting: self = .stopped
-        case .running(let run), .stopping(let run): self = .stopping(run)
+        case .running(let run), .ending(let run, _), .stopping(let run): self = .stopping(run)
         case .hung(let run, _): self = .hung(run, wanted: false)
         }
     }
@@ -78,25 +83,53 @@ enum SupervisionPhase<Run: AnyObject> {
     @discardableResult
     mutating func ended(_ run: Run, staysStopped: Bool = false) -> Bool {
         switch self {
-        case .running(let current) where current === run:
+        case .running(let current) where current === run, .ending(let current, _) where current === run:
             self = staysStopped ? .stopped : .waiting
             return true
         case .stopping(let current) where current === run:
             self = .stopped
             return true
-        case .stopped, .waiting, .running, .stopping, .hung:
+        case .stopped, .waiting, .running, .ending, .stopping, .hung:
             return false
+        }
+    }
+
+    /// `run`'s run ended (its `stopped` event is out); its thread now decides what comes next.
+    mutating func runEnded(_ run: Run) {
+        switch self {
+        case .running(let current) where current === run:
+            self = .ending(run, startOrdered: false)
+        case .stopped, .waiting, .running, .ending, .stopping, .hung:
+            break
+        }
+    }
+
+    /// `run`'s thread runs the service again (a restart, or a start ordered while it was ending).
+    mutating func continues(_ run: Run) {
+        switch self {
+        case .ending(let current, _) where current === run:
+            self = .running(run)
+        case .stopped, .waiting, .running, .ending, .stopping, .hung:
+            break
+        }
+    }
+
+    /// Whether a start was ordered while the current run was ending.
+    var startOrderedWhileEnding: Bool {
+        switch self {
+        case .ending(_, let startOrdered): startOrdered
+        case .stopped, .waiting, .running, .stopping, .hung: false
         }
     }
 
     /// `run` overran its stop timeout and is abandoned.
     mutating func abandoned(_ run: Run) {
         switch self {
-        case .running(let current) where current === run:
+        case .running(let current) where current === run, .ending(let current, _) where current === run:
             self = .hung(run, wanted: true)
         case .stopping(let current) where current === run:
             self = .hung(run, wanted: false)
-        case .stopped, .waiting, .running, .stopping, .hung:
+        case .stopped, .waiting, .running, .ending, .stopping, .hung:
             break
         }
     }
@@ -106,7 +139,7 @@ enum SupervisionPhase<Run: AnyObject> {
         switch self {
         case .hung(let current, let wanted) where current === run:
             self = wanted ? .waiting : .stopped
-        case .stopped, .waiting, .running, .stopping, .hung:
+        case .stopped, .waiting, .running, .ending, .stopping, .hung:
             break
         }
     }
