@@ -353,11 +353,20 @@ final class ServiceManager: @unchecked Sendable {
             stopRunBlocking(of: dependent, because: "it requires \(name), which stopped")
         }
 
-        lock.lock()
+        let (decision, actions) = lock.withLock { decideAfterRunLocked(of: service, by: runner, reason: reason, ran: ran) }
+        perform(actions)
+        return decision
+    }
+
+    /// What the runner does after a run that ended for `reason` (not an
+    /// ordered stop), with the state changed here, under the lock, in one
+    /// step; and what to log and publish once the lock is released.
+    private func decideAfterRunLocked(of service: BaseService, by runner: ServiceRunner, reason: StopReason,
+                                      ran: Duration) -> (RestartDecision, [Action]) {
+        let name = service.name
         guard let supervision = supervisions[name], supervision.phase.run === runner, case .running = state,
               service.stopSignal.request != .ordered else {
-            lock.unlock()
-            return .remainStopped
+            return (.remainStopped, [])
         }
         if supervision.phase.startOrderedWhileEnding {
             // Ordered while the run was ending: a start like any other, with
@@ -369,21 +378,23 @@ final class ServiceManager: @unchecked Sendable {
                 $0.failed = false
                 $0.failureReason = nil
             }
-            lock.unlock()
-            logger.info("starting again, as ordered while its run was ending", metadata: ["service": "\(name)"])
-            return .restart(after: .zero)
+            return (.restart(after: .zero), [.log(.info, "starting again, as ordered while its run was ending", service: name)])
         }
         let policy = service.configuration.restart ?? (recovery ? .always : .never)
         let decision = supervision.restarts.decide(
             after: reason, ran: ran, now: .now, policy: policy, recoveryOff: !recovery && service.configuration.restart == nil,
             stopsForGood: service.stopsForGood(after: reason), retryHint: retryHint)
-        var waiting: [String] = []
         switch decision {
-        case .restart(let restart, _, _):
+        case .restart(let restart, let attempt, let delay):
             supervision.phase.continues(runner)
             service.updateMetadata { $0.restarts = restart }
-        case .remainStopped:
+            return (.restart(after: delay), [
+                .log(.info, "restarting (attempt #\(attempt))\(delay > .zero ? " in \(delay.milliseconds) ms" : "")", service: name),
+                .publish(service, .restarting(restart: restart, delay: delay)),
+            ])
+        case .remainStopped(let why):
             supervision.phase.ended(runner, staysStopped: true)
+            return (.remainStopped, [.log(.info, why, service: name)])
         case .giveUp(let why):
             supervision.phase.ended(runner, staysStopped: true)
             // Marked failed in the same critical section that lets go of the
@@ -393,26 +404,8 @@ final class ServiceManager: @unchecked Sendable {
                 $0.failed = true
                 $0.failureReason = why
             }
-            waiting = waitingDependentsLocked(of: name)
-        }
-        lock.unlock()
-
-        switch decision {
-        case .restart(let restart, let attempt, let delay):
-            logger.info("restarting (attempt #\(attempt))\(delay > .zero ? " in \(delay.milliseconds) ms" : "")",
-                        metadata: ["service": "\(name)"])
-            service.report(.restarting(restart: restart, delay: delay))
-            return .restart(after: delay)
-        case .remainStopped(let why):
-            logger.info("\(why)", metadata: ["service": "\(name)"])
-            return .remainStopped
-        case .giveUp(let why):
-            logger.error("failed: \(why)", metadata: ["service": "\(name)"])
-            service.report(.failed(reason: why))
-            for dependent in waiting {
-                logger.warning("waiting for '\(name)', which failed: \(why)", metadata: ["service": "\(dependent)"])
-            }
-            return .remainStopped
+            return (.remainStopped, [.log(.error, "failed: \(why)", service: name), .publish(service, .failed(reason: why))]
+                + waitingDependentsLocked(of: name).map { .log(.warning, "waiting for '\(name)', which failed: \(why)", service: $0) })
         }
     }
 
@@ -429,23 +422,20 @@ final class ServiceManager: @unchecked Sendable {
     /// illegal. The service is marked failed, as when it gives up, and a
     /// start order clears that as usual.
     func runnerFailed(_ service: BaseService, _ runner: ServiceRunner, reason: String) {
-        let waiting: [String]? = lock.withLock {
-            guard let supervision = supervisions[service.name], supervision.phase.ended(runner, staysStopped: true) else {
-                return nil
+        let name = service.name
+        let actions: [Action] = lock.withLock {
+            guard let supervision = supervisions[name], supervision.phase.ended(runner, staysStopped: true) else {
+                return []
             }
             service.updateMetadata {
                 $0.failed = true
                 $0.failureReason = reason
                 $0.record(ServiceFailure(code: -1, message: reason))
             }
-            return waitingDependentsLocked(of: service.name)
+            return [.log(.error, "failed: \(reason)", service: name), .publish(service, .failed(reason: reason))]
+                + waitingDependentsLocked(of: name).map { .log(.warning, "waiting for '\(name)', which failed: \(reason)", service: $0) }
         }
-        guard let waiting else { return }
-        logger.error("failed: \(reason)", metadata: ["service": "\(service.name)"])
-        service.report(.failed(reason: reason))
-        for dependent in waiting {
-            logger.warning("waiting for '\(service.name)', which failed: \(reason)", metadata: ["service": "\(dependent)"])
-        }
+        perform(actions)
     }
 
     // MARK: Dependencies
@@ -510,6 +500,7 @@ final class ServiceManager: @unchecked Sendable {
     private enum Action {
         case launch(ServiceRunner)
         case log(Logger.Level, String, service: String)
+        case publish(BaseService, ServiceEvent.Kind)
     }
 
     private func perform(_ actions: [Action]) {
@@ -519,6 +510,8 @@ final class ServiceManager: @unchecked Sendable {
                 runner.launch()
             case .log(let level, let message, let service):
                 logger.log(level: level, "\(message)", metadata: ["service": "\(service)"])
+            case .publish(let service, let kind):
+                service.report(kind)
             }
         }
     }
