@@ -27,6 +27,8 @@ final class HostProcess: @unchecked Sendable {
     private var text = ""
     private var waiters: [(String, Int, CheckedContinuation<Void, Never>)] = []
     private let exited = Completion()
+    /// The output pipe reached its end: every byte the host wrote was appended.
+    private let outputEnded = Completion()
 
     /// - Parameters:
     ///   - shellSetup: shell commands run before the host replaces the shell
@@ -45,10 +47,14 @@ final class HostProcess: @unchecked Sendable {
         if let currentDirectory { process.currentDirectoryURL = currentDirectory }
         process.standardOutput = output
         process.standardError = output
-        output.fileHandleForReading.readabilityHandler = { [weak self] handle in
+        output.fileHandleForReading.readabilityHandler = { [weak self, outputEnded] handle in
             let data = handle.availableData
-            guard let self, !data.isEmpty else { return }
-            self.append(String(decoding: data, as: UTF8.self))
+            guard !data.isEmpty else {
+                handle.readabilityHandler = nil
+                outputEnded.complete()
+                return
+            }
+            self?.append(String(decoding: data, as: UTF8.self))
         }
         process.terminationHandler = { [exited] _ in exited.complete() }
         try process.run()
@@ -114,10 +120,9 @@ final class HostProcess: @unchecked Sendable {
             throw error
         }
         process.waitUntilExit()
-        // Let the last output arrive before the caller reads it.
-        output.fileHandleForReading.readabilityHandler = nil
-        let rest = output.fileHandleForReading.readDataToEndOfFile()
-        if !rest.isEmpty { append(String(decoding: rest, as: UTF8.self)) }
+        // The last output arrives through the handler, up to the pipe's end
+        // (reading the rest here raced a handler call already under way).
+        _ = await outputEnded.wait(timeout: timeout)
         return process.terminationStatus
     }
 
