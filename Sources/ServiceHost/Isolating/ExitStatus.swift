@@ -60,6 +60,18 @@ struct ExitStatus: Sendable, Equatable, CustomStringConvertible {
         return names[signal] ?? "signal \(signal)"
     }
 
+    /// Whether the process of `pidfd` exited by `deadline` (it is not reaped).
+    static func exited(pidfd: Int32, by deadline: ContinuousClock.Instant) -> Bool {
+        while true {
+            var fds = [pollfd(fd: pidfd, events: Int16(POLLIN), revents: 0)]
+            let left = deadline - ContinuousClock.now
+            let ready = poll(&fds, 1, left <= .zero ? 0 : Int32(clamping: left.milliseconds + 1))
+            if ready > 0 { return true }
+            if ready < 0, errno == EINTR { continue }
+            if ready < 0 || ContinuousClock.now >= deadline { return false }
+        }
+    }
+
     /// Waits for `pid` to exit and reaps it.
     static func reap(_ pid: pid_t) -> ExitStatus {
         var status: Int32 = 0

@@ -179,18 +179,24 @@ final class WorkerLauncher: @unchecked Sendable {
     /// worker is the fork server's child, unreaped until the host asks, so the
     /// pid cannot be reused before this descriptor is opened.
     func launch() throws(LaunchError) -> (channel: WorkerChannel, forked: Forked, process: Int32) {
-        let host: WorkerChannel
-        let worker: WorkerChannel
-        do {
-            (host, worker) = try WorkerChannel.pair()
-        } catch {
-            throw LaunchError(description: "cannot make a socket for the worker: \(error)")
-        }
-        let forked = try spawn(with: worker)
-        // The fork server and the worker have their copies; closing ours means an
-        // end of file on `host` as soon as the worker is gone.
-        worker.close()
+        let (host, forked) = try connect(scan: false)
         return (host, forked, cprocess_pidfd_open(forked.pid))
+    }
+
+    /// Has the fork server fork a worker or a scan on a new socket pair; our end of it.
+    private func connect(scan: Bool) throws(LaunchError) -> (channel: WorkerChannel, forked: Forked) {
+        let host: WorkerChannel
+        let child: WorkerChannel
+        do {
+            (host, child) = try WorkerChannel.pair()
+        } catch {
+            throw LaunchError(description: "cannot make a socket for the \(scan ? "scan" : "worker"): \(error)")
+        }
+        let forked = try spawn(with: child, scan: scan)
+        // The fork server and the child have their copies; closing ours means an
+        // end of file on `host` as soon as the child is gone.
+        child.close()
+        return (host, forked)
     }
 
     /// A worker or scan process, and which fork server forked it (they are
@@ -232,19 +238,10 @@ final class WorkerLauncher: @unchecked Sendable {
 
     /// A throwaway scan process (see ``ScanProcess``), connected; reap it like a worker.
     func launchScan() throws(LaunchError) -> (channel: WorkerChannel, forked: Forked) {
-        let host: WorkerChannel
-        let scan: WorkerChannel
-        do {
-            (host, scan) = try WorkerChannel.pair()
-        } catch {
-            throw LaunchError(description: "cannot make a socket for the scan: \(error)")
-        }
-        let forked = try spawn(with: scan, scan: true)
-        scan.close()
-        return (host, forked)
+        try connect(scan: true)
     }
 
-    private func spawn(with worker: WorkerChannel, scan: Bool = false) throws(LaunchError) -> Forked {
+    private func spawn(with worker: WorkerChannel, scan: Bool) throws(LaunchError) -> Forked {
         lock.lock()
         defer { lock.unlock() }
         for _ in 1...2 {
@@ -336,10 +333,7 @@ final class WorkerLauncher: @unchecked Sendable {
         // It exits when its socket closes, unless it is stopped or stuck: then it is killed.
         let exited = cprocess_pidfd_open(pid)
         if exited >= 0 {
-            var fds = [pollfd(fd: exited, events: Int16(POLLIN), revents: 0)]
-            let deadline = ContinuousClock.now + Self.answerTimeout
-            while poll(&fds, 1, Int32(clamping: max(0, (deadline - ContinuousClock.now).milliseconds + 1))) < 0, errno == EINTR {}
-            if fds[0].revents == 0 {
+            if !ExitStatus.exited(pidfd: exited, by: .now + Self.answerTimeout) {
                 logger.error("the fork server (pid \(pid)) did not exit within \(Self.answerTimeout.milliseconds) ms of the host's shutdown; killed")
                 kill(pid, SIGKILL)
             }

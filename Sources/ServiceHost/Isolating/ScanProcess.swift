@@ -13,9 +13,6 @@ import Glibc
 /// (the host counts the time allowed for loading from there), then
 /// `.loaded(version:)` or `.loadFailed(code:reason:)`.
 enum ScanProcess {
-    /// The longest reason a scan reports; a plugin's `dlerror` text is the plugin's to choose.
-    static let reasonLimit = 16 * 1024
-
     static func run(channel: WorkerChannel) -> Never {
         guard case .message(.scan(let copy)) = channel.receive() else { _exit(0) }
         // The Swift runtime's crash handlers would print a backtrace of this
@@ -31,7 +28,7 @@ enum ScanProcess {
             channel.send(.loaded(version: image.version))
         } catch {
             channel.send(.loadFailed(code: error.code.description,
-                                     reason: String(decoding: error.reason.utf8.prefix(reasonLimit), as: UTF8.self)))
+                                     reason: String(decoding: error.reason.utf8.prefix(Limits.maxLoadFailureReason), as: UTF8.self)))
         }
         // Skip atexit handlers and destructors a plugin registered: the verdict is in.
         _exit(0)

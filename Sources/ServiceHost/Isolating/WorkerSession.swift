@@ -260,13 +260,13 @@ final class WorkerSession: @unchecked Sendable {
         var closedAlive = false
         if process >= 0 {
             defer { close(process) }
-            if !Self.waitForExit(process, until: .now + settings.stopTimeout) {
+            if !ExitStatus.exited(pidfd: process, by: .now + settings.stopTimeout) {
                 if killDeadline == nil {
                     // Its socket closed and it lives on: the plugin closed it.
                     closedAlive = true
                     kill(pid, SIGKILL)
                 }
-                if killDeadline != nil || !Self.waitForExit(process, until: .now + settings.stopTimeout) {
+                if killDeadline != nil || !ExitStatus.exited(pidfd: process, by: .now + settings.stopTimeout) {
                     // Killed and still there a stop timeout later (stuck in the
                     // kernel): asking the fork server to wait for it would
                     // stall the server, and with it every other worker.
@@ -290,18 +290,6 @@ final class WorkerSession: @unchecked Sendable {
     func abandon() -> ExitStatus {
         kill(pid, SIGKILL)
         return end(malformed: nil).status
-    }
-
-    /// Whether the process of `pidfd` exited by `deadline`.
-    private static func waitForExit(_ pidfd: Int32, until deadline: ContinuousClock.Instant) -> Bool {
-        while true {
-            var fds = [pollfd(fd: pidfd, events: Int16(POLLIN), revents: 0)]
-            let left = deadline - ContinuousClock.now
-            let ready = poll(&fds, 1, left <= .zero ? 0 : Int32(clamping: left.milliseconds + 1))
-            if ready > 0 { return true }
-            if ready < 0, errno == EINTR { continue }
-            if ready < 0 || ContinuousClock.now >= deadline { return false }
-        }
     }
 
     private static func hungReason(call: UInt8, elapsed: Duration, settings: Settings) -> String {

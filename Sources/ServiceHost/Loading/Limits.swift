@@ -40,6 +40,10 @@ public struct Limits: Sendable, Equatable {
     /// isolation; longer ones are cut and marked as truncated.
     public static let maxLogLine = 32 * 1024
 
+    /// The longest reason a load-time scan reports (16 KiB): a plugin's
+    /// `dlerror` text is the plugin's to choose.
+    public static let maxLoadFailureReason = 16 * 1024
+
     /// How long the fork server may take to answer one request (2 s); one
     /// that does not is replaced.
     public static let forkServerAnswerTimeout = Duration.seconds(2)

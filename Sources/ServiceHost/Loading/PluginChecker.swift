@@ -101,7 +101,8 @@ extension PluginChecker {
         } catch {
             return [refused(error)]
         }
-        var requires: [String: [String]] = [:]
+        // The same graph the manager asks when it starts services.
+        var graph = DependencyGraph()
         for entry in entries {
             var configuration = ServiceConfiguration()
             if let sidecar = entry.sidecar {
@@ -110,21 +111,26 @@ extension PluginChecker {
                     configuration = try SidecarFile.load(path: sidecar)
                 } catch {
                     findings.append(refused(error))
-                    requires[entry.name] = []
+                    graph.add(entry.name, requires: [])
                     continue
                 }
             }
-            requires[entry.name] = configuration.requires
+            graph.add(entry.name, requires: configuration.requires)
             findings.append(finding(for: entry.file, timeout: configuration.startTimeout))
         }
         let file = { (name: String) in entries.first { $0.name == name }?.file ?? name }
-        for (service, missing) in RequirementCycles.unknown(in: requires) {
-            findings.append(Finding(file: file(service), refused: true,
-                                    message: "FAILED [invalid configuration]: requires '\(missing)', which no plugin in \(directory) provides"))
+        let names = graph.order.sorted()
+        for service in names {
+            for missing in graph.unknownRequirements(of: service) {
+                findings.append(Finding(file: file(service), refused: true,
+                                        message: "FAILED [invalid configuration]: requires '\(missing)', which no plugin in \(directory) provides"))
+            }
         }
-        for cycle in RequirementCycles.cycles(in: requires) {
-            findings.append(Finding(file: file(cycle[0]), refused: true,
-                                    message: "FAILED [invalid configuration]: requires cycle \((cycle + [cycle[0]]).joined(separator: " -> "))"))
+        // Each cycle once, named from its smallest member.
+        for service in names {
+            guard let cycle = graph.cycle(through: service), cycle.dropLast().allSatisfy({ service <= $0 }) else { continue }
+            findings.append(Finding(file: file(service), refused: true,
+                                    message: "FAILED [invalid configuration]: requires cycle \(cycle.joined(separator: " -> "))"))
         }
         return findings
     }

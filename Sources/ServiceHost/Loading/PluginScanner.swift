@@ -102,9 +102,9 @@ final class PluginScanner: Sendable {
                 guard loading else {
                     // Not the file's fault: refused this time, but no verdict is cached.
                     throw WorkerLauncher.LaunchError(
-                        description: "the scan process did not start within \(Self.milliseconds(allowance)) ms")
+                        description: "the scan process did not start within \(allowance.milliseconds) ms")
                 }
-                return refused("did not finish loading within \(Self.milliseconds(timeout)) ms")
+                return refused("did not finish loading within \(timeout.milliseconds) ms")
             case .endOfFile:
                 let status = launcher.reap(forked)
                 guard !launcher.hasShutDown else {
@@ -119,10 +119,5 @@ final class PluginScanner: Sendable {
                 }
             }
         }
-    }
-
-    private static func milliseconds(_ duration: Duration) -> Int64 {
-        let (seconds, attoseconds) = duration.components
-        return seconds.multipliedReportingOverflow(by: 1000).partialValue + attoseconds / 1_000_000_000_000_000
     }
 }

@@ -57,7 +57,7 @@ public final class Scheduler: Sendable {
     /// Each relative plugins directory named so far, made absolute when first
     /// named, so that a plugin calling `chdir` cannot move it.
     private let resolvedDirectories = Mutex<[String: String]>([:])
-    /// The stray sidecars warned about (file and warning) by each directory's last scan.
+    /// The warnings (each names its file) about stray sidecars, by each directory's last scan.
     private let reportedStraySidecars = Mutex<[String: Set<String>]>([:])
     /// Started on first use: most hosts never run a process-isolated service.
     private let launcher: WorkerLauncher?
@@ -219,9 +219,8 @@ public final class Scheduler: Sendable {
         // Each stray sidecar once while it stays stray, not on every SIGHUP.
         let stray = plugins.straySidecars(besides: entries)
         let fresh = reportedStraySidecars.withLock { reported in
-            let now = Set(stray.map { "\($0.file)\n\($0.warning)" })
-            defer { reported[directory] = now }
-            return stray.filter { !(reported[directory]?.contains("\($0.file)\n\($0.warning)") ?? false) }
+            defer { reported[directory] = Set(stray.map(\.warning)) }
+            return stray.filter { !(reported[directory]?.contains($0.warning) ?? false) }
         }
         for (file, warning) in fresh {
             logger.warning("\(warning)", metadata: ["file": "\(file)"])

@@ -369,15 +369,9 @@ final class ServiceManager: @unchecked Sendable {
             return (.remainStopped, [])
         }
         if supervision.phase.startOrderedWhileEnding {
-            // Ordered while the run was ending: a start like any other, with
-            // the counters an ordered start resets.
+            // Ordered while the run was ending: the order already reset the
+            // counters, as any start order does; the thread runs it again.
             supervision.phase.continues(runner)
-            supervision.restarts.orderedStart()
-            service.updateMetadata {
-                $0.restarts = 0
-                $0.failed = false
-                $0.failureReason = nil
-            }
             return (.restart(after: .zero), [.log(.info, "starting again, as ordered while its run was ending", service: name)])
         }
         let policy = service.configuration.restart ?? (recovery ? .always : .never)
