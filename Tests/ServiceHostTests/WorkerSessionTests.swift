@@ -417,6 +417,31 @@ struct WorkerSessionTests {
         await host.scheduler.shutdown()
     }
 
+    /// A scan inside a constructor that never returns dies with its fork
+    /// server, as workers do: a replaced (killed) server leaves none behind.
+    @Test func aScanDiesWithItsForkServer() async throws {
+        let host = try await TestHost(isolation: .process, plugins: [], start: false)
+        try await host.folder.add("constructor.c", as: "Hangs.so", defines: ["CONSTRUCTOR_FAULT=3"], sidecar: "start_timeout_ms = 120000\n")
+        let adding = Task { try await host.scheduler.addPlugins(directory: host.folder.path) }
+        // Nothing announces the scan: find it among the fork server's children, until a deadline.
+        let deadline = ContinuousClock.now + .seconds(20)
+        var scan: Int32?
+        while scan == nil, ContinuousClock.now < deadline {
+            if let server = host.scheduler.forkServerPID {
+                scan = ProcessCensus.children(of: server).first { (ProcessCensus.read("/proc/\($0)/maps") ?? "").contains("Hangs") }
+            }
+            if scan == nil { try await Task.sleep(for: .milliseconds(10)) }
+        }
+        let pid = try #require(scan, "no scan process loaded Hangs.so")
+        kill(try #require(host.scheduler.forkServerPID), SIGKILL)
+        while kill(pid, 0) == 0, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        #expect(kill(pid, 0) != 0, "scan \(pid) outlived its fork server")
+        _ = try await adding.value
+        await host.scheduler.shutdown()
+    }
+
     @Test func theForkServerStartsFromTheRunningImageNotItsReplacedFile() async throws {
         // A copy of servicehost that an "upgrade" replaces while it runs.
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("upgrade-\(UUID().uuidString)")

@@ -70,8 +70,12 @@ public enum ForkServer {
                 control.send(.spawned(pid: worker))
                 spare = forkSpare(control: control)
             case (.spawnScan, let channel?):
+                let server = getpid()
                 let scanner = fork()
                 if scanner == 0 {
+                    // Like a worker, a scan (maybe inside a constructor that
+                    // never returns) dies with a fork server that is replaced.
+                    WorkerProcess.dieWithParent(server)
                     control.close()
                     spare?.link.close()
                     signal(SIGINT, SIG_DFL)
@@ -150,6 +154,10 @@ final class WorkerLauncher: @unchecked Sendable {
     private var control: WorkerChannel?
     private var serverPID: pid_t = 0
 
+    /// When the running fork server was spawned, until it first answered:
+    /// that answer also waits for it to start (a new process, the Swift
+    /// runtime, a spare worker).
+    private var serverStarting: ContinuousClock.Instant?
     /// Set by ``shutdown()``: no fork server is started after it.
     private var isShutDown = false
     /// The number of the running fork server (see ``Forked``).
@@ -207,6 +215,14 @@ final class WorkerLauncher: @unchecked Sendable {
         let server: Int
     }
 
+    /// The deadline of an answer asked for now: ``answerTimeout``, or, for
+    /// a new server's first answer on a loaded machine, until
+    /// ``Limits/defaultScanTimeout`` after it was spawned.
+    private func answerDeadlineLocked() -> ContinuousClock.Instant {
+        let deadline = ContinuousClock.now + Self.answerTimeout
+        return serverStarting.map { max(deadline, $0 + Limits.defaultScanTimeout) } ?? deadline
+    }
+
     /// Collects the exit status of a worker whose socket has closed (after
     /// killing it, if need be). Each worker must be reaped exactly once.
     func reap(_ forked: Forked) -> ExitStatus {
@@ -216,7 +232,8 @@ final class WorkerLauncher: @unchecked Sendable {
         // their real end; their zombies went to init with the server's death.
         if let why = replacements[forked.server] { return ExitStatus(.killedWithForkServer(why)) }
         guard let control, forked.server == serverNumber else { return ExitStatus(.unknown) }
-        let deadline = ContinuousClock.now + Self.answerTimeout
+        let asked = ContinuousClock.now
+        let deadline = answerDeadlineLocked()
         let sent = control.send(.reap(pid: forked.pid), until: deadline)
         let answer: WorkerChannel.Received = switch sent {
         case .sent: control.receive(until: deadline)
@@ -225,7 +242,7 @@ final class WorkerLauncher: @unchecked Sendable {
         }
         guard case .message(.reaped(let status)) = answer else {
             let reason = switch answer {
-            case .timedOut: "did not answer a request to reap worker \(forked.pid) within \(Self.answerTimeout.milliseconds) ms"
+            case .timedOut: "did not answer a request to reap worker \(forked.pid) within \((deadline - asked).milliseconds) ms"
             case .malformed(let what): "sent \(what) for a request to reap worker \(forked.pid)"
             case .message(let other): "answered \(other) to a request to reap worker \(forked.pid)"
             case .endOfFile, .woken: "is gone (its control socket is closed)"
@@ -247,7 +264,10 @@ final class WorkerLauncher: @unchecked Sendable {
         for _ in 1...2 {
             let control = try serverControlLocked()
             let sent = (try? control.send(scan ? .spawnScan : .spawnWorker, passing: worker.descriptor)) != nil
-            if sent, case .message(let answer) = control.receive(until: .now + Self.answerTimeout) {
+            let asked = ContinuousClock.now
+            let deadline = answerDeadlineLocked()
+            if sent, case .message(let answer) = control.receive(until: deadline) {
+                serverStarting = nil
                 guard case .spawned(let pid) = answer, pid > 0 else {
                     // The server is fine; the system would not fork (out of processes or memory).
                     throw LaunchError(description: "the fork server could not fork a worker")
@@ -255,7 +275,7 @@ final class WorkerLauncher: @unchecked Sendable {
                 return Forked(pid: pid, server: serverNumber)
             }
             // The fork server is gone or stuck: end it and start a new one, once.
-            replaceServerLocked(because: sent ? "did not answer a request for a worker within \(Self.answerTimeout.milliseconds) ms"
+            replaceServerLocked(because: sent ? "did not answer a request for a worker within \((deadline - asked).milliseconds) ms"
                                               : "is gone (its control socket is closed)")
         }
         throw LaunchError(description: "the fork server could not start a worker")
@@ -309,6 +329,7 @@ final class WorkerLauncher: @unchecked Sendable {
             throw LaunchError(description: "cannot start the fork server \(executable): \(Errno(result))")
         }
         serverPID = pid
+        serverStarting = .now
         serverNumber += 1
         control = host
         return host
