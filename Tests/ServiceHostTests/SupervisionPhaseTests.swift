@@ -14,15 +14,16 @@ struct SupervisionPhaseTests {
         let run = Run()
         phase.launched(run)
         #expect(throws: SupervisionPhase<Run>.Refusal.alreadyRunning) { try phase.orderStart() }
-        // The run gives up: the service stays stopped (and is marked failed in the same step).
-        let gaveUp = phase.ended(run, staysStopped: true)
+        // The run gives up: the service stays stopped and is marked failed in the same step.
+        let gaveUp = phase.gaveUp(run, reason: "gave up")
         #expect(gaveUp)
         #expect(!phase.isWanted)
+        #expect(phase.failure == "gave up")
         // A start order after it starts afresh.
         try phase.orderStart()
         guard case .waiting = phase else { Issue.record("\(phase)"); return }
         // A late report from the old run changes nothing.
-        let late = phase.ended(run, staysStopped: true)
+        let late = phase.gaveUp(run, reason: "late")
         #expect(!late)
         guard case .waiting = phase else { Issue.record("\(phase)"); return }
     }
@@ -89,11 +90,12 @@ struct SupervisionPhaseTests {
         phase.orderStop()
         #expect(phase.run === run)
         #expect(!phase.isWanted)
-        phase.abandoned(run)
+        phase.abandoned(run, reason: "hung")
         #expect(phase.run == nil)
         #expect(throws: SupervisionPhase<Run>.Refusal.hung) { try phase.orderStart() }
         phase.hungCallReturned(run)
-        guard case .stopped = phase else { Issue.record("\(phase)"); return }
+        // Not wanted any more: it stays marked failed for its hang until a start order.
+        guard case .failed(reason: "hung") = phase else { Issue.record("\(phase)"); return }
         try phase.orderStart()
         #expect(phase.isWanted)
     }

@@ -4,6 +4,11 @@ import Logging
 /// Starts, stops and restarts services, and decides what happens when one
 /// stops on its own. Reached only through ``Scheduler``.
 ///
+/// A thin orchestrator: every decision is a transition of the pure
+/// ``SupervisorStateMachine``, made under one lock; the actions it returns
+/// (launch a thread, stop a run and wait, log, publish) are performed after
+/// the lock is released.
+///
 /// Recovery is event driven: the service's own thread asks for a decision
 /// the moment a run ends, and restarts at once (or after its backoff) on that
 /// same thread. Nothing polls.
@@ -12,64 +17,28 @@ import Logging
 /// started. When a requirement stops, its dependents are stopped first (the
 /// deepest first) and started again, in dependency order, once it is back.
 final class ServiceManager: @unchecked Sendable {
-    enum RestartDecision: Equatable {
-        case restart(after: Duration)
-        case remainStopped
-    }
-
-    /// The manager's record of one service.
-    /// Guarded by the manager's lock, hence unchecked.
-    private final class Supervision: @unchecked Sendable {
-        let service: BaseService
-        /// Ordered to run or not, and the thread that runs it.
-        var phase: SupervisionPhase<ServiceRunner> = .stopped
-        /// Being removed: it takes no more start orders.
-        var removing = false
-        /// Why it can never start (an unknown requirement, a cycle), if so.
-        var blocked: String?
-        /// Restart decisions: backoff, retries, the intensity window.
-        var restarts: RestartTracker
-        /// Whether a wait for a requirement that cannot start was already logged.
-        var waitLogged = false
-
-        init(service: BaseService) {
-            self.service = service
-            restarts = RestartTracker(service.configuration)
-        }
-
-        var requires: [String] { service.configuration.requires }
-    }
-
-    private enum State {
-        case running
-        case shutDown
-    }
+    typealias Machine = SupervisorStateMachine<ServiceRunner>
+    typealias RestartDecision = Machine.RestartDecision
+    private typealias Action = Machine.Action
 
     private let lock = NSLock()
-    private var state: State = .running
-    private var supervisions: [String: Supervision] = [:]
-    /// Who requires whom; its order is the order services were added in, for stable snapshots.
-    private var graph = DependencyGraph()
-    private var order: [String] { graph.order }
-    private var recovery: Bool
+    /// Guarded by `lock`, as is `services`.
+    private var machine: Machine
+    private var members: [String: BaseService] = [:]
     private let logger: Logger
-    /// How a user retries a failed service, for messages: "send SIGHUP" in
-    /// `servicehost run`, "call retryFailed()" for an embedding program.
-    private let retryHint: String
     let events = EventBroadcaster()
 
     init(recovery: Bool, retryHint: String = "call retryFailed()", logger: Logger) {
-        self.recovery = recovery
-        self.retryHint = retryHint
+        machine = Machine(recovery: recovery, retryHint: retryHint)
         self.logger = logger
     }
 
     var isRecoveryEnabled: Bool {
-        get { lock.withLock { recovery } }
+        get { lock.withLock { machine.recovery } }
         set {
             lock.withLock {
-                recovery = newValue
-                for supervision in supervisions.values { Self.refreshPolicy(of: supervision.service, recovery: newValue) }
+                machine.recovery = newValue
+                for service in members.values { refreshPolicyLocked(of: service) }
             }
         }
     }
@@ -79,19 +48,16 @@ final class ServiceManager: @unchecked Sendable {
     func add(_ service: BaseService) throws(ServiceError) {
         lock.lock()
         defer { lock.unlock() }
-        try requireRunningLocked(service.name)
-        guard supervisions[service.name] == nil else {
-            throw ServiceError(.duplicateService, service: service.name, reason: "a service with this name is already added")
-        }
+        try machine.add(service.name, configuration: service.configuration,
+                        stopMargin: service.enforcesStopTimeout ? .seconds(2) : .zero)
         let events = self.events
         service.eventSink = { events.publish($0) }
-        Self.refreshPolicy(of: service, recovery: recovery)
+        refreshPolicyLocked(of: service)
         if service.configuration.watchdog != nil || service.configuration.startTimeout != nil, service.callClock == nil,
            !service.supervisesItsOwnCalls {
             service.callClock = makeThreadCallClock(for: service)
         }
-        supervisions[service.name] = Supervision(service: service)
-        graph.add(service.name, requires: service.configuration.requires)
+        members[service.name] = service
     }
 
     /// Orders a service to run. It starts now, or as soon as everything it
@@ -100,53 +66,26 @@ final class ServiceManager: @unchecked Sendable {
         try start(name, retrying: false)
     }
 
-    /// - Parameter retrying: a retry of a service that gave up: it gets one
-    ///   more start, not a whole new restart budget.
     private func start(_ name: String, retrying: Bool) throws(ServiceError) {
         var actions: [Action] = []
         // Declared first, so it runs last: after the lock is released.
         defer { perform(actions) }
         lock.lock()
         defer { lock.unlock() }
-        try requireRunningLocked(name)
-        let supervision = try supervisionLocked(name)
-        guard !supervision.removing else {
-            throw ServiceError(.unknownService, service: name, reason: "the service is being removed")
-        }
-        do {
-            try supervision.phase.orderStart()
-        } catch .alreadyRunning {
-            throw ServiceError(.illegalTransition, service: name, reason: "cannot start: already running")
-        } catch {
-            throw ServiceError(.illegalTransition, service: name,
-                               reason: "cannot start: its previous run is still inside the plugin (hung)")
-        }
-        if retrying {
-            supervision.restarts.retry()
-        } else {
-            supervision.restarts.orderedStart()
-        }
-        supervision.service.updateMetadata {
-            if !retrying { $0.restarts = 0 }
-            $0.failed = false
-            $0.failureReason = nil
-        }
-        resolveDependenciesLocked(into: &actions)
-        if let blocked = supervision.blocked {
-            throw ServiceError(.illegalTransition, service: name, reason: "cannot start: \(blocked)")
-        }
-        launchIfReadyLocked(supervision, into: &actions)
+        // Declared last, so it runs first: under the lock, whether the order was refused or not.
+        defer { actions = applyUpdatesLocked(actions) }
+        try machine.orderStart(name, retrying: retrying, makeRun: makeRunLocked, into: &actions)
     }
 
     /// Orders every service to run; those whose dependencies are broken are
     /// logged and left stopped.
     func startAll() {
-        for name in lock.withLock({ order }) {
+        for name in lock.withLock({ machine.names }) {
             do {
                 try start(name)
             } catch {
                 // A broken dependency graph was logged once already, as "not started: …".
-                if lock.withLock({ supervisions[name]?.blocked != nil }) { continue }
+                if lock.withLock({ machine.dependencyProblem(of: name) != nil }) { continue }
                 logger.error("\(error.reason)", metadata: ["service": "\(name)"])
             }
         }
@@ -156,11 +95,8 @@ final class ServiceManager: @unchecked Sendable {
     /// returns once its stop step has run (after the current loop turn
     /// returns) or its stop timeout has passed. Stopping a stopped service does nothing.
     func stop(_ name: String) async throws(ServiceError) {
-        let supervision = try unwant(name)
-        for dependent in runningDependents(of: name) {
-            await stopRun(of: dependent, because: "it requires \(name), which is stopping")
-        }
-        await stopRun(of: supervision, because: nil)
+        let stops = try transition { machine throws(ServiceError) in try machine.orderStop(name) }
+        await performAwaiting(stops)
     }
 
     func restart(_ name: String) async throws(ServiceError) {
@@ -169,23 +105,18 @@ final class ServiceManager: @unchecked Sendable {
     }
 
     func remove(_ name: String) async throws(ServiceError) {
-        try markRemoving(name)
-        try await stop(name)
+        let stops = try transition { machine throws(ServiceError) in try machine.orderRemoval(name) }
+        await performAwaiting(stops)
         lock.withLock {
-            guard supervisions.removeValue(forKey: name) != nil else { return }
-            graph.remove(name)
+            machine.removed(name)
+            members[name] = nil
         }
     }
 
     /// Starts again every service that gave up (SIGHUP's second duty), once each.
     func retryFailed() -> [String] {
-        let failed = lock.withLock {
-            order.compactMap { supervisions[$0] }
-                .filter { $0.phase.isIdle && $0.service.metadata.failed }
-                .map(\.service.name)
-        }
         var retried: [String] = []
-        for name in failed {
+        for name in lock.withLock({ machine.failedServices }) {
             do {
                 try start(name, retrying: true)
                 retried.append(name)
@@ -198,24 +129,15 @@ final class ServiceManager: @unchecked Sendable {
 
     /// Stops every service, dependents before what they require, and takes no more orders.
     func shutdown() async {
-        lock.withLock {
-            state = .shutDown
-            for supervision in supervisions.values { supervision.phase.orderStop() }
-        }
+        lock.withLock { machine.beginShutdown() }
         // In rounds: each round stops, all at once, the running services that
         // no running service requires.
         while true {
-            let round: [Supervision] = lock.withLock {
-                let running = supervisions.values.filter { $0.phase.run != nil }
-                let runningNames = Set(running.map(\.service.name))
-                return running.filter { supervision in
-                    !graph.dependents(of: supervision.service.name).contains { runningNames.contains($0) }
-                }
-            }
+            let round = lock.withLock { machine.shutdownRound() }
             if round.isEmpty { break }
             await withTaskGroup(of: Void.self) { group in
-                for supervision in round {
-                    group.addTask { await self.stopRun(of: supervision, because: nil) }
+                for stop in round {
+                    group.addTask { await self.performAwaiting([stop]) }
                 }
             }
         }
@@ -227,107 +149,34 @@ final class ServiceManager: @unchecked Sendable {
     /// services' threads end rather than run on with nobody to supervise them.
     func orderAllToStop() {
         let services: [BaseService] = lock.withLock {
-            state = .shutDown
-            for supervision in supervisions.values { supervision.phase.orderStop() }
-            return supervisions.values.map(\.service)
+            machine.beginShutdown()
+            return Array(members.values)
         }
         for service in services { service.stopSignal.raise(.ordered) }
         events.finish()
     }
 
     func service(named name: String) -> BaseService? {
-        lock.withLock { supervisions[name]?.service }
+        lock.withLock { members[name] }
     }
 
     var services: [BaseService] {
-        lock.withLock { order.compactMap { supervisions[$0]?.service } }
+        lock.withLock { machine.names.compactMap { members[$0] } }
     }
 
-    // MARK: Stopping one run
-
-    /// Orders the current run of a service to end and waits for it, keeping
-    /// whether the service is wanted. A thread that overruns its stop timeout
-    /// is abandoned and the service marked hung.
-    private func stopRun(of supervision: Supervision, because reason: String?) async {
-        guard let runner = lock.withLock({ supervision.phase.run }) else { return }
-        let service = supervision.service
-        if let reason {
-            logger.notice("stopping: \(reason)", metadata: ["service": "\(service.name)"])
-        }
-        service.stopSignal.raise(.ordered)
-        if await runner.finished.wait(timeout: stopDeadline(of: supervision)) {
-            lock.withLock { _ = supervision.phase.ended(runner) }
-            return
-        }
-        abandon(runner, of: supervision)
-    }
-
-    /// The same as ``stopRun(of:because:)``, for a service's own thread, which
-    /// cannot await.
-    private func stopRunBlocking(of supervision: Supervision, because reason: String) {
-        guard let runner = lock.withLock({ supervision.phase.run }) else { return }
-        let service = supervision.service
-        logger.notice("stopping: \(reason)", metadata: ["service": "\(service.name)"])
-        service.stopSignal.raise(.ordered)
-        if runner.finished.waitBlocking(timeout: stopDeadline(of: supervision)) {
-            lock.withLock { _ = supervision.phase.ended(runner) }
-            return
-        }
-        abandon(runner, of: supervision)
-    }
-
-    /// How long to wait for a run to end after ordering it to: the stop
-    /// timeout, with a margin for an isolated service, which enforces the
-    /// timeout itself by killing its worker; plus the stop timeouts of its
-    /// dependents, which its thread may be stopping one by one at that moment.
-    private func stopDeadline(of supervision: Supervision) -> Duration {
-        let service = supervision.service
-        let own = service.enforcesStopTimeout ? service.configuration.stopTimeout + .seconds(2) : service.configuration.stopTimeout
-        let dependentsTime = runningDependents(of: service.name).reduce(Duration.zero) { total, dependent in
-            total + dependent.service.configuration.stopTimeout
-        }
-        return own + dependentsTime
-    }
-
-    private func abandon(_ runner: ServiceRunner, of supervision: Supervision) {
-        let service = supervision.service
-        let timeout = service.configuration.stopTimeout
-        let why = "hung: svc_loop did not return within stop_timeout_ms (\(timeout.milliseconds) ms) of the stop; its thread was abandoned"
-        lock.withLock {
-            supervision.phase.abandoned(runner)
-        }
-        service.updateMetadata {
-            $0.failed = true
-            $0.failureReason = why
-            $0.record(ServiceFailure(code: -1, message: why))
-        }
-        logger.error("\(why)", metadata: ["service": "\(service.name)"])
-        service.report(.hung(reason: why))
-        // If the call ever returns, the runner stops the service cleanly; only then may it start again.
-        Task { [weak self] in
-            await runner.finished.wait()
-            self?.lock.withLock {
-                supervision.phase.hungCallReturned(runner)
-            }
-            self?.logger.notice("the hung call returned; the service can be started again", metadata: ["service": "\(service.name)"])
-        }
+    /// Whether ``shutdown()`` has begun: nothing is added or started any more.
+    var hasShutDown: Bool {
+        lock.withLock { machine.hasShutDown }
     }
 
     // MARK: Reports from service threads
 
-    func serviceStarted(_ service: BaseService) {
+    func serviceStarted(_ service: BaseService, by runner: ServiceRunner) {
         let metadata = service.metadata
         logger.info("started (start #\(metadata.starts)\(metadata.pluginVersion.map { ", version \($0)" } ?? ""))",
                     metadata: ["service": "\(service.name)"])
         service.report(.started(starts: metadata.starts))
-        let actions: [Action] = lock.withLock {
-            var actions: [Action] = []
-            for name in graph.dependents(of: service.name) {
-                if let dependent = supervisions[name] { launchIfReadyLocked(dependent, into: &actions) }
-            }
-            return actions
-        }
-        perform(actions)
+        perform(transition { $0.runStarted(service.name, runner, makeRun: makeRunLocked) })
     }
 
     /// Records how a run ended and decides whether the runner starts the service again.
@@ -339,223 +188,131 @@ final class ServiceManager: @unchecked Sendable {
         case .failed, .startFailed:
             logger.error("stopped: \(reason)", metadata: ["service": "\(name)"])
         }
-        lock.withLock {
-            supervisions[name]?.restarts.runEnded()
-            // From here a start order (from a caller that saw the `stopped`
-            // event) is taken, and honoured below.
-            supervisions[name]?.phase.runEnded(runner)
-        }
+        let stops = transition { $0.runEnded(name, runner, reason: reason) }
         service.report(.stopped(reason))
-        if case .ordered = reason { return .remainStopped }
-
         // What requires this service cannot keep running without it.
-        for dependent in runningDependents(of: name) {
-            stopRunBlocking(of: dependent, because: "it requires \(name), which stopped")
+        performBlocking(stops)
+        let (decision, actions): (RestartDecision, [Action]) = lock.withLock {
+            let (decision, actions) = machine.decideAfterRun(
+                name, runner, reason: reason, ran: ran, now: .now, stopOrdered: service.stopSignal.request == .ordered,
+                stopsForGood: service.stopsForGood(after: reason))
+            return (decision, applyUpdatesLocked(actions))
         }
-
-        let (decision, actions) = lock.withLock { decideAfterRunLocked(of: service, by: runner, reason: reason, ran: ran) }
         perform(actions)
         return decision
     }
 
-    /// What the runner does after a run that ended for `reason` (not an
-    /// ordered stop), with the state changed here, under the lock, in one
-    /// step; and what to log and publish once the lock is released.
-    private func decideAfterRunLocked(of service: BaseService, by runner: ServiceRunner, reason: StopReason,
-                                      ran: Duration) -> (RestartDecision, [Action]) {
-        let name = service.name
-        guard let supervision = supervisions[name], supervision.phase.run === runner, case .running = state,
-              service.stopSignal.request != .ordered else {
-            return (.remainStopped, [])
-        }
-        if supervision.phase.startOrderedWhileEnding {
-            // Ordered while the run was ending: the order already reset the
-            // counters, as any start order does; the thread runs it again.
-            supervision.phase.continues(runner)
-            return (.restart(after: .zero), [.log(.info, "starting again, as ordered while its run was ending", service: name)])
-        }
-        let policy = service.configuration.restart ?? (recovery ? .always : .never)
-        let decision = supervision.restarts.decide(
-            after: reason, ran: ran, now: .now, policy: policy, recoveryOff: !recovery && service.configuration.restart == nil,
-            stopsForGood: service.stopsForGood(after: reason), retryHint: retryHint)
-        switch decision {
-        case .restart(let restart, let attempt, let delay):
-            supervision.phase.continues(runner)
-            service.updateMetadata { $0.restarts = restart }
-            return (.restart(after: delay), [
-                .log(.info, "restarting (attempt #\(attempt))\(delay > .zero ? " in \(delay.milliseconds) ms" : "")", service: name),
-                .publish(service, .restarting(restart: restart, delay: delay)),
-            ])
-        case .remainStopped(let why):
-            supervision.phase.ended(runner, staysStopped: true)
-            return (.remainStopped, [.log(.info, why, service: name)])
-        case .giveUp(let why):
-            supervision.phase.ended(runner, staysStopped: true)
-            // Marked failed in the same critical section that lets go of the
-            // runner, so that a start order cannot slip in between and be
-            // marked failed afterwards.
-            service.updateMetadata {
-                $0.failed = true
-                $0.failureReason = why
-            }
-            return (.remainStopped, [.log(.error, "failed: \(why)", service: name), .publish(service, .failed(reason: why))]
-                + waitingDependentsLocked(of: name).map { .log(.warning, "waiting for '\(name)', which failed: \(why)", service: $0) })
-        }
-    }
-
-    /// The services ordered to run that wait for `name` to start.
-    private func waitingDependentsLocked(of name: String) -> [String] {
-        graph.dependents(of: name).filter { dependent in
-            guard let supervision = supervisions[dependent] else { return false }
-            if case .waiting = supervision.phase { return true } else { return false }
-        }
-    }
-
     /// `runner` cannot go on: no thread could be created for it, the plugin
-    /// ended its thread (`pthread_exit`), or (a host bug) a transition was
-    /// illegal. The service is marked failed, as when it gives up, and a
-    /// start order clears that as usual.
+    /// ended its thread (`pthread_exit`), or (a host bug) a transition was illegal.
     func runnerFailed(_ service: BaseService, _ runner: ServiceRunner, reason: String) {
-        let name = service.name
-        let actions: [Action] = lock.withLock {
-            guard let supervision = supervisions[name], supervision.phase.ended(runner, staysStopped: true) else {
-                return []
-            }
-            service.updateMetadata {
-                $0.failed = true
-                $0.failureReason = reason
-                $0.record(ServiceFailure(code: -1, message: reason))
-            }
-            return [.log(.error, "failed: \(reason)", service: name), .publish(service, .failed(reason: reason))]
-                + waitingDependentsLocked(of: name).map { .log(.warning, "waiting for '\(name)', which failed: \(reason)", service: $0) }
-        }
-        perform(actions)
+        perform(transition { $0.runnerFailed(service.name, runner, reason: reason) })
     }
 
-    // MARK: Dependencies
+    // MARK: Transitions and actions
 
-    /// The running services that require `name`, directly or through others,
-    /// deepest first: the order to stop them in.
-    private func runningDependents(of name: String) -> [Supervision] {
-        lock.withLock {
-            graph.dependentsDeepestFirst(of: name).compactMap { supervisions[$0] }.filter { $0.phase.run != nil }
-        }
+    /// Runs one transition under the lock, applies its metadata updates
+    /// there, and returns the rest of its actions, to perform after unlocking.
+    private func transition<Failure: Error>(_ body: (inout Machine) throws(Failure) -> [Action]) throws(Failure) -> [Action] {
+        lock.lock()
+        defer { lock.unlock() }
+        return applyUpdatesLocked(try body(&machine))
     }
 
-    /// Starts a wanted service's run when everything it requires has started.
-    private func launchIfReadyLocked(_ supervision: Supervision, into actions: inout [Action]) {
-        guard case .waiting = supervision.phase, supervision.blocked == nil, case .running = state else { return }
-        // A requirement that is stopping by order may still be starting on
-        // its own for a moment; only one that is wanted counts as up.
-        for requirement in supervision.requires {
-            guard let required = supervisions[requirement], case .running = required.phase,
-                  required.service.currentState == .started else {
-                if !supervision.waitLogged, let required = supervisions[requirement], let why = Self.cannotStart(required) {
-                    supervision.waitLogged = true
-                    actions.append(.log(.warning, "waiting for '\(requirement)', which \(why)", service: supervision.service.name))
+    private func applyUpdatesLocked(_ actions: [Action]) -> [Action] {
+        actions.filter { action in
+            guard case .update(let name, let change) = action else { return true }
+            members[name]?.updateMetadata { metadata in
+                switch change {
+                case .startOrdered(let retrying):
+                    if !retrying { metadata.restarts = 0 }
+                    metadata.failed = false
+                    metadata.failureReason = nil
+                case .restarting(let restarts):
+                    metadata.restarts = restarts
+                case .failed(let reason, let recorded):
+                    metadata.failed = true
+                    metadata.failureReason = reason
+                    if recorded { metadata.record(ServiceFailure(code: -1, message: reason)) }
                 }
-                return
             }
+            return false
         }
-        supervision.waitLogged = false
-        let service = supervision.service
+    }
+
+    /// A run for a service whose start the machine decided, made under the
+    /// lock; its thread starts with the `.launch` action.
+    private func makeRunLocked(_ name: String) -> ServiceRunner {
+        // Unwrapped safely: the machine only launches services it has, and they are added here in the same step.
+        let service = members[name]!
         service.stopSignal.reset()
         let delay = service.metadata.starts == 0 ? service.configuration.delay : .zero
-        let runner = ServiceRunner(service: service, manager: self, initialDelay: delay)
-        supervision.phase.launched(runner)
-        actions.append(.launch(runner))
+        return ServiceRunner(service: service, manager: self, initialDelay: delay)
     }
 
-    /// Why a requirement will not start by itself, if so.
-    private static func cannotStart(_ required: Supervision) -> String? {
-        if let blocked = required.blocked { return "cannot start: \(blocked)" }
-        let metadata = required.service.metadata
-        if required.phase.isIdle, !required.phase.isWanted, metadata.failed { return "failed: \(metadata.failureReason ?? "unknown reason")" }
-        return nil
-    }
-
-    /// Marks the services that can never start: an unknown requirement, or a
-    /// cycle, and logs each once with the services involved.
-    private func resolveDependenciesLocked(into actions: inout [Action]) {
-        for name in order {
-            guard let supervision = supervisions[name] else { continue }
-            let before = supervision.blocked
-            supervision.blocked = blockingProblemLocked(supervision)
-            if let problem = supervision.blocked, problem != before {
-                actions.append(.log(.error, "not started: \(problem)", service: name))
+    /// Performs actions where waiting may suspend: a stop order's caller.
+    private func performAwaiting(_ actions: [Action]) async {
+        for action in actions {
+            guard case .stop(let runner, let name, let reason, let deadline) = action else {
+                perform([action])
+                continue
             }
+            orderToEnd(runner, of: name, because: reason)
+            stopWaited(runner, of: name, ended: await runner.finished.wait(timeout: deadline))
         }
     }
 
-    // MARK: Actions
-
-    /// What the manager does once its lock is released: starting a thread
-    /// and logging never happen under the lock.
-    private enum Action {
-        case launch(ServiceRunner)
-        case log(Logger.Level, String, service: String)
-        case publish(BaseService, ServiceEvent.Kind)
+    /// Performs actions on a service's own thread, which cannot await.
+    private func performBlocking(_ actions: [Action]) {
+        for action in actions {
+            guard case .stop(let runner, let name, let reason, let deadline) = action else {
+                perform([action])
+                continue
+            }
+            orderToEnd(runner, of: name, because: reason)
+            stopWaited(runner, of: name, ended: runner.finished.waitBlocking(timeout: deadline))
+        }
     }
 
+    /// Performs actions that do not wait (every kind but `.stop`).
     private func perform(_ actions: [Action]) {
         for action in actions {
             switch action {
             case .launch(let runner):
                 runner.launch()
-            case .log(let level, let message, let service):
-                logger.log(level: level, "\(message)", metadata: ["service": "\(service)"])
-            case .publish(let service, let kind):
-                service.report(kind)
+            case .log(let level, let message, let name):
+                logger.log(level: level, "\(message)", metadata: ["service": "\(name)"])
+            case .publish(let name, let kind):
+                service(named: name)?.report(kind)
+            case .stop, .update:
+                assertionFailure("\(action) is performed by the caller that can wait, or under the lock")
             }
         }
     }
 
-    private func blockingProblemLocked(_ supervision: Supervision) -> String? {
-        graph.problem(of: supervision.service.name)
+    private func orderToEnd(_ runner: ServiceRunner, of name: String, because reason: String?) {
+        if let reason {
+            logger.notice("stopping: \(reason)", metadata: ["service": "\(name)"])
+        }
+        runner.service.stopSignal.raise(.ordered)
     }
 
-    // MARK: Helpers
-
-    private func markRemoving(_ name: String) throws(ServiceError) {
-        lock.lock()
-        defer { lock.unlock() }
-        try supervisionLocked(name).removing = true
-    }
-
-    private func unwant(_ name: String) throws(ServiceError) -> Supervision {
-        lock.lock()
-        defer { lock.unlock() }
-        let supervision = try supervisionLocked(name)
-        supervision.phase.orderStop()
-        return supervision
-    }
-
-    /// Whether ``shutdown()`` has begun: nothing is added or started any more.
-    var hasShutDown: Bool {
-        lock.withLock {
-            switch state {
-            case .running: false
-            case .shutDown: true
-            }
+    /// After waiting for a run to end: if it did not, its thread is
+    /// abandoned, and the machine told again if the call ever returns.
+    private func stopWaited(_ runner: ServiceRunner, of name: String, ended: Bool) {
+        if ended {
+            lock.withLock { machine.runFinished(name, runner) }
+            return
+        }
+        perform(transition { $0.runAbandoned(name, runner) })
+        Task { [weak self] in
+            await runner.finished.wait()
+            guard let self else { return }
+            perform(transition { $0.hungCallReturned(name, runner, makeRun: makeRunLocked) })
         }
     }
 
-    private func requireRunningLocked(_ name: String) throws(ServiceError) {
-        switch state {
-        case .running: return
-        case .shutDown: throw ServiceError(.shutDown, service: name, reason: "the scheduler has shut down")
-        }
-    }
-
-    private func supervisionLocked(_ name: String) throws(ServiceError) -> Supervision {
-        guard let supervision = supervisions[name] else {
-            throw ServiceError(.unknownService, service: name, reason: "no service with this name")
-        }
-        return supervision
-    }
-
-    private static func refreshPolicy(of service: BaseService, recovery: Bool) {
-        let policy = service.configuration.restart ?? (recovery ? .always : .never)
+    private func refreshPolicyLocked(of service: BaseService) {
+        let policy = machine.policy(configured: service.configuration.restart)
         service.updateMetadata { $0.restartPolicy = policy }
     }
 

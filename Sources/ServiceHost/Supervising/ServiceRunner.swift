@@ -10,7 +10,7 @@ import Foundation
 /// service and a policy decision. Plugin code may block, so services never
 /// run on Swift's cooperative thread pool.
 final class ServiceRunner: @unchecked Sendable {
-    private let service: BaseService
+    let service: BaseService
     /// Weak: the manager keeps its runners, and a runner that kept its manager
     /// would keep a released ``Scheduler``'s manager, services and runtime
     /// directory alive. Without a manager there is no one to supervise the
@@ -77,7 +77,7 @@ final class ServiceRunner: @unchecked Sendable {
                 if let failure = try service.start() {
                     reason = .startFailed(failure)
                 } else {
-                    manager?.serviceStarted(service)
+                    manager?.serviceStarted(service, by: self)
                     reason = service.runEventLoop()
                     try service.stop()
                 }

@@ -1,14 +1,20 @@
 /// Where one service stands with its supervisor: a pure value, changed only
-/// through the transitions below, so that "ordered to run" and "has a thread"
-/// can never disagree. Generic over the run (a ``ServiceRunner`` in the host)
-/// so that its transitions are tested without threads.
+/// through the transitions below, so that "ordered to run", "has a thread"
+/// and "gave up" can never disagree. Generic over the run (a ``ServiceRunner``
+/// in the host) so that its transitions are tested without threads.
 enum SupervisionPhase<Run: AnyObject> {
     /// Not ordered to run, and no thread.
     case stopped
+    /// Not ordered to run, no thread, and marked failed (it gave up, its
+    /// thread is gone, or it hung) until a start order or a retry.
+    case failed(reason: String)
     /// Ordered to run; waits for its requirements (or a thread about to launch).
     case waiting
-    /// Ordered to run, and this thread runs it.
+    /// Ordered to run, and this thread runs it; its service is not started yet.
     case running(Run)
+    /// Ordered to run, this thread runs it, and its service has started:
+    /// what requires it may start.
+    case up(Run)
     /// This thread's run ended and it decides what comes next (run again,
     /// stay stopped). `startOrdered`: a start order came meanwhile (a caller
     /// that saw the run's `stopped` event), which the thread honours.
@@ -17,7 +23,7 @@ enum SupervisionPhase<Run: AnyObject> {
     case stopping(Run)
     /// This thread overran its stop timeout and was abandoned inside the
     /// plugin; nothing may start the service until the call returns.
-    case hung(Run, wanted: Bool)
+    case hung(Run, wanted: Bool, reason: String)
 
     enum Refusal: Error, Equatable {
         case alreadyRunning
@@ -27,34 +33,42 @@ enum SupervisionPhase<Run: AnyObject> {
     /// Ordered to run (whether or not it runs yet).
     var isWanted: Bool {
         switch self {
-        case .waiting, .running, .ending: true
-        case .hung(_, let wanted): wanted
-        case .stopped, .stopping: false
+        case .waiting, .running, .up, .ending: true
+        case .hung(_, let wanted, _): wanted
+        case .stopped, .failed, .stopping: false
         }
     }
 
     /// The thread running or stopping the service, if any.
     var run: Run? {
         switch self {
-        case .running(let run), .ending(let run, _), .stopping(let run): run
-        case .stopped, .waiting, .hung: nil
+        case .running(let run), .up(let run), .ending(let run, _), .stopping(let run): run
+        case .stopped, .failed, .waiting, .hung: nil
         }
     }
 
     /// No thread at all, neither live nor hung.
     var isIdle: Bool {
         switch self {
-        case .stopped, .waiting: true
-        case .running, .ending, .stopping, .hung: false
+        case .stopped, .failed, .waiting: true
+        case .running, .up, .ending, .stopping, .hung: false
+        }
+    }
+
+    /// Why it is marked failed, if it is.
+    var failure: String? {
+        switch self {
+        case .failed(let reason): reason
+        case .stopped, .waiting, .running, .up, .ending, .stopping, .hung: nil
         }
     }
 
     /// A start order.
     mutating func orderStart() throws(Refusal) {
         switch self {
-        case .stopped, .waiting: self = .waiting
+        case .stopped, .failed, .waiting: self = .waiting
         case .ending(let run, _): self = .ending(run, startOrdered: true)
-        case .running, .stopping: throw .alreadyRunning
+        case .running, .up, .stopping: throw .alreadyRunning
         case .hung: throw .hung
         }
     }
@@ -63,43 +77,63 @@ enum SupervisionPhase<Run: AnyObject> {
     mutating func launched(_ run: Run) {
         switch self {
         case .waiting: self = .running(run)
-        case .stopped, .running, .ending, .stopping, .hung: preconditionFailure("launched a service that was not waiting")
+        case .stopped, .failed, .running, .up, .ending, .stopping, .hung:
+            preconditionFailure("launched a service that was not waiting")
         }
     }
 
-    /// A stop order; the thread, if any, is still ending.
+    /// `run`'s service has started. Returns whether `run` is the current thread.
+    @discardableResult
+    mutating func started(_ run: Run) -> Bool {
+        switch self {
+        case .running(let current) where current === run:
+            self = .up(run)
+            return true
+        case .stopped, .failed, .waiting, .running, .up, .ending, .stopping, .hung:
+            return false
+        }
+    }
+
+    /// A stop order; the thread, if any, is still ending. A failed service stays failed.
     mutating func orderStop() {
         switch self {
         case .stopped, .waiting: self = .stopped
-        case .running(let run), .ending(let run, _), .stopping(let run): self = .stopping(run)
-        case .hung(let run, _): self = .hung(run, wanted: false)
+        case .failed: break
+        case .running(let run), .up(let run), .ending(let run, _), .stopping(let run): self = .stopping(run)
+        case .hung(let run, _, let reason): self = .hung(run, wanted: false, reason: reason)
         }
     }
 
     /// `run` ended and lets go of the service. A service still ordered to
     /// run waits to be started again (its requirement stopped); `staysStopped`
-    /// says it ended for good (its policy, giving up). Returns whether `run`
-    /// was the current thread: a report from an older one changes nothing.
+    /// says it ended for good (its policy). Returns whether `run` was the
+    /// current thread: a report from an older one changes nothing.
     @discardableResult
     mutating func ended(_ run: Run, staysStopped: Bool = false) -> Bool {
+        guard isCurrent(run) else { return false }
         switch self {
-        case .running(let current) where current === run, .ending(let current, _) where current === run:
-            self = staysStopped ? .stopped : .waiting
-            return true
-        case .stopping(let current) where current === run:
-            self = .stopped
-            return true
-        case .stopped, .waiting, .running, .ending, .stopping, .hung:
-            return false
+        case .stopping: self = .stopped
+        case .running, .up, .ending: self = staysStopped ? .stopped : .waiting
+        case .stopped, .failed, .waiting, .hung: return false
         }
+        return true
+    }
+
+    /// `run` ended and the service gave up (or cannot go on): it is marked
+    /// failed. Returns whether `run` was the current thread.
+    @discardableResult
+    mutating func gaveUp(_ run: Run, reason: String) -> Bool {
+        guard isCurrent(run) else { return false }
+        self = .failed(reason: reason)
+        return true
     }
 
     /// `run`'s run ended (its `stopped` event is out); its thread now decides what comes next.
     mutating func runEnded(_ run: Run) {
         switch self {
-        case .running(let current) where current === run:
+        case .running(let current) where current === run, .up(let current) where current === run:
             self = .ending(run, startOrdered: false)
-        case .stopped, .waiting, .running, .ending, .stopping, .hung:
+        case .stopped, .failed, .waiting, .running, .up, .ending, .stopping, .hung:
             break
         }
     }
@@ -109,7 +143,7 @@ enum SupervisionPhase<Run: AnyObject> {
         switch self {
         case .ending(let current, _) where current === run:
             self = .running(run)
-        case .stopped, .waiting, .running, .ending, .stopping, .hung:
+        case .stopped, .failed, .waiting, .running, .up, .ending, .stopping, .hung:
             break
         }
     }
@@ -118,29 +152,28 @@ enum SupervisionPhase<Run: AnyObject> {
     var startOrderedWhileEnding: Bool {
         switch self {
         case .ending(_, let startOrdered): startOrdered
-        case .stopped, .waiting, .running, .stopping, .hung: false
+        case .stopped, .failed, .waiting, .running, .up, .stopping, .hung: false
         }
     }
 
-    /// `run` overran its stop timeout and is abandoned.
-    mutating func abandoned(_ run: Run) {
-        switch self {
-        case .running(let current) where current === run, .ending(let current, _) where current === run:
-            self = .hung(run, wanted: true)
-        case .stopping(let current) where current === run:
-            self = .hung(run, wanted: false)
-        case .stopped, .waiting, .running, .ending, .stopping, .hung:
-            break
-        }
+    /// `run` overran its stop timeout and is abandoned, for `reason`.
+    mutating func abandoned(_ run: Run, reason: String) {
+        guard isCurrent(run) else { return }
+        self = .hung(run, wanted: isWanted, reason: reason)
     }
 
-    /// The abandoned call of `run` returned at last.
+    /// The abandoned call of `run` returned at last: a service still ordered
+    /// to run waits to start again; one that is not stays failed for its hang.
     mutating func hungCallReturned(_ run: Run) {
         switch self {
-        case .hung(let current, let wanted) where current === run:
-            self = wanted ? .waiting : .stopped
-        case .stopped, .waiting, .running, .ending, .stopping, .hung:
+        case .hung(let current, let wanted, let reason) where current === run:
+            self = wanted ? .waiting : .failed(reason: reason)
+        case .stopped, .failed, .waiting, .running, .up, .ending, .stopping, .hung:
             break
         }
+    }
+
+    private func isCurrent(_ run: Run) -> Bool {
+        self.run === run
     }
 }
