@@ -31,7 +31,7 @@ struct HangTests {
         #expect(took >= stopTimeout)
         // The hang never ends: any bound proves it was not waited for; a wide
         // one leaves room for a loaded machine.
-        #expect(took < stopTimeout * 10, "shutdown took \(took)")
+        #expect(took < stopTimeout * 10, "shutdown took \(took): \(host.outputText)")
         // An abandoned thread makes the exit code say so; a killed worker left nothing behind.
         if isolation == "thread" {
             #expect(status != 0, "\(host.outputText)")

@@ -88,14 +88,14 @@ struct SignalTests {
         process.executableURL = try HostProcess.binary
         process.arguments = ["run", "--plugins", folder.path]
         process.environment = ProcessInfo.processInfo.environment.merging(["XDG_RUNTIME_DIR": runtimeParent]) { $1 }
-        let errors = Pipe()
-        process.standardError = errors
-        process.standardOutput = errors
+        let errors = try OutputPipe()
+        errors.attach(to: process)
         let exited = Completion()
         process.terminationHandler = { _ in exited.complete() }
         try process.run()
+        errors.closeWriting()
         // As `servicehost run 2>&1 | head -0`: nobody reads the host's log any more.
-        try errors.fileHandleForReading.close()
+        try errors.reading.close()
         // The plugin's child writes to the FIFO once svc_create runs: the host is up.
         let ready: String = try await withDeadline(.seconds(20), waiting: "the plugin to start",
                                                     onTimeout: { close(open(fifo, O_WRONLY | O_NONBLOCK)) }) {

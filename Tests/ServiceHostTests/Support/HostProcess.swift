@@ -1,6 +1,10 @@
 import Foundation
 @testable import ServiceHost
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// The built `servicehost` binary, run as a child process whose output the
 /// test reads line by line.
 final class HostProcess: @unchecked Sendable {
@@ -22,12 +26,12 @@ final class HostProcess: @unchecked Sendable {
     struct HostProcessError: Error, CustomStringConvertible { let description: String }
 
     private let process = Process()
-    private let output = Pipe()
+    private let output: FileHandle
     private let lock = NSLock()
     private var text = ""
     private var waiters: [(String, Int, CheckedContinuation<Void, Never>)] = []
     private let exited = Completion()
-    /// The output pipe reached its end: every byte the host wrote was appended.
+    /// The output reached its end: every byte the host wrote was appended.
     private let outputEnded = Completion()
 
     /// - Parameters:
@@ -45,19 +49,24 @@ final class HostProcess: @unchecked Sendable {
             process.arguments = arguments
         }
         if let currentDirectory { process.currentDirectoryURL = currentDirectory }
-        process.standardOutput = output
-        process.standardError = output
-        output.fileHandleForReading.readabilityHandler = { [weak self, outputEnded] handle in
-            let data = handle.availableData
-            guard !data.isEmpty else {
-                handle.readabilityHandler = nil
-                outputEnded.complete()
-                return
-            }
-            self?.append(String(decoding: data, as: UTF8.self))
-        }
+        let pipe = try OutputPipe()
+        output = pipe.reading
+        pipe.attach(to: process)
         process.terminationHandler = { [exited] _ in exited.complete() }
+        defer { pipe.closeWriting() }
         try process.run()
+        // A blocking read on a thread of its own, to the pipe's end: Foundation's
+        // readabilityHandler sometimes never reported the end of a closed pipe.
+        Thread.detachNewThread { [weak self, output, outputEnded] in
+            var buffer = [UInt8](repeating: 0, count: 65536)
+            while true {
+                let count = read(output.fileDescriptor, &buffer, buffer.count)
+                if count < 0, errno == EINTR { continue }
+                guard count > 0 else { break }
+                self?.append(String(decoding: buffer[..<count], as: UTF8.self))
+            }
+            outputEnded.complete()
+        }
     }
 
     var pid: Int32 { process.processIdentifier }

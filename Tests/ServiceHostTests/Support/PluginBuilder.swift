@@ -43,11 +43,11 @@ enum PluginBuilder {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = command
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
+        let pipe = try OutputPipe()
+        pipe.attach(to: process)
         try process.run()
-        let output = pipe.fileHandleForReading.readDataToEndOfFile()
+        pipe.closeWriting()
+        let output = pipe.reading.readDataToEndOfFile()
         process.waitUntilExit()
         guard process.terminationStatus == 0 else {
             throw BuildFailure(command: command, output: String(decoding: output, as: UTF8.self))
