@@ -104,6 +104,6 @@ struct SupervisionPhaseTests {
         var phase = SupervisionPhase<Run>.waiting
         phase.orderStop()
         guard case .stopped = phase else { Issue.record("\(phase)"); return }
-        #expect(phase.isIdle)
+        #expect(phase.run == nil)
     }
 }

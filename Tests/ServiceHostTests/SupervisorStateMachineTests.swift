@@ -37,8 +37,8 @@ struct SupervisorStateMachineTests {
 
     /// Starts `name` and reports its service started; returns its run.
     @discardableResult
-    private func bringUp(_ name: String, in machine: inout Machine) throws -> Run {
-        let run = try #require(launched(try start(name, in: &machine)).first)
+    private func bringUp(_ name: String, in machine: inout Machine, retrying: Bool = false) throws -> Run {
+        let run = try #require(launched(try start(name, in: &machine, retrying: retrying)).first)
         _ = machine.runStarted(name, run, makeRun: Run.init)
         return run
     }
@@ -47,8 +47,8 @@ struct SupervisorStateMachineTests {
         actions.compactMap { if case .launch(let run) = $0 { run } else { nil } }
     }
 
-    private func stops(_ actions: [Machine.Action]) -> [(service: String, because: String?, within: Duration)] {
-        actions.compactMap { if case .stop(_, let name, let why, let within) = $0 { (name, why, within) } else { nil } }
+    private func stops(_ actions: [Machine.Action]) -> [(service: String, because: String?)] {
+        actions.compactMap { if case .stop(_, let name, let why) = $0 { (name, why) } else { nil } }
     }
 
     private func logs(_ actions: [Machine.Action]) -> [String] {
@@ -87,7 +87,7 @@ struct SupervisorStateMachineTests {
         #expect(other.runEnded("db", db2, reason: .ordered).isEmpty)
     }
 
-    @Test func aStopOrderStopsDependentsFirstWithinTheirAllowancesAndTheyComeBackWithTheRequirement() throws {
+    @Test func aStopOrderStopsDependentsFirstAndTheyComeBackWithTheRequirement() throws {
         var machine = try machine([("db", []), ("api", ["db"])]) { $0.stopTimeout = .seconds(1) }
         let db = try bringUp("db", in: &machine)
         let api = try bringUp("api", in: &machine)
@@ -96,12 +96,13 @@ struct SupervisorStateMachineTests {
         #expect(ordered.map(\.service) == ["api", "db"])
         #expect(ordered[0].because == "it requires db, which is stopping")
         #expect(ordered[1].because == nil)
-        // db's thread may be stopping api at that moment: db gets both allowances.
-        #expect(ordered[1].within == .seconds(2))
-        #expect(ordered[0].within == .seconds(1))
+        // While api runs, db's thread may be stopping it: a wait for db allows for both.
+        #expect(machine.stopDeadline(of: "db") == .seconds(2))
         // Both runs end; api stays wanted and waits, db is stopped.
         _ = machine.runEnded("api", api, reason: .ordered)
         machine.runFinished("api", api)
+        // api is stopped by then: db waits for its own stop timeout only.
+        #expect(machine.stopDeadline(of: "db") == .seconds(1))
         _ = machine.runEnded("db", db, reason: .ordered)
         machine.runFinished("db", db)
         guard case .waiting? = machine.phase(of: "api"), case .stopped? = machine.phase(of: "db") else {
@@ -167,7 +168,57 @@ struct SupervisorStateMachineTests {
         #expect(machine.decideAfterRun("flaky", flaky, reason: failure, ran: .zero, now: .now,
                                        stopOrdered: true, stopsForGood: false).0 == .remainStopped)
         machine.beginShutdown()
-        #expect(throws: ServiceError.self) { try start("flaky", in: &machine) }
+        #expect {
+            try start("flaky", in: &machine)
+        } throws: { error in
+            (error as? ServiceError)?.code == .shutDown
+        }
+    }
+
+    @Test func aRunThatEndsWhileItsStopWaitsForItsDependentsStaysStopped() throws {
+        // The stop is ordered and its dependents are being stopped first, so
+        // the service's own stop signal is not raised yet when its run fails.
+        var machine = try machine([("db", []), ("api", ["db"])]) { $0.retries = 0 }
+        let db = try bringUp("db", in: &machine)
+        try bringUp("api", in: &machine)
+        _ = try machine.orderStop("db")
+        _ = machine.runEnded("db", db, reason: failure)
+        let (decision, actions) = machine.decideAfterRun("db", db, reason: failure, ran: .zero, now: .now,
+                                                         stopOrdered: false, stopsForGood: false)
+        #expect(decision == .remainStopped)
+        // Neither restarted nor given up: an operator's stop is not a failure, and no retry starts it.
+        #expect(actions.isEmpty)
+        #expect(machine.failedServices.isEmpty)
+        machine.runFinished("db", db)
+        guard case .stopped? = machine.phase(of: "db") else { Issue.record("\(String(describing: machine.phase(of: "db")))"); return }
+    }
+
+    @Test func nothingNewLaunchesOnARequirementWhoseOwnRequirementIsStopping() throws {
+        var machine = try machine([("db", []), ("api", ["db"]), ("web", ["api"])])
+        try bringUp("db", in: &machine)
+        // api is launched but still in svc_create; web waits for it.
+        let api = try #require(launched(try start("api", in: &machine)).first)
+        _ = try start("web", in: &machine)
+        #expect(stops(try machine.orderStop("db")).map(\.service) == ["api", "db"])
+        // api's create finishes before its stop is performed: web must not lean on it.
+        #expect(launched(machine.runStarted("api", api, makeRun: Run.init)).isEmpty)
+        guard case .waiting? = machine.phase(of: "web") else { Issue.record("\(String(describing: machine.phase(of: "web")))"); return }
+    }
+
+    @Test func aRunAbandonedEarlierThatEndsAtLastStopsNothingOfTheCurrentOne() throws {
+        var machine = try machine([("db", []), ("api", ["db"])])
+        let old = try bringUp("db", in: &machine)
+        _ = try machine.orderStop("db")
+        _ = machine.runAbandoned("db", old)
+        #expect(machine.runAbandoned("db", old).isEmpty)
+        // The hung call returns: not wanted, so it stays failed, and a retry may start it.
+        let returned = machine.hungCallReturned("db", old, makeRun: Run.init)
+        #expect(logs(returned) == ["db: the hung call returned; the service can be started again"])
+        #expect(machine.failedServices == ["db"])
+        try bringUp("db", in: &machine, retrying: true)
+        try bringUp("api", in: &machine)
+        // The old thread's late report of its run's end stops nothing.
+        #expect(machine.runEnded("db", old, reason: failure).isEmpty)
     }
 
     @Test func shutdownStopsInRoundsDependentsBeforeWhatTheyRequire() throws {
@@ -189,18 +240,23 @@ struct SupervisorStateMachineTests {
         let db = try bringUp("db", in: &machine)
         let api = try bringUp("api", in: &machine)
         // db is stopped by order; api, stopped for it, does not end in time.
-        _ = try machine.orderStop("db")
+        #expect(stops(try machine.orderStop("db")).map(\.service) == ["api", "db"])
         let hung = machine.runAbandoned("api", api)
         let why = "hung: svc_loop did not return within stop_timeout_ms (250 ms) of the stop; its thread was abandoned"
         #expect(updates(hung) == [.failed(reason: why, recorded: true)])
         #expect(logs(hung) == ["api: \(why)"])
-        #expect(throws: ServiceError.self) { try start("api", in: &machine) }
+        #expect {
+            try start("api", in: &machine)
+        } throws: { error in
+            (error as? ServiceError)?.reason == "cannot start: its previous run is still inside the plugin (hung)"
+        }
         machine.runFinished("db", db)
         let newDB = try #require(launched(try start("db", in: &machine)).first)
         // db is up again, but api's thread is still inside the plugin: nothing to launch.
         #expect(launched(machine.runStarted("db", newDB, makeRun: Run.init)).isEmpty)
         // Its call returns: api is still wanted, so it runs again, no longer failed.
         let returned = machine.hungCallReturned("api", api, makeRun: Run.init)
+        #expect(logs(returned) == ["api: the hung call returned; starting it again, as it is still ordered to run"])
         #expect(launched(returned).map(\.service) == ["api"])
         #expect(updates(returned) == [.startOrdered(retrying: true)])
         // A second report of the same return changes nothing.
@@ -240,6 +296,34 @@ struct SupervisorStateMachineTests {
         machine.removed("job")
         #expect(machine.names.isEmpty)
         #expect(throws: ServiceError.self) { try machine.orderStop("job") }
+    }
+
+    @Test func aWaitForARequirementThatCannotStartIsLoggedOnceUntilItLaunches() throws {
+        var machine = try machine([("db", []), ("web", ["db"])]) { $0.retries = 0 }
+        let db = try bringUp("db", in: &machine)
+        _ = machine.runEnded("db", db, reason: failure)
+        _ = machine.decideAfterRun("db", db, reason: failure, ran: .zero, now: .now, stopOrdered: false, stopsForGood: false)
+        let first = logs(try start("web", in: &machine))
+        #expect(first.count == 1 && first[0].hasPrefix("web: waiting for 'db', which failed: gave up after 0 restarts"))
+        #expect(logs(try start("web", in: &machine)).isEmpty)
+        // db is started again: web launches, and a later wait would be logged anew.
+        let newDB = try #require(launched(try start("db", in: &machine)).first)
+        #expect(launched(machine.runStarted("db", newDB, makeRun: Run.init)).map(\.service) == ["web"])
+    }
+
+    @Test func withRecoveryOffAServiceThatEndsStaysStoppedSayingWhy() throws {
+        var machine = try machine([("job", [])], recovery: false)
+        let job = try bringUp("job", in: &machine)
+        _ = machine.runEnded("job", job, reason: .finished)
+        let (decision, actions) = machine.decideAfterRun("job", job, reason: .finished, ran: .zero, now: .now,
+                                                         stopOrdered: false, stopsForGood: false)
+        #expect(decision == .remainStopped)
+        #expect(logs(actions) == ["job: not restarting: restart policy is never, recovery is off"])
+        #expect(machine.failedServices.isEmpty)
+        // Switching recovery on changes the policy of services without one of their own.
+        machine.recovery = true
+        #expect(machine.policy(configured: nil) == .always)
+        #expect(machine.policy(configured: .onFailure) == .onFailure)
     }
 
     @Test func aRunnerThatFailsMarksTheServiceFailedOnceAndALateReportChangesNothing() throws {

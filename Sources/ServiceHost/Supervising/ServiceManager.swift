@@ -22,8 +22,9 @@ final class ServiceManager: @unchecked Sendable {
     private typealias Action = Machine.Action
 
     private let lock = NSLock()
-    /// Guarded by `lock`, as is `services`.
+    /// Guarded by `lock`, as is `members`.
     private var machine: Machine
+    /// The service objects behind the machine's names.
     private var members: [String: BaseService] = [:]
     private let logger: Logger
     let events = EventBroadcaster()
@@ -252,11 +253,11 @@ final class ServiceManager: @unchecked Sendable {
     /// Performs actions where waiting may suspend: a stop order's caller.
     private func performAwaiting(_ actions: [Action]) async {
         for action in actions {
-            guard case .stop(let runner, let name, let reason, let deadline) = action else {
+            guard case .stop(let runner, let name, let reason) = action else {
                 perform([action])
                 continue
             }
-            orderToEnd(runner, of: name, because: reason)
+            let deadline = orderToEnd(runner, of: name, because: reason)
             stopWaited(runner, of: name, ended: await runner.finished.wait(timeout: deadline))
         }
     }
@@ -264,11 +265,11 @@ final class ServiceManager: @unchecked Sendable {
     /// Performs actions on a service's own thread, which cannot await.
     private func performBlocking(_ actions: [Action]) {
         for action in actions {
-            guard case .stop(let runner, let name, let reason, let deadline) = action else {
+            guard case .stop(let runner, let name, let reason) = action else {
                 perform([action])
                 continue
             }
-            orderToEnd(runner, of: name, because: reason)
+            let deadline = orderToEnd(runner, of: name, because: reason)
             stopWaited(runner, of: name, ended: runner.finished.waitBlocking(timeout: deadline))
         }
     }
@@ -289,11 +290,13 @@ final class ServiceManager: @unchecked Sendable {
         }
     }
 
-    private func orderToEnd(_ runner: ServiceRunner, of name: String, because reason: String?) {
+    /// Orders a run to end; returns how long to wait for it.
+    private func orderToEnd(_ runner: ServiceRunner, of name: String, because reason: String?) -> Duration {
         if let reason {
             logger.notice("stopping: \(reason)", metadata: ["service": "\(name)"])
         }
         runner.service.stopSignal.raise(.ordered)
+        return lock.withLock { machine.stopDeadline(of: name) }
     }
 
     /// After waiting for a run to end: if it did not, its thread is

@@ -47,14 +47,6 @@ enum SupervisionPhase<Run: AnyObject> {
         }
     }
 
-    /// No thread at all, neither live nor hung.
-    var isIdle: Bool {
-        switch self {
-        case .stopped, .failed, .waiting: true
-        case .running, .up, .ending, .stopping, .hung: false
-        }
-    }
-
     /// Why it is marked failed, if it is.
     var failure: String? {
         switch self {

@@ -21,11 +21,12 @@ struct SupervisorStateMachine<Run: AnyObject> {
     enum Action {
         /// Start the run's thread (after the lock is released).
         case launch(Run)
-        /// Order the run to end and wait for it, at most `within`; then
-        /// report ``runFinished(_:_:)`` or ``runAbandoned(_:_:)``. Stops come
-        /// in the order to perform them: dependents, deepest first, before
-        /// what they require.
-        case stop(Run, service: String, because: String?, within: Duration)
+        /// Order the run to end and wait for it, at most its
+        /// ``stopDeadline(of:)`` taken when the wait begins; then report
+        /// ``runFinished(_:_:)`` or ``runAbandoned(_:_:)``. Stops come in the
+        /// order to perform them: dependents, deepest first, before what they
+        /// require.
+        case stop(Run, service: String, because: String?)
         case log(Logger.Level, String, service: String)
         case publish(service: String, ServiceEvent.Kind)
         /// Applied while the lock is still held, so that nobody sees a state
@@ -165,7 +166,7 @@ struct SupervisorStateMachine<Run: AnyObject> {
         members[name]?.phase.orderStop()
         var stops = stopsOfDependents(of: name, because: "it requires \(name), which is stopping")
         if let run = members[name]?.phase.run {
-            stops.append(.stop(run, service: name, because: nil, within: stopDeadline(of: name)))
+            stops.append(.stop(run, service: name, because: nil))
         }
         return stops
     }
@@ -198,7 +199,7 @@ struct SupervisorStateMachine<Run: AnyObject> {
         return names.compactMap { name in
             guard let run = members[name]?.phase.run,
                   !graph.dependents(of: name).contains(where: running.contains) else { return nil }
-            return .stop(run, service: name, because: nil, within: stopDeadline(of: name))
+            return .stop(run, service: name, because: nil)
         }
     }
 
@@ -214,6 +215,8 @@ struct SupervisorStateMachine<Run: AnyObject> {
     /// requires the service cannot keep running without it: returns the
     /// stops of its running dependents, to perform before ``decideAfterRun``.
     mutating func runEnded(_ name: String, _ run: Run, reason: StopReason) -> [Action] {
+        // A run abandoned earlier that ends at last is no longer the service's concern.
+        guard members[name]?.phase.run === run else { return [] }
         members[name]?.restarts.runEnded()
         // From here a start order (from a caller that saw the `stopped`
         // event) is taken, and honoured by the decision.
@@ -231,7 +234,10 @@ struct SupervisorStateMachine<Run: AnyObject> {
                                  now: ContinuousClock.Instant, stopOrdered: Bool,
                                  stopsForGood: Bool) -> (RestartDecision, [Action]) {
         if case .ordered = reason { return (.remainStopped, []) }
-        guard var member = members[name], member.phase.run === run, case .running = state, !stopOrdered else {
+        // A stop order pending (the phase says so before the signal is raised,
+        // when dependents are stopped first) ends the run for good.
+        guard var member = members[name], member.phase.run === run, member.phase.isWanted, case .running = state,
+              !stopOrdered else {
             return (.remainStopped, [])
         }
         defer { members[name] = member }
@@ -258,7 +264,7 @@ struct SupervisorStateMachine<Run: AnyObject> {
         case .giveUp(let why):
             member.phase.gaveUp(run, reason: why)
             return (.remainStopped, [.update(service: name, .failed(reason: why, recorded: false))]
-                + failureActions(of: name, "failed: \(why)", reason: why))
+                + failureActions(of: name, reason: why))
         }
     }
 
@@ -286,12 +292,16 @@ struct SupervisorStateMachine<Run: AnyObject> {
     mutating func hungCallReturned(_ name: String, _ run: Run, makeRun: (String) -> Run) -> [Action] {
         guard case .hung(let current, _, _)? = members[name]?.phase, current === run else { return [] }
         members[name]?.phase.hungCallReturned(run)
-        var actions: [Action] = [.log(.notice, "the hung call returned; the service can be started again", service: name)]
-        if case .waiting? = members[name]?.phase {
-            actions.append(.update(service: name, .startOrdered(retrying: true)))
-            actions += launchIfReady(name, makeRun: makeRun)
+        guard case .waiting? = members[name]?.phase else {
+            return [.log(.notice, "the hung call returned; the service can be started again", service: name)]
         }
-        return actions
+        // Still ordered to run: it starts again as a retry would, one more
+        // start, so that a service that hangs again soon gives up.
+        members[name]?.restarts.retry()
+        return [
+            .log(.notice, "the hung call returned; starting it again, as it is still ordered to run", service: name),
+            .update(service: name, .startOrdered(retrying: true)),
+        ] + launchIfReady(name, makeRun: makeRun)
     }
 
     /// `run` cannot go on: no thread could be created for it, the plugin
@@ -301,7 +311,7 @@ struct SupervisorStateMachine<Run: AnyObject> {
     mutating func runnerFailed(_ name: String, _ run: Run, reason: String) -> [Action] {
         guard members[name]?.phase.gaveUp(run, reason: reason) == true else { return [] }
         return [.update(service: name, .failed(reason: reason, recorded: true))]
-            + failureActions(of: name, "failed: \(reason)", reason: reason)
+            + failureActions(of: name, reason: reason)
     }
 
     // MARK: Dependencies
@@ -312,7 +322,7 @@ struct SupervisorStateMachine<Run: AnyObject> {
               graph.problem(of: name) == nil else { return [] }
         defer { members[name] = member }
         for requirement in member.requires {
-            guard let required = members[requirement], case .up = required.phase else {
+            guard isUp(requirement) else {
                 if !member.loggedWait, let why = cannotStart(requirement) {
                     member.loggedWait = true
                     return [.log(.warning, "waiting for '\(requirement)', which \(why)", service: name)]
@@ -324,6 +334,15 @@ struct SupervisorStateMachine<Run: AnyObject> {
         let run = makeRun(name)
         member.phase.launched(run)
         return [.launch(run)]
+    }
+
+    /// Whether `name` has started and so has everything it requires, through
+    /// every level: a requirement whose own requirement is being stopped is
+    /// about to be stopped too, so nothing new may lean on it.
+    private func isUp(_ name: String, visited: Set<String> = []) -> Bool {
+        guard let member = members[name], case .up = member.phase, !visited.contains(name) else { return false }
+        let visited = visited.union([name])
+        return member.requires.allSatisfy { isUp($0, visited: visited) }
     }
 
     /// Why a requirement will not start by itself, if so.
@@ -354,15 +373,16 @@ struct SupervisorStateMachine<Run: AnyObject> {
     private func stopsOfDependents(of name: String, because reason: String) -> [Action] {
         graph.dependentsDeepestFirst(of: name).compactMap { dependent in
             members[dependent]?.phase.run.map {
-                .stop($0, service: dependent, because: reason, within: stopDeadline(of: dependent))
+                .stop($0, service: dependent, because: reason)
             }
         }
     }
 
-    /// How long to wait for a run to end after ordering it to: its stop
-    /// allowance, plus those of its running dependents, which its thread may
-    /// be stopping one by one at that moment.
-    private func stopDeadline(of name: String) -> Duration {
+    /// How long to wait, from now, for a run to end after ordering it to:
+    /// its stop allowance, plus those of its dependents still running, which
+    /// its thread may be stopping one by one at that moment (a run that ended
+    /// on its own stops them before it decides what comes next).
+    func stopDeadline(of name: String) -> Duration {
         graph.dependentsDeepestFirst(of: name).reduce(members[name]?.stopAllowance ?? .zero) { total, dependent in
             guard let member = members[dependent], member.phase.run != nil else { return total }
             return total + member.stopAllowance
@@ -371,8 +391,8 @@ struct SupervisorStateMachine<Run: AnyObject> {
 
     /// What follows a failure: its log line and event, and a warning for
     /// each service that waits for it.
-    private func failureActions(of name: String, _ message: String, reason: String) -> [Action] {
-        [.log(.error, message, service: name), .publish(service: name, .failed(reason: reason))]
+    private func failureActions(of name: String, reason: String) -> [Action] {
+        [.log(.error, "failed: \(reason)", service: name), .publish(service: name, .failed(reason: reason))]
             + graph.dependents(of: name).compactMap { dependent in
                 guard case .waiting? = members[dependent]?.phase else { return nil }
                 return .log(.warning, "waiting for '\(name)', which failed: \(reason)", service: dependent)
