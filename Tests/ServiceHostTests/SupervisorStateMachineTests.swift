@@ -11,6 +11,15 @@ private final class Run: CustomStringConvertible {
 
 private typealias Machine = SupervisorStateMachine<Run>
 
+/// A clock that moves only when told.
+private final class TestClock: @unchecked Sendable {
+    let origin = ContinuousClock.now
+    private var offset = Duration.zero
+    var now: ContinuousClock.Instant { origin + offset }
+    func advance(_ duration: Duration) { offset += duration }
+    var read: @Sendable () -> ContinuousClock.Instant { { [self] in now } }
+}
+
 /// The supervisor's decisions as a pure value: each test is a sequence of
 /// orders and reports, with the actions that come out, and no threads,
 /// locks or sleeps.
@@ -324,6 +333,44 @@ struct SupervisorStateMachineTests {
         machine.recovery = true
         #expect(machine.policy(configured: nil) == .always)
         #expect(machine.policy(configured: .onFailure) == .onFailure)
+    }
+
+    @Test func theStatusAnOperatorSeesFollowsEveryTransitionWithTheTimeItEnteredIt() throws {
+        let clock = TestClock()
+        var machine = Machine(recovery: true, retryHint: "send SIGHUP", clock: clock.read)
+        try machine.add("db", configuration: ServiceConfiguration())
+        try machine.add("api", configuration: ServiceConfiguration(requires: ["db"]))
+        #expect(machine.status(of: "api")?.state == .idle)
+        clock.advance(.seconds(1))
+        _ = try start("api", in: &machine)
+        #expect(machine.status(of: "api")?.state == .starting)
+        #expect(machine.status(of: "api")?.waitingFor == ["db"])
+        #expect(machine.status(of: "api")?.since == clock.origin + .seconds(1))
+        clock.advance(.seconds(1))
+        let db = try bringUp("db", in: &machine)
+        #expect(machine.status(of: "db")?.state == .running)
+        #expect(machine.status(of: "db")?.since == clock.origin + .seconds(2))
+        // A quick failure: restarted at once (first restart), then in backoff.
+        _ = machine.runEnded("db", db, reason: failure)
+        #expect(machine.status(of: "db")?.state == .stopping)
+        #expect(machine.status(of: "db")?.lastExit == failure)
+        _ = machine.decideAfterRun("db", db, reason: failure, ran: .seconds(60), now: clock.now, stopOrdered: false, stopsForGood: false)
+        #expect(machine.status(of: "db")?.state == .starting)
+        _ = machine.runStarted("db", db, makeRun: Run.init)
+        _ = machine.runEnded("db", db, reason: failure)
+        _ = machine.decideAfterRun("db", db, reason: failure, ran: .zero, now: clock.now, stopOrdered: false, stopsForGood: false)
+        let backoff = try #require(machine.status(of: "db"))
+        #expect(backoff.state == .backoff)
+        #expect(backoff.backoffUntil == clock.now + .milliseconds(100))
+        // The restart after the backoff succeeds: running again, since then.
+        clock.advance(.seconds(1))
+        _ = machine.runStarted("db", db, makeRun: Run.init)
+        #expect(machine.status(of: "db")?.state == .running)
+        #expect(machine.status(of: "db")?.since == clock.now)
+        _ = try machine.orderStop("db")
+        #expect(machine.status(of: "db")?.state == .stopping)
+        machine.runFinished("db", db)
+        #expect(machine.status(of: "db")?.state == .stopped)
     }
 
     @Test func aRunnerThatFailsMarksTheServiceFailedOnceAndALateReportChangesNothing() throws {

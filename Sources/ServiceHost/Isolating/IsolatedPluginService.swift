@@ -67,6 +67,9 @@ final class IsolatedPluginService: BaseService, @unchecked Sendable {
 
     /// Whether the file differs from the version in use and has not been refused already.
     var fileChanged: Bool { versions.fileChanged }
+    var sha256: String? { versions.current.sha256 }
+    override var isolation: Isolation { .process }
+    override var processID: Int32? { worker.withLock { $0?.pid } }
 
     // MARK: Steps
 

@@ -1,3 +1,6 @@
+import Crypto
+import Synchronization
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -19,6 +22,7 @@ final class StagedPlugin: @unchecked Sendable {
     /// A digest of the bytes that were read (see ``ContentDigest``); `nil` when not computed.
     let content: ContentDigest?
     private let ownsCopy: Bool
+    private let digest = Mutex<String?>(nil)
 
     init(file: String, identity: FileIdentity, privateCopy: String, containsSwiftCode: Bool, ownsCopy: Bool = true,
          content: ContentDigest? = nil) {
@@ -28,6 +32,28 @@ final class StagedPlugin: @unchecked Sendable {
         self.privateCopy = privateCopy
         self.containsSwiftCode = containsSwiftCode
         self.ownsCopy = ownsCopy
+    }
+
+    /// The SHA-256 of the copy, in hex, for operators to compare with what
+    /// they deployed; computed on first use (a status request), not on the
+    /// reload path. `nil` if the copy cannot be read.
+    var sha256: String? {
+        if let known = digest.withLock({ $0 }) { return known }
+        let descriptor = open(privateCopy, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else { return nil }
+        defer { close(descriptor) }
+        var hasher = SHA256()
+        var buffer = [UInt8](repeating: 0, count: 64 * 1024)
+        while true {
+            let count = read(descriptor, &buffer, buffer.count)
+            if count < 0, errno == EINTR { continue }
+            guard count >= 0 else { return nil }
+            if count == 0 { break }
+            buffer.withUnsafeBytes { hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: $0[..<count])) }
+        }
+        let hex = hasher.finalize().map { String(format: "%02x", $0) }.joined()
+        digest.withLock { $0 = hex }
+        return hex
     }
 
     deinit {

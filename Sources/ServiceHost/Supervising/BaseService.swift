@@ -179,6 +179,12 @@ open class BaseService: @unchecked Sendable {
         }
     }
 
+    /// Where its code runs.
+    var isolation: Isolation { .thread }
+
+    /// The process its code runs in when that is not the host's (a worker's pid).
+    var processID: Int32? { nil }
+
     /// Whether the service cuts a stop short by itself once its stop timeout
     /// passes (a worker process can be killed; a thread cannot).
     var enforcesStopTimeout: Bool { false }

@@ -41,6 +41,7 @@ final class PluginService: BaseService, HostCallbackTarget, @unchecked Sendable 
 
     /// Whether the file differs from the image in use and has not been refused already.
     var fileChanged: Bool { versions.fileChanged }
+    var sha256: String? { versions.current.staged.sha256 }
 
     // MARK: Steps
 
@@ -138,6 +139,8 @@ protocol ReloadableService: BaseService {
     var file: String { get }
     /// Whether the file differs from the version in use and has not been refused already.
     var fileChanged: Bool { get }
+    /// The SHA-256 of the version in use, in hex.
+    var sha256: String? { get }
 }
 
 extension PluginService: ReloadableService {}

@@ -5,10 +5,14 @@ import Synchronization
 protocol PluginFileVersion: Sendable {
     /// The identity of the plugin file when this version was read.
     var identity: FileIdentity { get }
+    /// The checked copy of the file this version was loaded from.
+    var staged: StagedPlugin { get }
 }
 
 extension PluginImage: PluginFileVersion {}
-extension StagedPlugin: PluginFileVersion {}
+extension StagedPlugin: PluginFileVersion {
+    var staged: StagedPlugin { self }
+}
 
 /// Which version of its plugin file a service runs, and which changed file it
 /// refused: the bookkeeping of hot reload and rollback, shared by both

@@ -338,6 +338,12 @@ public final class Scheduler: Sendable {
         manager.service(named: name).map { ServiceSnapshot(name: $0.name, state: $0.currentState, metadata: $0.metadata) }
     }
 
+    /// How every service stands, as an operator sees it, in the order they were added.
+    public func status() -> [ServiceStatus] { manager.statuses() }
+
+    /// How one service stands, as an operator sees it; `nil` if there is no such service.
+    public func status(of name: String) -> ServiceStatus? { manager.status(of: name) }
+
     /// The fork server's pid, once one runs; for white-box tests.
     var forkServerPID: Int32? { launcher?.serverProcess }
 

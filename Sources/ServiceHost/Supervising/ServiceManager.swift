@@ -165,6 +165,27 @@ final class ServiceManager: @unchecked Sendable {
         lock.withLock { machine.names.compactMap { members[$0] } }
     }
 
+    /// How each service stands, in the order they were added.
+    func statuses() -> [ServiceStatus] {
+        let supervised: [(BaseService, Machine.Status)] = lock.withLock {
+            machine.names.compactMap { name in
+                guard let service = members[name], let status = machine.status(of: name) else { return nil }
+                return (service, status)
+            }
+        }
+        // Built outside the lock: a plugin's digest is computed on first use.
+        let (now, wallNow) = (ContinuousClock.now, Date())
+        return supervised.map { ServiceStatus(service: $0.0, supervision: $0.1, now: now, wallNow: wallNow) }
+    }
+
+    func status(of name: String) -> ServiceStatus? {
+        let supervised: (BaseService, Machine.Status)? = lock.withLock {
+            guard let service = members[name], let status = machine.status(of: name) else { return nil }
+            return (service, status)
+        }
+        return supervised.map { ServiceStatus(service: $0.0, supervision: $0.1, now: .now, wallNow: Date()) }
+    }
+
     /// Whether ``shutdown()`` has begun: nothing is added or started any more.
     var hasShutDown: Bool {
         lock.withLock { machine.hasShutDown }

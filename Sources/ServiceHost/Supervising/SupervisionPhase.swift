@@ -3,6 +3,8 @@
 /// and "gave up" can never disagree. Generic over the run (a ``ServiceRunner``
 /// in the host) so that its transitions are tested without threads.
 enum SupervisionPhase<Run: AnyObject> {
+    /// Just added: never ordered to run. Nothing returns a service here.
+    case idle
     /// Not ordered to run, and no thread.
     case stopped
     /// Not ordered to run, no thread, and marked failed (it gave up, its
@@ -15,6 +17,8 @@ enum SupervisionPhase<Run: AnyObject> {
     /// Ordered to run, this thread runs it, and its service has started:
     /// what requires it may start.
     case up(Run)
+    /// Ordered to run; this thread waits until `until` to start it again (a restart's backoff).
+    case backoff(Run, until: ContinuousClock.Instant)
     /// This thread's run ended and it decides what comes next (run again,
     /// stay stopped). `startOrdered`: a start order came meanwhile (a caller
     /// that saw the run's `stopped` event), which the thread honours.
@@ -33,17 +37,17 @@ enum SupervisionPhase<Run: AnyObject> {
     /// Ordered to run (whether or not it runs yet).
     var isWanted: Bool {
         switch self {
-        case .waiting, .running, .up, .ending: true
+        case .waiting, .running, .up, .backoff, .ending: true
         case .hung(_, let wanted, _): wanted
-        case .stopped, .failed, .stopping: false
+        case .idle, .stopped, .failed, .stopping: false
         }
     }
 
     /// The thread running or stopping the service, if any.
     var run: Run? {
         switch self {
-        case .running(let run), .up(let run), .ending(let run, _), .stopping(let run): run
-        case .stopped, .failed, .waiting, .hung: nil
+        case .running(let run), .up(let run), .backoff(let run, _), .ending(let run, _), .stopping(let run): run
+        case .idle, .stopped, .failed, .waiting, .hung: nil
         }
     }
 
@@ -51,16 +55,16 @@ enum SupervisionPhase<Run: AnyObject> {
     var failure: String? {
         switch self {
         case .failed(let reason): reason
-        case .stopped, .waiting, .running, .up, .ending, .stopping, .hung: nil
+        case .idle, .stopped, .waiting, .running, .up, .backoff, .ending, .stopping, .hung: nil
         }
     }
 
     /// A start order.
     mutating func orderStart() throws(Refusal) {
         switch self {
-        case .stopped, .failed, .waiting: self = .waiting
+        case .idle, .stopped, .failed, .waiting: self = .waiting
         case .ending(let run, _): self = .ending(run, startOrdered: true)
-        case .running, .up, .stopping: throw .alreadyRunning
+        case .running, .up, .backoff, .stopping: throw .alreadyRunning
         case .hung: throw .hung
         }
     }
@@ -69,7 +73,7 @@ enum SupervisionPhase<Run: AnyObject> {
     mutating func launched(_ run: Run) {
         switch self {
         case .waiting: self = .running(run)
-        case .stopped, .failed, .running, .up, .ending, .stopping, .hung:
+        case .idle, .stopped, .failed, .running, .up, .backoff, .ending, .stopping, .hung:
             preconditionFailure("launched a service that was not waiting")
         }
     }
@@ -78,10 +82,10 @@ enum SupervisionPhase<Run: AnyObject> {
     @discardableResult
     mutating func started(_ run: Run) -> Bool {
         switch self {
-        case .running(let current) where current === run:
+        case .running(let current) where current === run, .backoff(let current, _) where current === run:
             self = .up(run)
             return true
-        case .stopped, .failed, .waiting, .running, .up, .ending, .stopping, .hung:
+        case .idle, .stopped, .failed, .waiting, .running, .up, .backoff, .ending, .stopping, .hung:
             return false
         }
     }
@@ -90,8 +94,9 @@ enum SupervisionPhase<Run: AnyObject> {
     mutating func orderStop() {
         switch self {
         case .stopped, .waiting: self = .stopped
-        case .failed: break
-        case .running(let run), .up(let run), .ending(let run, _), .stopping(let run): self = .stopping(run)
+        case .idle, .failed: break
+        case .running(let run), .up(let run), .backoff(let run, _), .ending(let run, _), .stopping(let run):
+            self = .stopping(run)
         case .hung(let run, _, let reason): self = .hung(run, wanted: false, reason: reason)
         }
     }
@@ -105,8 +110,8 @@ enum SupervisionPhase<Run: AnyObject> {
         guard isCurrent(run) else { return false }
         switch self {
         case .stopping: self = .stopped
-        case .running, .up, .ending: self = staysStopped ? .stopped : .waiting
-        case .stopped, .failed, .waiting, .hung: return false
+        case .running, .up, .backoff, .ending: self = staysStopped ? .stopped : .waiting
+        case .idle, .stopped, .failed, .waiting, .hung: return false
         }
         return true
     }
@@ -123,19 +128,21 @@ enum SupervisionPhase<Run: AnyObject> {
     /// `run`'s run ended (its `stopped` event is out); its thread now decides what comes next.
     mutating func runEnded(_ run: Run) {
         switch self {
-        case .running(let current) where current === run, .up(let current) where current === run:
+        case .running(let current) where current === run, .up(let current) where current === run,
+             .backoff(let current, _) where current === run:
             self = .ending(run, startOrdered: false)
-        case .stopped, .failed, .waiting, .running, .up, .ending, .stopping, .hung:
+        case .idle, .stopped, .failed, .waiting, .running, .up, .backoff, .ending, .stopping, .hung:
             break
         }
     }
 
-    /// `run`'s thread runs the service again (a restart, or a start ordered while it was ending).
-    mutating func continues(_ run: Run) {
+    /// `run`'s thread runs the service again (a restart, or a start ordered
+    /// while it was ending), at once or after a backoff that ends at `after`.
+    mutating func continues(_ run: Run, after backoff: ContinuousClock.Instant? = nil) {
         switch self {
         case .ending(let current, _) where current === run:
-            self = .running(run)
-        case .stopped, .failed, .waiting, .running, .up, .ending, .stopping, .hung:
+            self = backoff.map { .backoff(run, until: $0) } ?? .running(run)
+        case .idle, .stopped, .failed, .waiting, .running, .up, .backoff, .ending, .stopping, .hung:
             break
         }
     }
@@ -144,7 +151,7 @@ enum SupervisionPhase<Run: AnyObject> {
     var startOrderedWhileEnding: Bool {
         switch self {
         case .ending(_, let startOrdered): startOrdered
-        case .stopped, .failed, .waiting, .running, .up, .stopping, .hung: false
+        case .idle, .stopped, .failed, .waiting, .running, .up, .backoff, .stopping, .hung: false
         }
     }
 
@@ -160,8 +167,22 @@ enum SupervisionPhase<Run: AnyObject> {
         switch self {
         case .hung(let current, let wanted, let reason) where current === run:
             self = wanted ? .waiting : .failed(reason: reason)
-        case .stopped, .failed, .waiting, .running, .up, .ending, .stopping, .hung:
+        case .idle, .stopped, .failed, .waiting, .running, .up, .backoff, .ending, .stopping, .hung:
             break
+        }
+    }
+
+    /// The state an operator sees (see ``ServiceStatus/State``).
+    var publicState: ServiceStatus.State {
+        switch self {
+        case .idle: .idle
+        case .stopped: .stopped
+        case .failed: .failed
+        case .waiting, .running: .starting
+        case .up: .running
+        case .backoff: .backoff
+        // Deciding after a run (microseconds), ordered to stop, or abandoned inside the plugin.
+        case .ending, .stopping, .hung: .stopping
         }
     }
 

@@ -46,7 +46,16 @@ struct SupervisorStateMachine<Run: AnyObject> {
 
     /// What the machine keeps of one service.
     private struct Member {
-        var phase: SupervisionPhase<Run> = .stopped
+        var phase: SupervisionPhase<Run> = .idle {
+            didSet {
+                if phase.publicState != oldValue.publicState { since = clock() }
+            }
+        }
+        /// When the service entered the state an operator sees.
+        private(set) var since: ContinuousClock.Instant
+        /// How its last run ended.
+        var lastExit: StopReason?
+        let clock: @Sendable () -> ContinuousClock.Instant
         var restarts: RestartTracker
         let requires: [String]
         let restartPolicy: RestartPolicy?
@@ -77,10 +86,13 @@ struct SupervisorStateMachine<Run: AnyObject> {
     var recovery: Bool
     /// How a user retries a failed service, for messages.
     let retryHint: String
+    /// Stamps state changes (``status(of:)``); a parameter so that tests set the time.
+    private let clock: @Sendable () -> ContinuousClock.Instant
 
-    init(recovery: Bool, retryHint: String) {
+    init(recovery: Bool, retryHint: String, clock: @escaping @Sendable () -> ContinuousClock.Instant = { .now }) {
         self.recovery = recovery
         self.retryHint = retryHint
+        self.clock = clock
     }
 
     /// The services, in the order they were added.
@@ -109,6 +121,28 @@ struct SupervisorStateMachine<Run: AnyObject> {
         names.filter { members[$0]?.phase.failure != nil }
     }
 
+    /// How one service stands, as an operator sees it.
+    struct Status: Equatable {
+        var state: ServiceStatus.State
+        /// When it entered `state`.
+        var since: ContinuousClock.Instant
+        /// When a backoff ends, in ``ServiceStatus/State/backoff``.
+        var backoffUntil: ContinuousClock.Instant?
+        var lastExit: StopReason?
+        /// Why it failed, in ``ServiceStatus/State/failed``.
+        var failure: String?
+        /// The requirements it waits for to start, if any.
+        var waitingFor: [String]
+    }
+
+    func status(of name: String) -> Status? {
+        guard let member = members[name] else { return nil }
+        let backoffUntil: ContinuousClock.Instant? = if case .backoff(_, let until) = member.phase { until } else { nil }
+        let waitingFor: [String] = if case .waiting = member.phase { member.requires.filter { !isUp($0) } } else { [] }
+        return Status(state: member.phase.publicState, since: member.since, backoffUntil: backoffUntil,
+                      lastExit: member.lastExit, failure: member.phase.failure, waitingFor: waitingFor)
+    }
+
     // MARK: Orders
 
     mutating func add(_ name: String, configuration: ServiceConfiguration, stopMargin: Duration = .zero) throws(ServiceError) {
@@ -117,6 +151,7 @@ struct SupervisorStateMachine<Run: AnyObject> {
             throw ServiceError(.duplicateService, service: name, reason: "a service with this name is already added")
         }
         members[name] = Member(
+            since: clock(), clock: clock,
             restarts: RestartTracker(configuration), requires: configuration.requires, restartPolicy: configuration.restart,
             stopTimeout: configuration.stopTimeout, stopAllowance: configuration.stopTimeout + stopMargin)
         graph.add(name, requires: configuration.requires)
@@ -218,6 +253,7 @@ struct SupervisorStateMachine<Run: AnyObject> {
         // A run abandoned earlier that ends at last is no longer the service's concern.
         guard members[name]?.phase.run === run else { return [] }
         members[name]?.restarts.runEnded()
+        members[name]?.lastExit = reason
         // From here a start order (from a caller that saw the `stopped`
         // event) is taken, and honoured by the decision.
         members[name]?.phase.runEnded(run)
@@ -252,7 +288,7 @@ struct SupervisorStateMachine<Run: AnyObject> {
             recoveryOff: !recovery && member.restartPolicy == nil, stopsForGood: stopsForGood, retryHint: retryHint)
         switch decision {
         case .restart(let restart, let attempt, let delay):
-            member.phase.continues(run)
+            member.phase.continues(run, after: delay > .zero ? now + delay : nil)
             return (.restart(after: delay), [
                 .update(service: name, .restarting(restarts: restart)),
                 .log(.info, "restarting (attempt #\(attempt))\(delay > .zero ? " in \(delay.milliseconds) ms" : "")", service: name),
