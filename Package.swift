@@ -18,6 +18,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     ],
     targets: [
         // The plugin ABI, from the same header plugin authors compile against.
@@ -47,10 +48,22 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
+        // The control API (HTTP + JSON on a Unix socket) and its client, over swift-nio.
+        .target(
+            name: "ServiceHostControl",
+            dependencies: [
+                "ServiceHost",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
         .executableTarget(
             name: "servicehost",
             dependencies: [
                 "ServiceHost",
+                "ServiceHostControl",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -69,7 +82,7 @@ let package = Package(
         ),
         .testTarget(
             name: "ServiceHostTests",
-            dependencies: ["ServiceHost", "servicehost"],
+            dependencies: ["ServiceHost", "ServiceHostControl", "servicehost"],
             exclude: []
         ),
     ]

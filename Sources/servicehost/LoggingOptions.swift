@@ -1,5 +1,6 @@
 import ArgumentParser
 import Logging
+import ServiceHostControl
 
 /// Options shared by every subcommand that logs.
 struct LoggingOptions: ParsableArguments {
@@ -12,13 +13,16 @@ struct LoggingOptions: ParsableArguments {
         }
     }
 
-    /// Sends every log line to standard error at the chosen level, and returns the host's logger.
-    func bootstrap() -> Logger {
+    /// Sends every log line to standard error at the chosen level, and
+    /// returns the host's logger. With a `ring`, each service's lines are
+    /// kept there too, for the control API.
+    func bootstrap(keepingServiceLinesIn ring: ServiceLogRing? = nil) -> Logger {
         let level = Logger.Level(rawValue: logLevel) ?? .info
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = level
-            return handler
+            guard let ring else { return handler }
+            return MultiplexLogHandler([handler, LogRingHandler(ring: ring, logLevel: level)])
         }
         return Logger(label: "servicehost")
     }

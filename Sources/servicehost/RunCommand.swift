@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import ServiceHost
+import ServiceHostControl
 
 #if canImport(Glibc)
 import Glibc
@@ -42,9 +43,11 @@ struct RunCommand: AsyncParsableCommand {
     }
 
     @OptionGroup var logging: LoggingOptions
+    @OptionGroup var control: ControlOptions
 
     func run() async throws {
-        let logger = logging.bootstrap()
+        let logs = ServiceLogRing()
+        let logger = logging.bootstrap(keepingServiceLinesIn: logs)
         let signals = HostSignals.install([SIGINT, SIGTERM, SIGHUP])
         HostLimits.raiseDescriptorLimit(logger: logger)
         var configuration = Scheduler.Configuration(recovery: !noRecovery, isolation: Isolation(name: isolation) ?? .thread,
@@ -55,12 +58,31 @@ struct RunCommand: AsyncParsableCommand {
         // Resolved once, before any plugin runs: a plugin may chdir, and SIGHUP
         // must still find the same directory.
         let plugins = scheduler.resolvedDirectory(plugins)
+        // Before any plugin is loaded: the socket's mode comes from the
+        // process-wide umask at bind, which no plugin thread may see.
+        var controlServer: ControlServer?
+        if let path = control.path {
+            let api = ControlAPI(scheduler: scheduler, logs: logs,
+                                 host: .init(version: ServiceHostVersion.current, pluginsDirectory: plugins), logger: logger)
+            let server = ControlServer(
+                configuration: .init(path: path, controlGroup: control.controlGroup.flatMap(PeerAccess.groupID(named:))),
+                api: api, logger: logger)
+            do {
+                try await server.start()
+            } catch {
+                logger.critical("\(error)")
+                await scheduler.shutdown()
+                throw ExitCode(2)
+            }
+            controlServer = server
+        }
         do {
             let errors = try await scheduler.addPlugins(directory: plugins)
             let count = scheduler.snapshot().count
             logger.notice("loaded \(count) plugin\(count == 1 ? "" : "s") from \(plugins)\(errors.isEmpty ? "" : ", \(errors.count) refused")")
         } catch {
             logger.critical("\(error)")
+            await controlServer?.stop()
             throw ExitCode(2)
         }
         logger.debug("plugin copies are loaded from \(scheduler.runtimeDirectory)")
@@ -111,6 +133,7 @@ struct RunCommand: AsyncParsableCommand {
         while let event = await pending.next() {
             switch event {
             case .shutDown:
+                await controlServer?.stop()
                 let abandoned = Self.stillRunning(scheduler)
                 if !abandoned.isEmpty {
                     logger.error("stopped, abandoning \(abandoned.joined(separator: ", ")): still inside the plugin after stop_timeout_ms")
@@ -123,6 +146,7 @@ struct RunCommand: AsyncParsableCommand {
                 logger.error("\(Self.name(of: signal)) again: exiting without waiting\(abandoned.isEmpty ? "" : "; abandoned \(abandoned.joined(separator: ", "))")")
                 // Not released on this path: the threads may still be inside plugin code.
                 try? FileManager.default.removeItem(atPath: scheduler.runtimeDirectory)
+                if let path = control.path { unlink(path) }
                 throw ExitCode(3)
             case .signal, .reloaded:
                 continue
