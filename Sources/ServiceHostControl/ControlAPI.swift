@@ -59,6 +59,9 @@ public final class ControlAPI: Sendable {
         }
     }
 
+    /// The longest a request for log lines may wait for a new one (`wait_ms`).
+    public static let maxLogWaitMilliseconds = 60_000
+
     /// How long an order waits, when asked to wait without a `timeout_ms`.
     public static let defaultWaitMilliseconds = 30_000
 
@@ -133,7 +136,10 @@ public final class ControlAPI: Sendable {
         case .logs(let name):
             _ = try status(of: name)
             let count = try Self.integer(request.query["lines"], named: "lines", default: 100, range: 1...100_000)
-            return try Self.ok(ControlDocument.Logs(service: name, lines: logs.lines(of: name, last: count)))
+            let after = try Self.integer(request.query["after"], named: "after", default: 0, range: 0...Int.max)
+            let wait = try Self.integer(request.query["wait_ms"], named: "wait_ms", default: 0, range: 0...Self.maxLogWaitMilliseconds)
+            let lines = await logs.lines(of: name, last: count, after: UInt64(after), waitingUpTo: .milliseconds(wait))
+            return try Self.ok(ControlDocument.Logs(service: name, lines: lines))
         case .order(let name, let verb):
             guard case .full = access else {
                 throw Refusal.forbidden("members of the control group may only read; \(verb) needs the host's user or root")

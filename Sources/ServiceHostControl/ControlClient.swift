@@ -3,6 +3,10 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Sends one request to a host's control socket: what `servicehost ctl` uses.
 public struct ControlClient: Sendable {
     public struct Failure: Error, CustomStringConvertible {
@@ -84,7 +88,7 @@ public struct ControlClient: Sendable {
     }
 
     private static func reason(_ error: any Error) -> String {
-        if let error = error as? IOError { return error.description }
+        if let error = error as? IOError { return String(cString: strerror(error.errnoCode)) }
         return "\(error)"
     }
 }

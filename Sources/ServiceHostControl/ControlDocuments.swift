@@ -21,6 +21,10 @@ public enum ControlDocument {
     /// `GET /v1/services`.
     public struct Services: Sendable, Codable, Equatable {
         public var services: [ServiceStatus]
+
+        public init(services: [ServiceStatus]) {
+            self.services = services
+        }
     }
 
     /// The answer to `POST /v1/services/NAME/start|stop|restart`.

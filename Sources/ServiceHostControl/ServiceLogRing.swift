@@ -77,12 +77,29 @@ public final class ServiceLogRing: Sendable {
         for follower in followers { follower.yield(line) }
     }
 
-    /// The last `count` lines of `service`, oldest first.
-    public func lines(of service: String, last count: Int) -> [Line] {
+    /// The last `count` lines of `service` (those after sequence number
+    /// `after`, if given), oldest first.
+    public func lines(of service: String, last count: Int, after: UInt64 = 0) -> [Line] {
         state.withLock { state in
             guard let ring = state.rings[service], count > 0 else { return [] }
-            return Array(ring.lines.suffix(count))
+            return Array(ring.lines.lazy.filter { $0.sequence > after }.suffix(count))
         }
+    }
+
+    /// ``lines(of:last:after:)``, waiting up to `timeout` for a first line
+    /// when there is none yet: a reader that follows asks again with the last
+    /// sequence number it saw (a long poll).
+    public func lines(of service: String, last count: Int, after: UInt64, waitingUpTo timeout: Duration) async -> [Line] {
+        let arrivals = follow(service, buffer: 1)
+        let present = lines(of: service, last: count, after: after)
+        guard present.isEmpty, timeout > .zero else { return present }
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { for await _ in arrivals { return } }
+            group.addTask { try? await Task.sleep(for: timeout) }
+            await group.next()
+            group.cancelAll()
+        }
+        return lines(of: service, last: count, after: after)
     }
 
     /// The lines of `service` from now on, until the stream is cancelled or

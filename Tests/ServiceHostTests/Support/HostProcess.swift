@@ -27,6 +27,9 @@ final class HostProcess: @unchecked Sendable {
 
     private let process = Process()
     private let output: FileHandle
+    private let controlDirectory: TemporaryDirectory
+    /// Where a `run` host serves its control API (unless the test named another).
+    let controlSocket: String
     private let lock = NSLock()
     private var text = ""
     private var waiters: [(String, Int, CheckedContinuation<Void, Never>)] = []
@@ -41,6 +44,15 @@ final class HostProcess: @unchecked Sendable {
     ///   - executable: the `servicehost` binary to run (by default the built one).
     init(_ arguments: [String], shellSetup: String? = nil, currentDirectory: URL? = nil, executable: URL? = nil) throws {
         let binary = try executable ?? Self.binary
+        // Each host its own control socket: the default path is one per user,
+        // and tests run many hosts at once.
+        let controlDirectory = try TemporaryDirectory("servicehost-control")
+        self.controlDirectory = controlDirectory
+        controlSocket = controlDirectory.file("control.sock").path
+        var arguments = arguments
+        if arguments.first == "run", !arguments.contains("--control-socket") {
+            arguments += ["--control-socket", controlSocket]
+        }
         if let shellSetup {
             process.executableURL = URL(fileURLWithPath: "/bin/sh")
             process.arguments = ["-c", "\(shellSetup); exec \"$0\" \"$@\"", binary.path] + arguments
