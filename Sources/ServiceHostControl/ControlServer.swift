@@ -95,10 +95,12 @@ public final class ControlServer: Sendable {
         logger.notice("control API on \(path) (mode \(configuration.controlGroup == nil ? "0600" : "0660"))")
     }
 
-    /// Stops accepting, waits for the requests under way, and removes the socket.
+    /// Stops accepting, ends the requests under way (a waiting order or log
+    /// poll is cancelled, not waited out), and removes the socket.
     public func stop() async {
         guard let (channel, serving) = listener.withLock({ current in defer { current = nil }; return current }) else { return }
         try? await channel.close()
+        serving.cancel()
         await serving.value
         unlink(configuration.path)
         try? await group.shutdownGracefully()
@@ -121,20 +123,17 @@ public final class ControlServer: Sendable {
     private func handle(_ connection: Connection) async {
         let channel = connection.channel
         guard active.add(1, ordering: .relaxed).newValue <= configuration.maxConnections else {
+            // Closed unread: an answer before the request confuses clients, and reading it would hold a slot.
             active.subtract(1, ordering: .relaxed)
-            await answer(connection, ControlAPI.refusal(ControlDocument.Failure(
-                code: "busy", message: "the control API serves at most \(configuration.maxConnections) connections at once")), status: 503)
+            try? await channel.close()
+            logger.warning("control: a connection was closed unserved: \(configuration.maxConnections) are served already")
             return
         }
         defer { active.subtract(1, ordering: .relaxed) }
-        guard let access = await peerAccess(of: channel) else {
-            await answer(connection, ControlAPI.refusal(ControlDocument.Failure(
-                code: "forbidden", message: "only the host's user, root and members of the control group may use this socket")))
-            return
-        }
+        let access = await peerAccess(of: channel)
         // One deadline for the whole request, so a client that trickles bytes cannot hold its slot.
-        let deadline = channel.eventLoop.scheduleTask(in: .nanoseconds(Int64(configuration.requestTimeout.components.seconds) * 1_000_000_000
-                                                                     + configuration.requestTimeout.components.attoseconds / 1_000_000_000)) {
+        let timeout = configuration.requestTimeout.components
+        let deadline = channel.eventLoop.scheduleTask(in: .nanoseconds(timeout.seconds * 1_000_000_000 + timeout.attoseconds / 1_000_000_000)) {
             channel.close(promise: nil)
         }
         do {
@@ -155,11 +154,17 @@ public final class ControlServer: Sendable {
                 }
                 deadline.cancel()
                 guard let head else { return }
-                let response: ControlAPI.Response = if size > configuration.maxRequestBytes {
-                    ControlAPI.refusal(ControlDocument.Failure(
-                        code: "too_large", message: "a request may be at most \(configuration.maxRequestBytes) bytes"))
+                logger.debug("control: \(head.method.rawValue) \(head.uri)")
+                let response: ControlAPI.Response = if let access {
+                    if size > configuration.maxRequestBytes {
+                        ControlAPI.refusal(ControlDocument.Failure(
+                            code: "too_large", message: "a request may be at most \(configuration.maxRequestBytes) bytes"))
+                    } else {
+                        await api.handle(ControlAPI.Request(method: head.method.rawValue, target: head.uri), access: access)
+                    }
                 } else {
-                    await api.handle(ControlAPI.Request(method: head.method.rawValue, target: head.uri), access: access)
+                    ControlAPI.refusal(ControlDocument.Failure(
+                        code: "forbidden", message: "only the host's user, root and members of the control group may use this socket"))
                 }
                 try await Self.write(response, to: outbound)
             }
@@ -184,15 +189,6 @@ public final class ControlServer: Sendable {
             logger.warning("control: refused a connection from uid \(credentials.uid), pid \(credentials.pid): not the host's user, root or a member of the control group")
         }
         return access
-    }
-
-    /// Answers and closes without reading the request.
-    private func answer(_ connection: Connection, _ response: ControlAPI.Response, status: Int? = nil) async {
-        var response = response
-        if let status { response.status = status }
-        try? await connection.executeThenClose { _, outbound in
-            try await Self.write(response, to: outbound)
-        }
     }
 
     private static func write(_ response: ControlAPI.Response, to outbound: NIOAsyncChannelOutboundWriter<HTTPServerResponsePart>) async throws {

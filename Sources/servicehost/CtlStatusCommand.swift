@@ -24,11 +24,6 @@ struct CtlStatusCommand: AsyncParsableCommand {
         var unknown = false
         do {
             if names.isEmpty {
-                if json {
-                    FileHandle.standardOutput.write(try await options.send(.GET, "/v1/services"))
-                    print()
-                    return
-                }
                 statuses = try await options.request(.GET, "/v1/services", as: ControlDocument.Services.self).services
             } else {
                 for name in names {

@@ -75,6 +75,10 @@ struct RunCommand: AsyncParsableCommand {
                 throw ExitCode(2)
             }
             controlServer = server
+            // swift-nio sets SIGPIPE to SIG_IGN when it makes its first socket,
+            // and programs that plugins start would inherit that; the host's
+            // own handler (reset to the default across exec) goes back.
+            HostSignals.reassert()
         }
         do {
             let errors = try await scheduler.addPlugins(directory: plugins)
@@ -100,13 +104,15 @@ struct RunCommand: AsyncParsableCommand {
         let reload = { @Sendable in
             Task {
                 logger.notice("SIGHUP: restarting services whose files changed, starting new plugins, retrying failed services")
-                await scheduler.restartChanged()
+                let restarted = await scheduler.restartChanged()
+                var started: [String] = []
                 do {
-                    try await scheduler.startNewPlugins(directory: plugins)
+                    started = try await scheduler.startNewPlugins(directory: plugins).started
                 } catch {
                     logger.error("\(error)")
                 }
-                scheduler.retryFailed()
+                let retried = scheduler.retryFailed()
+                logger.notice("SIGHUP done: \(restarted.count) restarted, \(started.count) started, \(retried.count) retried")
                 sink.yield(.reloaded)
             }
         }

@@ -281,12 +281,14 @@ public final class Scheduler: Sendable {
     public func remove(_ name: String) async throws(ServiceError) { try await manager.remove(name) }
 
     /// Restarts every plugin service whose file changed since its image was
-    /// loaded (what `SIGHUP` does); the others keep running.
+    /// loaded (what `SIGHUP` does); the others keep running. A service stopped
+    /// by an order stays stopped: its next start loads the file as it is then.
     /// - Returns: the names of the services restarted.
     @discardableResult
     public func restartChanged() async -> [String] {
         var restarted: [String] = []
-        for case let service as any ReloadableService in manager.services where service.fileChanged {
+        for case let service as any ReloadableService in manager.services
+        where service.fileChanged && !manager.isStoppedByOrder(service.name) {
             logger.notice("\(service.file) changed; restarting", metadata: ["service": "\(service.name)"])
             do {
                 try await manager.restart(service.name)

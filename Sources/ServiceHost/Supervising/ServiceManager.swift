@@ -186,6 +186,11 @@ final class ServiceManager: @unchecked Sendable {
         return supervised.map { ServiceStatus(service: $0.0, supervision: $0.1, now: .now, wallNow: Date()) }
     }
 
+    /// Whether a service is stopped by an order, or was never started.
+    func isStoppedByOrder(_ name: String) -> Bool {
+        lock.withLock { machine.isStoppedByOrder(name) }
+    }
+
     /// Whether ``shutdown()`` has begun: nothing is added or started any more.
     var hasShutDown: Bool {
         lock.withLock { machine.hasShutDown }
@@ -194,11 +199,13 @@ final class ServiceManager: @unchecked Sendable {
     // MARK: Reports from service threads
 
     func serviceStarted(_ service: BaseService, by runner: ServiceRunner) {
+        // The state first, so that whoever sees the event sees it running.
+        let launches = transition { $0.runStarted(service.name, runner, makeRun: makeRunLocked) }
         let metadata = service.metadata
         logger.info("started (start #\(metadata.starts)\(metadata.pluginVersion.map { ", version \($0)" } ?? ""))",
                     metadata: ["service": "\(service.name)"])
         service.report(.started(starts: metadata.starts))
-        perform(transition { $0.runStarted(service.name, runner, makeRun: makeRunLocked) })
+        perform(launches)
     }
 
     /// Records how a run ended and decides whether the runner starts the service again.

@@ -116,6 +116,16 @@ struct SupervisorStateMachine<Run: AnyObject> {
     /// Why a service can never start (an unknown requirement, a cycle), if so.
     func dependencyProblem(of name: String) -> String? { graph.problem(of: name) }
 
+    /// Whether a service is stopped by an order (or was never started): a
+    /// reload leaves it so, as `systemctl stop` does; its next start loads
+    /// whatever its file is then.
+    func isStoppedByOrder(_ name: String) -> Bool {
+        switch members[name]?.phase {
+        case .idle?, .stopped?: true
+        default: false
+        }
+    }
+
     /// The services that gave up, for a retry.
     var failedServices: [String] {
         names.filter { members[$0]?.phase.failure != nil }

@@ -148,8 +148,8 @@ final class HostProcess: @unchecked Sendable {
     }
 
     /// Runs the binary to completion and returns its exit status and output.
-    static func run(_ arguments: [String]) async throws -> (status: Int32, output: String) {
-        let host = try HostProcess(arguments)
+    static func run(_ arguments: [String], executable: URL? = nil) async throws -> (status: Int32, output: String) {
+        let host = try HostProcess(arguments, executable: executable)
         let status = try await host.waitForExit()
         return (status, host.outputText)
     }
