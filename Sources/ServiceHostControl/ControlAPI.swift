@@ -95,6 +95,7 @@ public final class ControlAPI: Sendable {
         case service(String)
         case logs(String)
         case order(String, verb: String)
+        case reload
 
         init?(path: String) {
             let segments = path.split(separator: "/").map(String.init)
@@ -102,6 +103,7 @@ public final class ControlAPI: Sendable {
             switch segments.count {
             case 2 where segments[1] == "host": self = .host
             case 2 where segments[1] == "services": self = .services
+            case 2 where segments[1] == "reload": self = .reload
             case 3 where segments[1] == "services": self = .service(segments[2])
             case 4 where segments[1] == "services" && segments[3] == "logs": self = .logs(segments[2])
             case 4 where segments[1] == "services" && ["start", "stop", "restart"].contains(segments[3]):
@@ -114,7 +116,7 @@ public final class ControlAPI: Sendable {
         var method: String {
             switch self {
             case .host, .services, .service, .logs: "GET"
-            case .order: "POST"
+            case .order, .reload: "POST"
             }
         }
     }
@@ -145,6 +147,18 @@ public final class ControlAPI: Sendable {
                 throw Refusal.forbidden("members of the control group may only read; \(verb) needs the host's user or root")
             }
             return try Self.ok(try await order(verb, name, query: request.query))
+        case .reload:
+            guard case .full = access else {
+                throw Refusal.forbidden("members of the control group may only read; reload needs the host's user or root")
+            }
+            let dryRun = try Self.flag(request.query["dry_run"], named: "dry_run")
+            let report: ReloadReport
+            do {
+                report = try await scheduler.reload(directory: host.pluginsDirectory, dryRun: dryRun)
+            } catch {
+                throw ControlDocument.Failure(code: "reload_failed", message: error.description)
+            }
+            return try Self.ok(report)
         }
     }
 

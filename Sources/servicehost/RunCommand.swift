@@ -15,8 +15,9 @@ struct RunCommand: AsyncParsableCommand {
         discussion: """
             Every *.so directly in the directory is one service, named after the file \
             without 'lib' and '.so', with an optional sidecar NAME.toml beside it. \
-            SIGHUP restarts the services whose files changed, starts plugins \
-            added (or fixed) since, and retries, once, those that gave up.
+            SIGHUP (or `servicehost ctl reload`) makes the services match the \
+            directory: new plugins start, removed ones stop, changed files and \
+            sidecars restart their services, failed services are retried once.
             """
     )
 
@@ -103,16 +104,12 @@ struct RunCommand: AsyncParsableCommand {
         var reloadAgain = false
         let reload = { @Sendable in
             Task {
-                logger.notice("SIGHUP: restarting services whose files changed, starting new plugins, retrying failed services")
-                let restarted = await scheduler.restartChanged()
-                var started: [String] = []
+                logger.notice("SIGHUP: reloading \(plugins)")
                 do {
-                    started = try await scheduler.startNewPlugins(directory: plugins).started
+                    _ = try await scheduler.reload(directory: plugins)
                 } catch {
                     logger.error("\(error)")
                 }
-                let retried = scheduler.retryFailed()
-                logger.notice("SIGHUP done: \(restarted.count) restarted, \(started.count) started, \(retried.count) retried")
                 sink.yield(.reloaded)
             }
         }

@@ -81,7 +81,7 @@ struct ControlTests {
         // A changed file and a SIGHUP do not start what an operator stopped.
         try await folder.overwriteInPlace("Fine.so", with: BuiltFixtures.shared.bytes("probe.c", defines: ["PROBE_VERSION=\"2.0.0\""]))
         host.send(SIGHUP)
-        try await host.waitForOutput("SIGHUP done:")
+        try await host.waitForOutput("reload: ")
         #expect(try await ctl(host, "status", "Fine").status == 3)
 
         // Started again by name: the new version, once.

@@ -25,6 +25,12 @@ struct PluginDirectory: Sendable {
         return current.hasSuffix("/") ? current + relative : current + "/" + relative
     }
 
+    /// The directory part of a file's path (`.` when it has none).
+    static func directory(of file: String) -> String {
+        guard let slash = file.lastIndex(of: "/") else { return "." }
+        return slash == file.startIndex ? "/" : String(file[..<slash])
+    }
+
     /// The service name for a file name: without a leading `lib` and without
     /// `.so` (`libEcho.so` -> `Echo`); `nil` for files that are not plugins.
     static func serviceName(forFileName fileName: String) -> String? {

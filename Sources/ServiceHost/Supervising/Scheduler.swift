@@ -61,6 +61,8 @@ public final class Scheduler: Sendable {
     private let reportedStraySidecars = Mutex<[String: Set<String>]>([:])
     /// Started on first use: most hosts never run a process-isolated service.
     private let launcher: WorkerLauncher?
+    /// One reload at a time (SIGHUP, the control API, a file watcher).
+    private let reloads = AsyncLock()
 
     /// - Throws: ``PluginError`` when the runtime directory cannot be made.
     public init(configuration: Configuration = .init(), logger: Logger) throws {
@@ -158,7 +160,7 @@ public final class Scheduler: Sendable {
     /// does after restarting changed files).
     /// - Returns: the names of the services added, and one error per file refused.
     @discardableResult
-    public func startNewPlugins(directory: String) throws(PluginError) -> (started: [String], errors: [PluginError]) {
+    func startNewPlugins(directory: String) throws(PluginError) -> (started: [String], errors: [PluginError]) {
         let (added, errors) = try addPlugins(in: directory, skippingKnown: true)
         for name in added {
             do {
@@ -173,7 +175,7 @@ public final class Scheduler: Sendable {
     /// ``startNewPlugins(directory:)`` for async callers, its scans on a thread
     /// of its own (see the async `addPlugins(directory:)`).
     @discardableResult
-    public func startNewPlugins(directory: String) async throws(PluginError) -> (started: [String], errors: [PluginError]) {
+    func startNewPlugins(directory: String) async throws(PluginError) -> (started: [String], errors: [PluginError]) {
         try await offTheCooperativePool(directory) { () throws(PluginError) in
             try self.startNewPlugins(directory: directory)
         }
@@ -216,15 +218,7 @@ public final class Scheduler: Sendable {
         }
         let plugins = PluginDirectory(path: directory)
         let (entries, scanErrors) = try plugins.scan()
-        // Each stray sidecar once while it stays stray, not on every SIGHUP.
-        let stray = plugins.straySidecars(besides: entries)
-        let fresh = reportedStraySidecars.withLock { reported in
-            defer { reported[directory] = Set(stray.map(\.warning)) }
-            return stray.filter { !(reported[directory]?.contains($0.warning) ?? false) }
-        }
-        for (file, warning) in fresh {
-            logger.warning("\(warning)", metadata: ["file": "\(file)"])
-        }
+        warnAboutStraySidecars(in: plugins, besides: entries)
         var errors = scanErrors
         var added: [String] = []
         for entry in entries {
@@ -247,6 +241,128 @@ public final class Scheduler: Sendable {
             logger.error("\(error)", metadata: ["file": "\(error.file)", "code": "\(error.code)"])
         }
         return (added, errors)
+    }
+
+    /// Warns about each stray sidecar once while it stays stray, not on every reload.
+    private func warnAboutStraySidecars(in plugins: PluginDirectory, besides entries: [PluginDirectory.Entry]) {
+        let stray = plugins.straySidecars(besides: entries)
+        let fresh = reportedStraySidecars.withLock { reported in
+            defer { reported[plugins.path] = Set(stray.map(\.warning)) }
+            return stray.filter { !(reported[plugins.path]?.contains($0.warning) ?? false) }
+        }
+        for (file, warning) in fresh {
+            logger.warning("\(warning)", metadata: ["file": "\(file)"])
+        }
+    }
+
+    // MARK: Reload
+
+    /// Makes the services match the plugins directory, as supervisorctl's
+    /// `update` does: new plugins are added and started; a removed plugin's
+    /// service is stopped (dependents first) and removed; a changed file is
+    /// hot-reloaded (rolled back if refused); a changed sidecar restarts its
+    /// service with the new values, and an invalid one is reported and leaves
+    /// the service as it was; failed services get one more start; a service
+    /// stopped by an order stays stopped; services in backoff are left to it.
+    /// What `SIGHUP` does. One reload runs at a time.
+    /// - Parameter dryRun: only report what a reload would do.
+    public func reload(directory: String, dryRun: Bool = false) async throws(PluginError) -> ReloadReport {
+        try await reloads.withLock { () async throws(PluginError) -> ReloadReport in
+            let plan = try await offTheCooperativePool(directory) { () throws(PluginError) in try self.plan(directory) }
+            var report = plan.report(dryRun: dryRun)
+            if !dryRun {
+                await carryOut(plan, into: &report)
+            }
+            for refusal in report.refused {
+                logger.error("\(refusal.file): \(refusal.reason)", metadata: ["file": "\(refusal.file)"])
+            }
+            logger.notice("reload: \(report.summary)")
+            return report
+        }
+    }
+
+    /// Reads the directory and every sidecar, and decides.
+    private func plan(_ directory: String) throws(PluginError) -> ReloadPlan {
+        let directory = resolvedDirectory(directory)
+        if !configuration.allowInsecurePlugins {
+            try FileSafety.check(directory, as: .directory)
+        }
+        let plugins = PluginDirectory(path: directory)
+        let (entries, scanErrors) = try plugins.scan()
+        warnAboutStraySidecars(in: plugins, besides: entries)
+        let found = entries.map { entry in
+            ReloadPlan.Found(entry: entry, configuration: Result { () throws(PluginError) in
+                if let sidecar = entry.sidecar { try loadSidecar(sidecar) } else { ServiceConfiguration() }
+            })
+        }
+        let failed = Set(manager.failedServices)
+        let running = manager.services.compactMap { $0 as? any ReloadableService }
+            .filter { PluginDirectory.directory(of: $0.file) == directory }
+            .map { service in
+                ReloadPlan.Running(name: service.name, file: service.file, configuration: service.configuration,
+                                   fileChanged: service.fileChanged, failed: failed.contains(service.name),
+                                   stoppedByOrder: manager.isStoppedByOrder(service.name))
+            }
+        return ReloadPlan(found: found, running: running, scanErrors: scanErrors)
+    }
+
+    private func carryOut(_ plan: ReloadPlan, into report: inout ReloadReport) async {
+        for step in plan.steps {
+            switch step {
+            case .remove(let name):
+                logger.notice("its plugin file is gone; stopping and removing the service", metadata: ["service": "\(name)"])
+                try? await manager.remove(name)
+            case .restart(let name):
+                logger.notice("its plugin file changed; restarting", metadata: ["service": "\(name)"])
+                do {
+                    try await manager.restart(name)
+                } catch {
+                    refuse(name, as: "", error.reason, in: &report)
+                }
+            case .reconfigure(let entry, let configuration, let start):
+                logger.notice("\(entry.sidecar ?? "its sidecar") changed; restarting with the new values", metadata: ["service": "\(entry.name)"])
+                try? await manager.remove(entry.name)
+                await add(entry, configuration, start: start, into: &report)
+            case .add(let entry, let configuration):
+                await add(entry, configuration, start: true, into: &report)
+            case .retry(let name):
+                logger.notice("retrying a failed service", metadata: ["service": "\(name)"])
+                do {
+                    try manager.retry(name)
+                } catch {
+                    refuse(name, as: "", error.reason, in: &report)
+                }
+            case .keep, .refuse:
+                break
+            }
+        }
+    }
+
+    /// Adds a plugin (its load-time scan on a thread of its own) and starts it.
+    private func add(_ entry: PluginDirectory.Entry, _ configuration: ServiceConfiguration, start: Bool,
+                     into report: inout ReloadReport) async {
+        do {
+            _ = try await offTheCooperativePool(entry.file) { () throws(PluginError) in
+                try self.addPlugin(file: entry.file, name: entry.name, configuration: configuration)
+            }
+        } catch {
+            refuse(entry.name, as: entry.file, error.reason, in: &report)
+            return
+        }
+        guard start else { return }
+        do {
+            try manager.start(entry.name)
+        } catch {
+            logger.error("\(error.reason)", metadata: ["service": "\(entry.name)"])
+        }
+    }
+
+    /// Moves a service the report counted as done to the refused.
+    private func refuse(_ name: String, as file: String, _ reason: String, in report: inout ReloadReport) {
+        report.added.removeAll { $0 == name }
+        report.changed.removeAll { $0 == name }
+        report.retried.removeAll { $0 == name }
+        report.refused.append(ReloadReport.Refusal(file: file.isEmpty ? name : file, reason: reason))
     }
 
     private func sidecarConfiguration(for file: String, name: String) throws(PluginError) -> ServiceConfiguration {
@@ -285,7 +401,7 @@ public final class Scheduler: Sendable {
     /// by an order stays stopped: its next start loads the file as it is then.
     /// - Returns: the names of the services restarted.
     @discardableResult
-    public func restartChanged() async -> [String] {
+    func restartChanged() async -> [String] {
         var restarted: [String] = []
         for case let service as any ReloadableService in manager.services
         where service.fileChanged && !manager.isStoppedByOrder(service.name) {

@@ -114,6 +114,16 @@ final class ServiceManager: @unchecked Sendable {
         }
     }
 
+    /// Starts again, once, a service that gave up.
+    func retry(_ name: String) throws(ServiceError) {
+        try start(name, retrying: true)
+    }
+
+    /// The services that gave up.
+    var failedServices: [String] {
+        lock.withLock { machine.failedServices }
+    }
+
     /// Starts again every service that gave up (SIGHUP's second duty), once each.
     func retryFailed() -> [String] {
         var retried: [String] = []
