@@ -33,6 +33,9 @@ struct RunCommand: AsyncParsableCommand {
     @Flag(name: .long, help: "Load plugins, sidecars and directories that others than this user could have written.")
     var allowInsecurePlugins = false
 
+    @Flag(name: .long, help: "Watch the plugins directory and reload when a plugin or sidecar is added, replaced or removed (once the change settles).")
+    var watch = false
+
     @Option(name: .long, help: "The largest plugin file to load, in bytes (default 512 MiB).")
     var maxPluginSize: Int64 = Limits.defaultMaxPluginSize
 
@@ -104,7 +107,7 @@ struct RunCommand: AsyncParsableCommand {
         var reloadAgain = false
         let reload = { @Sendable in
             Task {
-                logger.notice("SIGHUP: reloading \(plugins)")
+                logger.notice("reloading \(plugins)")
                 do {
                     _ = try await scheduler.reload(directory: plugins)
                 } catch {
@@ -113,8 +116,21 @@ struct RunCommand: AsyncParsableCommand {
                 sink.yield(.reloaded)
             }
         }
+        // With --watch, a settled change in the directory reloads as SIGHUP does.
+        var watcher: DirectoryWatcher?
+        if watch {
+            do {
+                watcher = try DirectoryWatcher(directory: plugins, logger: logger) { what in sink.yield(.changed(what)) }
+                logger.notice("watching \(plugins) for changes")
+            } catch {
+                logger.error("\(error); --watch is off, send SIGHUP to reload")
+            }
+        }
         signals: while let event = await pending.next() {
             switch event {
+            case .changed(let what):
+                logger.notice("plugins directory changed (\(what))")
+                if reloading { reloadAgain = true } else { reloading = true; _ = reload() }
             case .signal(SIGHUP) where reloading:
                 reloadAgain = true
             case .signal(SIGHUP):
@@ -132,6 +148,7 @@ struct RunCommand: AsyncParsableCommand {
                 continue
             }
         }
+        watcher?.stop()
         Task { await scheduler.shutdown(); sink.yield(.shutDown) }
         while let event = await pending.next() {
             switch event {
@@ -151,7 +168,7 @@ struct RunCommand: AsyncParsableCommand {
                 try? FileManager.default.removeItem(atPath: scheduler.runtimeDirectory)
                 if let path = control.path { unlink(path) }
                 throw ExitCode(3)
-            case .signal, .reloaded:
+            case .signal, .reloaded, .changed:
                 continue
             }
         }
@@ -161,6 +178,8 @@ struct RunCommand: AsyncParsableCommand {
         case signal(Int32)
         /// A SIGHUP reload finished.
         case reloaded
+        /// The watched plugins directory changed, and the change settled.
+        case changed(String)
         case shutDown
     }
 

@@ -166,7 +166,7 @@ struct SignalTests {
         try await folder.add("constructor.c", as: "Hangs.so", defines: ["CONSTRUCTOR_FAULT=3"],
                              sidecar: "start_timeout_ms = \(startTimeout.milliseconds)\n")
         host.send(SIGHUP)
-        try await host.waitForOutput("SIGHUP: reloading")
+        try await host.waitForOutput("reloading \(folder.path)")
         let began = ContinuousClock.now
         host.send(SIGTERM)
         let status = try await host.waitForExit(timeout: startTimeout / 2)

@@ -1,0 +1,81 @@
+import Foundation
+import Testing
+@testable import ServiceHost
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `servicehost run --watch`: the plugins directory is live. Driven through
+/// the real binary with the file operations users make.
+@Suite("Watched plugins directory")
+struct WatchTests {
+    @Test func onlyPluginsAndSidecarsCountNotTemporaryOrHiddenFiles() {
+        for name in ["libEcho.so", "Echo.so", "Echo.toml"] {
+            #expect(DirectoryWatcher.isRelevant(name), "\(name)")
+        }
+        for name in [".Echo.so", "Echo.so.tmp", "Echo.so.part", "Echo.toml~", ".#Echo.toml", "Echo.toml.swp", "notes.txt", "Echo.so.1"] {
+            #expect(!DirectoryWatcher.isRelevant(name), "\(name)")
+        }
+    }
+
+    @Test func addingReplacingEditingAndRemovingFilesTakeEffectWithoutASignal() async throws {
+        let folder = try PluginFolder()
+        try await folder.add(as: "First.so", sidecar: "interval_ms = 50\n")
+        let host = try HostProcess(["run", "--plugins", folder.path, "--watch"])
+        try await host.waitForOutput("watching \(folder.path) for changes")
+        try await host.waitForOutput("service=First [ServiceHost] started")
+
+        // Written under a temporary name (ignored), then moved into place: added.
+        let staging = folder.directory.file(".New.so.tmp").path
+        try FileManager.default.copyItem(at: try await BuiltFixtures.shared.c("probe.c"), to: URL(fileURLWithPath: staging))
+        #expect(rename(staging, folder.directory.file("New.so").path) == 0)
+        try await host.waitForOutput("service=New [ServiceHost] started")
+        #expect(host.outputText.contains("plugins directory changed (New.so)"), "\(host.outputText)")
+
+        // Replaced in place with `cp`: hot-reloaded to the new version.
+        try folder.overwriteInPlace("First.so", with: try await BuiltFixtures.shared.bytes("probe.c", defines: ["PROBE_VERSION=\"2.0.0\""]))
+        try await host.waitForOutput("reloaded \(folder.path)/First.so: 1.0.0 -> 2.0.0")
+
+        // Installed with install(1): started.
+        let source = try await BuiltFixtures.shared.c("probe.c").path
+        try PluginBuilder.run(["install", "-m", "0755", source, folder.directory.file("Installed.so").path])
+        try await host.waitForOutput("service=Installed [ServiceHost] started")
+
+        // A sidecar edited: restarted with the new values.
+        try folder.sidecar(for: "First.so", "interval_ms = 50\n[config]\ngreeting = \"edited\"\n")
+        try await host.waitForOutput("name=First version=2.0.0 greeting=edited")
+
+        // Removed: stopped and removed.
+        try FileManager.default.removeItem(atPath: folder.directory.file("New.so").path)
+        try await host.waitForOutput("service=New [ServiceHost] its plugin file is gone; stopping and removing the service")
+        host.send(SIGTERM)
+        #expect(try await host.waitForExit() == 0)
+        #expect(!host.outputText.contains(".New.so.tmp"), "a temporary name is never acted on")
+    }
+
+    /// A plugin written in two sessions (closed half-way, a pause longer than
+    /// the quiet period) is looked at half-written: the scanner refuses that
+    /// version and the service keeps running the old one; the finished file
+    /// is then loaded.
+    @Test func aFileStillBeingWrittenNeverReplacesTheRunningVersion() async throws {
+        let folder = try PluginFolder()
+        try await folder.add(as: "Slow.so", sidecar: "interval_ms = 50\n")
+        let host = try HostProcess(["run", "--plugins", folder.path, "--watch"])
+        try await host.waitForOutput("service=Slow [ServiceHost] started")
+        let version2 = try await BuiltFixtures.shared.bytes("probe.c", defines: ["PROBE_VERSION=\"2.0.0\""])
+        // A writer that closes the file half-way (a copy that resumes later).
+        try folder.overwriteInPlace("Slow.so", with: Array(version2.prefix(version2.count / 2)))
+        // The half file settles and is reloaded: refused, the old version runs on.
+        try await host.waitForOutput("reload of \(folder.path)/Slow.so failed: ")
+        try await host.waitForOutput("keeping version 1.0.0")
+        let handle = try FileHandle(forWritingTo: folder.directory.file("Slow.so"))
+        try handle.seekToEnd()
+        try handle.write(contentsOf: Data(version2.dropFirst(version2.count / 2)))
+        try handle.close()
+        try await host.waitForOutput("reloaded \(folder.path)/Slow.so: 1.0.0 -> 2.0.0")
+        host.send(SIGTERM)
+        #expect(try await host.waitForExit() == 0)
+        #expect(!host.outputText.contains("service=Slow [ServiceHost] failed"), "\(host.outputText)")
+    }
+}
