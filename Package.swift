@@ -19,6 +19,7 @@ let package = Package(
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         // The plugin ABI, from the same header plugin authors compile against.
@@ -46,6 +47,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
         // The control API (HTTP + JSON on a Unix socket) and its client, over swift-nio.
@@ -82,7 +84,10 @@ let package = Package(
         ),
         .testTarget(
             name: "ServiceHostTests",
-            dependencies: ["ServiceHost", "ServiceHostControl", "servicehost"],
+            dependencies: [
+                "ServiceHost", "ServiceHostControl", "servicehost",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             exclude: []
         ),
     ]
