@@ -7,6 +7,7 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .library(name: "ServiceHost", targets: ["ServiceHost"]),
+        .library(name: "ServiceHostControl", targets: ["ServiceHostControl"]),
         .executable(name: "servicehost", targets: ["servicehost"]),
         // The bundled example plugins: each its own shared library.
         .library(name: "Counter", type: .dynamic, targets: ["Counter"]),

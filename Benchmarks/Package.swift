@@ -22,6 +22,7 @@ let package = Package(
                 "CBaselines",
                 .product(name: "Benchmark", package: "benchmark"),
                 .product(name: "ServiceHost", package: "ServiceHost"),
+                .product(name: "ServiceHostControl", package: "ServiceHost"),
             ],
             path: "Benchmarks/HostBenchmarks",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]

@@ -1,7 +1,9 @@
 import Benchmark
 import CBaselines
 import Foundation
+import Logging
 import ServiceHost
+import ServiceHostControl
 
 /// ServiceHost against the limits it is built on, measured in one run: loop
 /// dispatch against a direct C call and a raw `ffi_call`; process restarts
@@ -20,6 +22,7 @@ let benchmarks: @Sendable () -> Void = {
     reloadLatency()
     scaleAndIdleCost()
     idleFloor()
+    watchLatency()
 }
 
 // MARK: 1. Loop dispatch
@@ -232,6 +235,81 @@ private func scaleAndIdleCost() {
         let cpu = Measure.processCPUMicroseconds() - cpuBefore
         let wall = Double(baseline_monotonic_ns() - wallBefore) / 1e9
         benchmark.measurement(.custom("idle host CPU, 1,000 services at interval_ms = 1000 (µs per second)"), Int(Double(cpu) / wall))
+
+        // The control API over the same 1,000 services: the first answer
+        // computes each image's SHA-256; the later ones are what an operator's
+        // repeated `ctl status` costs. Then the whole `servicehost ctl status`
+        // command, a process of its own.
+        let socket = folder.appendingPathComponent("control.sock").path
+        let api = ControlAPI(scheduler: scheduler, logs: ServiceLogRing(),
+                             host: .init(version: "bench", pluginsDirectory: folder.path), logger: Logger(label: "bench"))
+        let server = ControlServer(configuration: .init(path: socket), api: api, logger: LogTap(marker: "\u{0}").logger)
+        try await server.start()
+        let client = ControlClient(path: socket)
+        for round in 0...50 {
+            let began = baseline_monotonic_ns()
+            let answer = try await client.send(.GET, "/v1/services")
+            let took = Int((baseline_monotonic_ns() - began) / 1000)
+            precondition(answer.status == 200 && answer.body.count > 100_000, "status of 1,000 services: \(answer.status)")
+            benchmark.measurement(.custom(round == 0 ? "control API: first status of 1,000 services (µs)"
+                                                     : "control API: status of 1,000 services (µs)"), took)
+        }
+        for _ in 0..<10 {
+            let began = baseline_monotonic_ns()
+            let ctl = Process()
+            ctl.executableURL = URL(fileURLWithPath: Fixtures.workerExecutable)
+            ctl.arguments = ["ctl", "--socket", socket, "status"]
+            ctl.standardOutput = FileHandle.nullDevice
+            try ctl.run()
+            ctl.waitUntilExit()
+            precondition(ctl.terminationStatus == 0, "ctl status exited \(ctl.terminationStatus)")
+            benchmark.measurement(.custom("servicehost ctl status of 1,000 services, whole command (µs)"),
+                                  Int((baseline_monotonic_ns() - began) / 1000))
+        }
+        await server.stop()
+        await scheduler.shutdown()
+    }
+}
+
+// MARK: 7. A watched directory
+
+private func watchLatency() {
+    Benchmark(
+        "Watch: new version renamed into place",
+        configuration: .init(
+            metrics: [.custom("rename() to new version's first svc_loop (ns)")],
+            warmupIterations: 0, maxIterations: 1
+        )
+    ) { benchmark in
+        let tap = LogTap(marker: "first-loop")
+        let builds = try Fixtures.folder("watch-builds")
+        let versions = try ["1", "2"].map { version in
+            try Data(contentsOf: URL(fileURLWithPath: Fixtures.plugin(
+                "reload_clock.c", named: "v\(version)", in: builds, defines: ["RELOAD_VERSION=\"\(version)\""])))
+        }
+        let folder = try Fixtures.folder("watch")
+        let file = folder.appendingPathComponent("Watched.so")
+        try versions[0].write(to: file)
+        try "interval_ms = 1000\n".write(to: folder.appendingPathComponent("Watched.toml"), atomically: true, encoding: .utf8)
+        let scheduler = try Scheduler(configuration: .init(workerExecutable: Fixtures.workerExecutable), logger: tap.logger)
+        try await scheduler.addPlugins(directory: folder.path)
+        scheduler.startAll()
+        _ = await tap.line()
+        // As `servicehost run --watch` does: a settled change reloads the directory.
+        let watcher = try DirectoryWatcher(directory: folder.path, logger: tap.logger) { _ in
+            Task { _ = try? await scheduler.reload(directory: folder.path) }
+        }
+        for round in 1...20 {
+            // Written under a temporary name (ignored), then renamed into place.
+            let staging = folder.appendingPathComponent(".Watched.so.tmp")
+            try versions[round % 2].write(to: staging)
+            let renamed = baseline_monotonic_ns()
+            precondition(rename(staging.path, file.path) == 0, "rename failed")
+            let line = await tap.line()
+            guard let stamp = line.split(separator: " ").dropFirst().first.flatMap({ Int64($0) }) else { continue }
+            benchmark.measurement(.custom("rename() to new version's first svc_loop (ns)"), Int(stamp - renamed))
+        }
+        watcher.stop()
         await scheduler.shutdown()
     }
 }
