@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import ServiceHost
+import Synchronization
 
 /// What the control API answers, apart from how it is reached: a request in,
 /// a status code and a JSON document out. ``ControlServer`` carries it over
@@ -23,9 +24,11 @@ public final class ControlAPI: Sendable {
             var query: [String: String] = [:]
             if parts.count == 2 {
                 for pair in parts[1].split(separator: "&") {
-                    let keyValue = pair.split(separator: "=", maxSplits: 1)
-                    let key = String(keyValue[0]).removingPercentEncoding ?? String(keyValue[0])
-                    query[key] = keyValue.count == 2 ? String(keyValue[1]).removingPercentEncoding ?? String(keyValue[1]) : ""
+                    let keyValue = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+                    guard let rawKey = keyValue.first, !rawKey.isEmpty else { continue }
+                    let key = String(rawKey).removingPercentEncoding ?? String(rawKey)
+                    let value = keyValue.count == 2 ? String(keyValue[1]) : ""
+                    query[key] = value.removingPercentEncoding ?? value
                 }
             }
             self.query = query
@@ -61,12 +64,18 @@ public final class ControlAPI: Sendable {
 
     /// The longest a request for log lines may wait for a new one (`wait_ms`).
     public static let maxLogWaitMilliseconds = 60_000
+    /// The longest an order may wait for its state (`timeout_ms`): ten minutes.
+    public static let maxWaitMilliseconds = 600_000
 
     /// How long an order waits, when asked to wait without a `timeout_ms`.
     public static let defaultWaitMilliseconds = 30_000
 
+    /// Log polls that wait at most at once (a fourth of the server's connections).
+    public static let maxLogPolls = 16
+
     private let scheduler: Scheduler
     private let logs: ServiceLogRing
+    private let polls = Atomic<Int>(0)
     private let host: HostInfo
     private let logger: Logger
 
@@ -130,9 +139,9 @@ public final class ControlAPI: Sendable {
         }
         switch resource {
         case .host:
-            return try Self.ok(hostDocument())
+            return try Self.ok(await hostDocument())
         case .services:
-            return try Self.ok(ControlDocument.Services(services: scheduler.status()))
+            return try Self.ok(ControlDocument.Services(services: await scheduler.statusOffThePool()))
         case .service(let name):
             return try Self.ok(try status(of: name))
         case .logs(let name):
@@ -140,7 +149,19 @@ public final class ControlAPI: Sendable {
             let count = try Self.integer(request.query["lines"], named: "lines", default: 100, range: 1...100_000)
             let after = try Self.integer(request.query["after"], named: "after", default: 0, range: 0...Int.max)
             let wait = try Self.integer(request.query["wait_ms"], named: "wait_ms", default: 0, range: 0...Self.maxLogWaitMilliseconds)
-            let lines = await logs.lines(of: name, last: count, after: UInt64(after), waitingUpTo: .milliseconds(wait))
+            let lines: [ServiceLogRing.Line]
+            if wait > 0 {
+                // Long polls hold a connection each: a bounded number of them, so
+                // that readers can never take every connection from an operator.
+                guard polls.add(1, ordering: .relaxed).newValue <= Self.maxLogPolls else {
+                    polls.subtract(1, ordering: .relaxed)
+                    throw ControlDocument.Failure(code: "busy", message: "\(Self.maxLogPolls) log polls wait already; try again")
+                }
+                defer { polls.subtract(1, ordering: .relaxed) }
+                lines = await logs.lines(of: name, last: count, after: UInt64(after), waitingUpTo: .milliseconds(wait))
+            } else {
+                lines = logs.lines(of: name, last: count, after: UInt64(after))
+            }
             return try Self.ok(ControlDocument.Logs(service: name, lines: lines))
         case .order(let name, let verb):
             guard case .full = access else {
@@ -164,8 +185,8 @@ public final class ControlAPI: Sendable {
 
     // MARK: Reading
 
-    private func hostDocument() -> ControlDocument.Host {
-        let statuses = scheduler.status()
+    private func hostDocument() async -> ControlDocument.Host {
+        let statuses = await scheduler.statusOffThePool()
         var states = Dictionary(uniqueKeysWithValues: ServiceStatus.State.allCases.map { ($0.rawValue, 0) })
         for status in statuses { states[status.state.rawValue, default: 0] += 1 }
         return ControlDocument.Host(
@@ -190,7 +211,7 @@ public final class ControlAPI: Sendable {
         let wait = try Self.flag(query["wait"], named: "wait")
         let timeout = Duration.milliseconds(try Self.integer(query["timeout_ms"], named: "timeout_ms",
                                                              default: Self.defaultWaitMilliseconds,
-                                                             range: 1...Int(Int32.max)))
+                                                             range: 1...Self.maxWaitMilliseconds))
         _ = try status(of: name)
         logger.notice("control: \(verb) ordered", metadata: ["service": "\(name)"])
         // Subscribed before the order, so that no event of it is missed;
@@ -290,7 +311,7 @@ public final class ControlAPI: Sendable {
         case "timeout": 408
         case "illegal_transition": 409
         case "too_large": 413
-        case "shutting_down": 503
+        case "shutting_down", "busy": 503
         default: 500
         }
     }

@@ -23,6 +23,8 @@ public struct ControlClient: Sendable {
     public let path: String
     /// How long a request may take in all; an order that waits adds its own wait. Default 10 s.
     public var timeout: Duration
+    /// The largest answer read. Default 64 MiB (the status of 1,000 services is under 1 MiB).
+    public var maxAnswerBytes = 64 << 20
 
     public init(path: String, timeout: Duration = .seconds(10)) {
         self.path = path
@@ -48,7 +50,7 @@ public struct ControlClient: Sendable {
         }
         let timeout = self.timeout
         let result: Result<Answer, Failure> = await withTaskGroup(of: Result<Answer, Failure>?.self) { group in
-            group.addTask { await Self.exchange(method, target, on: connection) }
+            group.addTask { [maxAnswerBytes] in await Self.exchange(method, target, on: connection, maxAnswerBytes: maxAnswerBytes) }
             group.addTask {
                 try? await Task.sleep(for: timeout)
                 return nil
@@ -61,7 +63,8 @@ public struct ControlClient: Sendable {
         return try result.get()
     }
 
-    private static func exchange(_ method: HTTPMethod, _ target: String, on connection: Connection) async -> Result<Answer, Failure> {
+    private static func exchange(_ method: HTTPMethod, _ target: String, on connection: Connection,
+                                 maxAnswerBytes: Int) async -> Result<Answer, Failure> {
         do {
             return .success(try await connection.executeThenClose { inbound, outbound in
                 var headers = HTTPHeaders()
@@ -74,7 +77,11 @@ public struct ControlClient: Sendable {
                 for try await part in inbound {
                     switch part {
                     case .head(let head): status = Int(head.status.code)
-                    case .body(let buffer): body.append(contentsOf: buffer.readableBytesView)
+                    case .body(let buffer):
+                        body.append(contentsOf: buffer.readableBytesView)
+                        guard body.count <= maxAnswerBytes else {
+                            throw Failure(description: "the answer is over \(maxAnswerBytes) bytes", unreachable: false)
+                        }
                     case .end: return Answer(status: status, body: body)
                     }
                 }

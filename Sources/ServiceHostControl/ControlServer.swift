@@ -33,6 +33,8 @@ public final class ControlServer: Sendable {
         public var requestTimeout = Duration.seconds(5)
         /// The largest request, head and body. Default 64 KiB.
         public var maxRequestBytes = 64 * 1024
+        /// How long a client has to take the answer once it is ready. Default 10 s.
+        public var answerTimeout = Duration.seconds(10)
 
         public init(path: String, controlGroup: gid_t? = nil) {
             self.path = path
@@ -52,6 +54,8 @@ public final class ControlServer: Sendable {
     private let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
     private let listener = Mutex<(channel: Channel, serving: Task<Void, Never>)?>(nil)
     private let active = Atomic<Int>(0)
+    /// Refusals are logged at most once a second, so a client that connects in a loop cannot flood the log.
+    private let refusals = RateLimitedNote(every: .seconds(1))
 
     public init(configuration: Configuration, api: ControlAPI, logger: Logger) {
         self.configuration = configuration
@@ -84,7 +88,7 @@ public final class ControlServer: Sendable {
             umask(previous)
             throw StartFailure(description: "control socket \(path) cannot be made: \(error)")
         }
-        if let controlGroup = configuration.controlGroup, chown(path, uid_t.max, controlGroup) != 0 {
+        if let controlGroup = configuration.controlGroup, lchown(path, uid_t.max, controlGroup) != 0 {
             let reason = String(cString: strerror(errno))
             server.channel.close(promise: nil)
             unlink(path)
@@ -126,14 +130,15 @@ public final class ControlServer: Sendable {
             // Closed unread: an answer before the request confuses clients, and reading it would hold a slot.
             active.subtract(1, ordering: .relaxed)
             try? await channel.close()
-            logger.warning("control: a connection was closed unserved: \(configuration.maxConnections) are served already")
+            refusals.note { suppressed in
+                logger.warning("control: a connection was closed unserved: \(configuration.maxConnections) are served already\(suppressed)")
+            }
             return
         }
         defer { active.subtract(1, ordering: .relaxed) }
         let access = await peerAccess(of: channel)
         // One deadline for the whole request, so a client that trickles bytes cannot hold its slot.
-        let timeout = configuration.requestTimeout.components
-        let deadline = channel.eventLoop.scheduleTask(in: .nanoseconds(timeout.seconds * 1_000_000_000 + timeout.attoseconds / 1_000_000_000)) {
+        let deadline = channel.eventLoop.scheduleTask(in: Self.timeAmount(configuration.requestTimeout)) {
             channel.close(promise: nil)
         }
         do {
@@ -166,6 +171,11 @@ public final class ControlServer: Sendable {
                     ControlAPI.refusal(ControlDocument.Failure(
                         code: "forbidden", message: "only the host's user, root and members of the control group may use this socket"))
                 }
+                // And one for taking the answer: a client that never reads cannot hold its slot either.
+                let answering = channel.eventLoop.scheduleTask(in: Self.timeAmount(configuration.answerTimeout)) {
+                    channel.close(promise: nil)
+                }
+                defer { answering.cancel() }
                 try await Self.write(response, to: outbound)
             }
         } catch {
@@ -186,9 +196,17 @@ public final class ControlServer: Sendable {
                                        groups: PeerAccess.supplementaryGroups(of: credentials.pid),
                                        hostUser: getuid(), controlGroup: configuration.controlGroup)
         if access == nil {
-            logger.warning("control: refused a connection from uid \(credentials.uid), pid \(credentials.pid): not the host's user, root or a member of the control group")
+            refusals.note { suppressed in
+                logger.warning("control: refused a connection from uid \(credentials.uid), pid \(credentials.pid): not the host's user, root or a member of the control group\(suppressed)")
+            }
         }
         return access
+    }
+
+    private static func timeAmount(_ duration: Duration) -> TimeAmount {
+        let (seconds, attoseconds) = duration.components
+        return .nanoseconds(seconds.multipliedReportingOverflow(by: 1_000_000_000).overflow
+            ? .max : seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
     }
 
     private static func write(_ response: ControlAPI.Response, to outbound: NIOAsyncChannelOutboundWriter<HTTPServerResponsePart>) async throws {

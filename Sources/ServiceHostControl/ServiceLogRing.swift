@@ -1,3 +1,4 @@
+import DequeModule
 import Foundation
 import Logging
 import Synchronization
@@ -28,13 +29,18 @@ public final class ServiceLogRing: Sendable {
         public var bytesPerService: Int = 64 * 1024
         /// The longest line kept whole; longer ones are cut and end in "… (cut)". Default 2 KiB.
         public var maxLineBytes: Int = 2 * 1024
+        /// Services whose lines are kept; past it, the one that logged least
+        /// recently is forgotten (a removed service, with name churn). Default 4,096.
+        public var services: Int = 4096
 
         public init() {}
     }
 
     private struct Ring {
-        var lines: [Line] = []
+        var lines: Deque<Line> = []
         var bytes = 0
+        /// The sequence number of its last line: how recently it logged.
+        var latest: UInt64 = 0
     }
 
     private struct State {
@@ -61,16 +67,17 @@ public final class ServiceLogRing: Sendable {
         let (line, followers) = state.withLock { state in
             let line = Line(time: time, level: level.rawValue, message: text, sequence: state.nextSequence)
             state.nextSequence += 1
-            var ring = state.rings[service] ?? Ring()
+            if state.rings[service] == nil, state.rings.count >= limits.services,
+               let stalest = state.rings.min(by: { $0.value.latest < $1.value.latest })?.key {
+                state.rings[stalest] = nil
+            }
+            var ring = state.rings.removeValue(forKey: service) ?? Ring()
             ring.lines.append(line)
             ring.bytes += text.utf8.count
-            var dropped = 0
-            while ring.lines.count - dropped > limits.linesPerService
-                || (ring.bytes > limits.bytesPerService && ring.lines.count - dropped > 1) {
-                ring.bytes -= ring.lines[dropped].message.utf8.count
-                dropped += 1
+            ring.latest = line.sequence
+            while ring.lines.count > limits.linesPerService || (ring.bytes > limits.bytesPerService && ring.lines.count > 1) {
+                ring.bytes -= ring.lines.removeFirst().message.utf8.count
             }
-            if dropped > 0 { ring.lines.removeFirst(dropped) }
             state.rings[service] = ring
             return (line, state.followers.values.filter { $0.0 == service }.map(\.1))
         }

@@ -84,19 +84,33 @@ struct RunCommand: AsyncParsableCommand {
             // own handler (reset to the default across exec) goes back.
             HostSignals.reassert()
         }
+        // Signals, settled changes of the directory and the end of the
+        // shutdown arrive on one stream, so that a second SIGINT/SIGTERM can
+        // cut the wait for hung services short.
+        let (events, sink) = AsyncStream<HostEvent>.makeStream()
+        // With --watch, a settled change in the directory reloads as SIGHUP
+        // does; watched from before the first load, so that nothing dropped
+        // in meanwhile is missed (its change is handled after the start).
+        var watcher: DirectoryWatcher?
+        if watch {
+            do {
+                watcher = try DirectoryWatcher(directory: plugins, logger: logger) { what in sink.yield(.changed(what)) }
+                logger.notice("watching \(plugins) for changes")
+            } catch {
+                logger.error("\(error); --watch is off, send SIGHUP to reload")
+            }
+        }
         do {
             let errors = try await scheduler.addPlugins(directory: plugins)
             let count = scheduler.snapshot().count
             logger.notice("loaded \(count) plugin\(count == 1 ? "" : "s") from \(plugins)\(errors.isEmpty ? "" : ", \(errors.count) refused")")
         } catch {
             logger.critical("\(error)")
+            watcher?.stop()
             await controlServer?.stop()
             throw ExitCode(2)
         }
         logger.debug("plugin copies are loaded from \(scheduler.runtimeDirectory)")
-        // Signals and the end of the shutdown arrive on one stream, so that a
-        // second SIGINT/SIGTERM can cut the wait for hung services short.
-        let (events, sink) = AsyncStream<HostEvent>.makeStream()
         Task { for await signal in signals { sink.yield(.signal(signal)) } }
         var pending = events.makeAsyncIterator()
         scheduler.startAll()
@@ -114,16 +128,6 @@ struct RunCommand: AsyncParsableCommand {
                     logger.error("\(error)")
                 }
                 sink.yield(.reloaded)
-            }
-        }
-        // With --watch, a settled change in the directory reloads as SIGHUP does.
-        var watcher: DirectoryWatcher?
-        if watch {
-            do {
-                watcher = try DirectoryWatcher(directory: plugins, logger: logger) { what in sink.yield(.changed(what)) }
-                logger.notice("watching \(plugins) for changes")
-            } catch {
-                logger.error("\(error); --watch is off, send SIGHUP to reload")
             }
         }
         signals: while let event = await pending.next() {

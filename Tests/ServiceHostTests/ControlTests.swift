@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import ServiceHostControl
+import Synchronization
 import Testing
 @testable import ServiceHost
 
@@ -34,7 +35,7 @@ struct ControlTests {
 
     @Test func statusShowsEveryServiceAndItsExitCodeSaysWhetherAllRun() async throws {
         let folder = try PluginFolder()
-        let fine = try await folder.add(as: "Fine.so")
+        let fine = try await folder.add(as: "Fine.so", sidecar: "interval_ms = 50\n")
         try await folder.add(as: "Done.so", sidecar: "restart = \"never\"\n[config]\ndone_after = 1\n")
         let host = try HostProcess(["run", "--plugins", folder.path])
         try await host.waitForOutput("service=Fine [ServiceHost] started")
@@ -117,7 +118,7 @@ struct ControlTests {
     @Test func logsPrintsAServicesRecentLinesAndFollowsNewOnes() async throws {
         let folder = try PluginFolder()
         try await folder.add(as: "Chatty.so", sidecar: "interval_ms = 20\n[config]\nlog_loops = true\n")
-        try await folder.add(as: "Quiet.so")
+        try await folder.add(as: "Quiet.so", sidecar: "interval_ms = 50\n")
         let host = try HostProcess(["run", "--plugins", folder.path, "--log-level", "debug"])
         try await host.waitForOutput("loop 20")
         let logs = try await ctl(host, "logs", "Chatty", "-n", "3")
@@ -150,7 +151,7 @@ struct ControlTests {
 
     @Test func theSocketIsPrivateALiveOneIsRefusedAndAStaleOneReplaced() async throws {
         let folder = try PluginFolder()
-        try await folder.add(as: "Fine.so")
+        try await folder.add(as: "Fine.so", sidecar: "interval_ms = 50\n")
         let first = try HostProcess(["run", "--plugins", folder.path])
         try await first.waitForOutput("service=Fine [ServiceHost] started")
         var info = stat()
@@ -189,7 +190,7 @@ struct ControlTests {
         let (keep, binary) = try Self.binaryForAnyone()
         defer { _ = keep }
         let folder = try PluginFolder()
-        try await folder.add(as: "Fine.so")
+        try await folder.add(as: "Fine.so", sidecar: "interval_ms = 50\n")
         let runtime = try TemporaryDirectory("servicehost-socket")
         chmod(runtime.path, 0o755)
         let socket = runtime.file("control.sock").path
@@ -224,7 +225,7 @@ struct ControlTests {
 
     @Test func badRequestsGetClearRefusalsAndNothingElseIsHarmed() async throws {
         let folder = try PluginFolder()
-        try await folder.add(as: "Fine.so")
+        try await folder.add(as: "Fine.so", sidecar: "interval_ms = 50\n")
         let host = try HostProcess(["run", "--plugins", folder.path])
         try await host.waitForOutput("control API on")
         try await host.waitForOutput("service=Fine [ServiceHost] started")
@@ -242,6 +243,11 @@ struct ControlTests {
         let badQuery = try await exchange("GET /v1/services/Fine/logs?lines=-1 HTTP/1.1\r\nHost: x\r\n\r\n")
         #expect(badQuery.hasPrefix("HTTP/1.1 400"))
         #expect(badQuery.contains("'lines' must be a whole number"))
+        // Empty keys and values, stray separators: ignored, never a crash.
+        for query in ["?=", "?&&=x&=", "?lines=", "?%zz=1", "?lines=%00"] {
+            let odd = try await exchange("GET /v1/services/Fine/logs\(query) HTTP/1.1\r\nHost: x\r\n\r\n")
+            #expect(odd.hasPrefix("HTTP/1.1 200") || odd.hasPrefix("HTTP/1.1 400"), "\(query): \(odd.prefix(200))")
+        }
         let badWait = try await exchange("POST /v1/services/Fine/start?wait=maybe HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
         #expect(badWait.hasPrefix("HTTP/1.1 400"))
         let huge = try await exchange("GET /v1/services/\(String(repeating: "x", count: 200_000)) HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -303,6 +309,43 @@ struct ControlTests {
         await server.stop()
         #expect(ContinuousClock.now - began < wait / 4)
         await scheduler.shutdown()
+    }
+
+    /// Readers cannot take every connection with log polls: past a bound,
+    /// a poll is refused at once, and orders and reads are still served.
+    @Test func logPollsAreBoundedAndCannotCrowdOutOtherRequests() async throws {
+        let directory = try TemporaryDirectory()
+        let scheduler = try Scheduler(logger: Logger(label: "test"))
+        try scheduler.add(Idle(name: "Quiet"))
+        let logs = LogCapture()
+        let api = ControlAPI(scheduler: scheduler, logs: ServiceLogRing(),
+                             host: .init(version: "test", pluginsDirectory: directory.path), logger: logs.logger)
+        let path = directory.file("control.sock").path
+        let server = ControlServer(configuration: .init(path: path), api: api, logger: logs.logger)
+        try await server.start()
+        let target = "/v1/services/Quiet/logs?wait_ms=60000"
+        var polls: [RawSocketClient] = []
+        for _ in 0..<ControlAPI.maxLogPolls {
+            let poll = try RawSocketClient(path: path)
+            poll.send("GET \(target) HTTP/1.1\r\nHost: x\r\n\r\n")
+            polls.append(poll)
+        }
+        // Every poll is in (each is logged as it is handled): the next one is refused at once.
+        let seen = Atomic<Int>(0)
+        _ = try await logs.waitFor { entry in
+            entry.message == "control: GET \(target)" && seen.add(1, ordering: .relaxed).newValue == ControlAPI.maxLogPolls
+        }
+        let refused = try RawSocketClient(path: path)
+        refused.send("GET \(target) HTTP/1.1\r\nHost: x\r\n\r\n")
+        let answer = try await refused.readToEnd(timeout: .seconds(20))
+        #expect(answer.hasPrefix("HTTP/1.1 503"), "\(answer.prefix(200))")
+        #expect(answer.contains("log polls wait already"))
+        let other = try RawSocketClient(path: path)
+        other.send("GET /v1/host HTTP/1.1\r\nHost: x\r\n\r\n")
+        #expect(try await other.readToEnd(timeout: .seconds(20)).hasPrefix("HTTP/1.1 200"))
+        await server.stop()
+        await scheduler.shutdown()
+        _ = polls
     }
 
     private static func sha256(of path: String) throws -> String {

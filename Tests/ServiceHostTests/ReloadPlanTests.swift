@@ -63,12 +63,35 @@ struct ReloadPlanTests {
     }
 
     @Test func anotherFileClaimingARunningServicesNameIsRefusedAndTheServiceKept() {
+        // Both files are there; the scan let Echo.so win the name, but libEcho.so runs.
         let other = PluginDirectory.Entry(name: "Echo", file: "\(directory)/Echo.so", sidecar: nil)
+        let lost = PluginError(.duplicateName, file: "\(directory)/libEcho.so", reason: "service name 'Echo' is already used by Echo.so")
         let plan = ReloadPlan(found: [.init(entry: other, configuration: .success(.init()))],
-                              running: [running("Echo")], scanErrors: [])
+                              running: [running("Echo")], scanErrors: [lost])
         #expect(plan.steps == [
             .refuse(.init(file: "\(directory)/Echo.so", reason: "service name 'Echo' is already used by \(directory)/libEcho.so; this file is ignored")),
             .keep("Echo"),
+        ])
+    }
+
+    @Test func aPluginRenamedFromLibXToXIsRemovedAndAddedAgain() {
+        let renamed = PluginDirectory.Entry(name: "Echo", file: "\(directory)/Echo.so", sidecar: nil)
+        let plan = ReloadPlan(found: [.init(entry: renamed, configuration: .success(.init()))],
+                              running: [running("Echo")], scanErrors: [])
+        #expect(plan.steps == [.remove("Echo"), .add(renamed, .init())])
+    }
+
+    @Test func aHungServiceIsNotRestartedOrReplacedUntilItsCallReturns() {
+        var faster = ServiceConfiguration()
+        faster.interval = .milliseconds(10)
+        var hung = running("Stuck", fileChanged: true)
+        hung.hung = true
+        let plan = ReloadPlan(found: [.init(entry: entry("Stuck", sidecar: true), configuration: .success(faster))],
+                              running: [hung], scanErrors: [])
+        #expect(plan.steps == [
+            .refuse(.init(file: "\(directory)/libStuck.so",
+                          reason: "changed, but its previous run is still inside the plugin (hung); left as it is until that call returns")),
+            .keep("Stuck"),
         ])
     }
 

@@ -27,7 +27,7 @@ struct ReloadTests {
 
         try FileManager.default.removeItem(atPath: folder.directory.file("Gone.so").path)
         try folder.sidecar(for: "Tuned.so", "interval_ms = 50\n[config]\ngreeting = \"hello\"\n")
-        try await folder.add(as: "New.so")
+        try await folder.add(as: "New.so", sidecar: "interval_ms = 50\n")
 
         let dry = try await ctl(host, "reload", "--dry-run")
         #expect(dry.status == 0, "\(dry.output)")

@@ -67,9 +67,13 @@ struct SupervisionPhaseTests {
         phase.runEnded(run)
         let gaveUp = phase.ended(run, staysStopped: true)
         #expect(gaveUp)
-        guard case .stopped = phase else { Issue.record("\(phase)"); return }
+        // Left stopped by its policy, not by an order: `done`, which an operator sees as stopped.
+        guard case .done = phase else { Issue.record("\(phase)"); return }
+        #expect(phase.publicState == .stopped)
         phase.runEnded(run)
         phase.continues(run)
+        guard case .done = phase else { Issue.record("\(phase)"); return }
+        phase.orderStop()
         guard case .stopped = phase else { Issue.record("\(phase)"); return }
     }
 

@@ -373,6 +373,22 @@ struct SupervisorStateMachineTests {
         #expect(machine.status(of: "db")?.state == .stopped)
     }
 
+    @Test func aServiceStoppedByAnOperatorStaysStoppedWhenItsRequirementComesBack() throws {
+        var machine = try machine([("db", []), ("api", ["db"])])
+        let db = try bringUp("db", in: &machine)
+        let api = try bringUp("api", in: &machine)
+        _ = try machine.orderStop("api")
+        _ = machine.runEnded("api", api, reason: .ordered)
+        machine.runFinished("api", api)
+        #expect(machine.isStoppedByOrder("api"))
+        // db fails and restarts: api is not started with it.
+        _ = machine.runEnded("db", db, reason: failure)
+        _ = machine.decideAfterRun("db", db, reason: failure, ran: .seconds(60), now: .now, stopOrdered: false, stopsForGood: false)
+        #expect(launched(machine.runStarted("db", db, makeRun: Run.init)).isEmpty)
+        #expect(machine.status(of: "api")?.state == .stopped)
+        #expect(machine.failedServices.isEmpty)
+    }
+
     @Test func aRunnerThatFailsMarksTheServiceFailedOnceAndALateReportChangesNothing() throws {
         var machine = try machine([("job", [])])
         let job = try bringUp("job", in: &machine)

@@ -29,9 +29,11 @@ struct WatchTests {
         // Written under a temporary name (ignored), then moved into place: added.
         let staging = folder.directory.file(".New.so.tmp").path
         try FileManager.default.copyItem(at: try await BuiltFixtures.shared.c("probe.c"), to: URL(fileURLWithPath: staging))
+        try folder.sidecar(for: "New.so", "interval_ms = 50\n")
         #expect(rename(staging, folder.directory.file("New.so").path) == 0)
         try await host.waitForOutput("service=New [ServiceHost] started")
-        #expect(host.outputText.contains("plugins directory changed (New.so)"), "\(host.outputText)")
+        #expect(host.outputText.split(separator: "\n").contains { $0.contains("plugins directory changed (") && $0.contains("New.so") },
+                "\(host.outputText)")
 
         // Replaced in place with `cp`: hot-reloaded to the new version.
         try folder.overwriteInPlace("First.so", with: try await BuiltFixtures.shared.bytes("probe.c", defines: ["PROBE_VERSION=\"2.0.0\""]))
@@ -39,6 +41,7 @@ struct WatchTests {
 
         // Installed with install(1): started.
         let source = try await BuiltFixtures.shared.c("probe.c").path
+        try folder.sidecar(for: "Installed.so", "interval_ms = 50\n")
         try PluginBuilder.run(["install", "-m", "0755", source, folder.directory.file("Installed.so").path])
         try await host.waitForOutput("service=Installed [ServiceHost] started")
 

@@ -65,6 +65,62 @@ private func loopDispatch() {
         try current.scheduler.start("Counted")
         await current.finished()
     }
+
+    // The same, while the control API answers a status request every 10 ms:
+    // serving it must not touch the dispatch path.
+    let polled = HostHolder()
+    let poller = PollerHolder()
+    Benchmark(
+        "Loop dispatch: ServiceHost event loop, control API polled every 10 ms",
+        configuration: .init(
+            scalingFactor: .mega,
+            setup: {
+                let folder = try Fixtures.folder("host-polled")
+                try Fixtures.plugin("counted_loop.c", named: "Counted", in: folder,
+                                    sidecar: "restart = \"never\"\n[config]\nloops = \(BenchmarkScalingFactor.mega.rawValue)\n")
+                let current = try await HostUnderTest(plugins: folder.path, service: "Counted")
+                polled.current = current
+                try await poller.start(current.scheduler, socket: folder.appendingPathComponent("control.sock").path)
+            },
+            teardown: {
+                await poller.stop()
+                await polled.current?.scheduler.shutdown()
+                polled.current = nil
+            }
+        )
+    ) { _ in
+        guard let current = polled.current else { return }
+        try current.scheduler.start("Counted")
+        await current.finished()
+    }
+}
+
+/// A control server over a scheduler, and a client asking it for the status
+/// of every service every 10 ms.
+final class PollerHolder: @unchecked Sendable {
+    private var server: ControlServer?
+    private var polling: Task<Void, Never>?
+
+    func start(_ scheduler: Scheduler, socket: String) async throws {
+        let api = ControlAPI(scheduler: scheduler, logs: ServiceLogRing(),
+                             host: .init(version: "bench", pluginsDirectory: "/"), logger: Logger(label: "bench"))
+        let server = ControlServer(configuration: .init(path: socket), api: api, logger: LogTap(marker: "\u{0}").logger)
+        try await server.start()
+        self.server = server
+        polling = Task {
+            let client = ControlClient(path: socket)
+            while !Task.isCancelled {
+                _ = try? await client.send(.GET, "/v1/services")
+                try? await Task.sleep(for: .milliseconds(10))
+            }
+        }
+    }
+
+    func stop() async {
+        polling?.cancel()
+        await polling?.value
+        await server?.stop()
+    }
 }
 
 // MARK: 2 and 3. Restart latency

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -44,6 +45,13 @@ public final class DirectoryWatcher: @unchecked Sendable {
     /// Written once by ``stop()``: wakes the thread to end.
     private let stopPipe: (read: Int32, write: Int32)
     private let finished = Completion()
+    private let stopped = Atomic<Bool>(false)
+    /// The watch on the directory; -1 while the directory is gone. Only the watcher's thread changes it after start.
+    private var watch: Int32
+    /// The longest a change waits to settle: a file rewritten without pause
+    /// is looked at after this all the same (the scanner refuses it if it is
+    /// not whole), so that a busy directory cannot hold reloads off forever.
+    static let longestSettle = Duration.seconds(5)
 
     /// Starts watching `directory`; `onChange` is called on the watcher's own
     /// thread with a short description of what changed, and must not block.
@@ -57,16 +65,16 @@ public final class DirectoryWatcher: @unchecked Sendable {
         guard inotify >= 0 else {
             throw Failure(description: "cannot watch \(directory): inotify: \(String(cString: strerror(errno)))")
         }
+        // Close-on-exec from the start: plugins already run and may fork.
         var ends: [Int32] = [0, 0]
-        guard pipe(&ends) == 0 else {
+        guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &ends) == 0 else {
             let reason = String(cString: strerror(errno))
             close(inotify)
             throw Failure(description: "cannot watch \(directory): \(reason)")
         }
-        _ = fcntl(ends[0], F_SETFD, FD_CLOEXEC)
-        _ = fcntl(ends[1], F_SETFD, FD_CLOEXEC)
         stopPipe = (ends[0], ends[1])
-        guard inotify_add_watch(inotify, directory, Self.mask) >= 0 else {
+        watch = inotify_add_watch(inotify, directory, Self.mask)
+        guard watch >= 0 else {
             let reason = String(cString: strerror(errno))
             close(inotify); close(ends[0]); close(ends[1])
             throw Failure(description: "cannot watch \(directory): \(reason)")
@@ -82,8 +90,10 @@ public final class DirectoryWatcher: @unchecked Sendable {
         }
     }
 
-    /// Stops watching and returns once the watcher's thread has ended.
+    /// Stops watching and returns once the watcher's thread has ended (at
+    /// once: it waits on nothing else). Calling it again does nothing.
     public func stop() {
+        guard !stopped.exchange(true, ordering: .relaxed) else { return }
         var byte: UInt8 = 1
         _ = write(stopPipe.write, &byte, 1)
         finished.waitBlocking()
@@ -91,6 +101,8 @@ public final class DirectoryWatcher: @unchecked Sendable {
         close(stopPipe.read)
         close(stopPipe.write)
     }
+
+    deinit { stop() }
 
     /// Whether a file name in the plugins directory can matter to a reload.
     static func isRelevant(_ name: String) -> Bool {
@@ -125,14 +137,18 @@ public final class DirectoryWatcher: @unchecked Sendable {
         var phase = Phase.idle
         var changed: Set<String> = []
         var rescan: String?
-        var watching = true
+        /// When the change now settling began, for ``longestSettle``.
+        var firstEvent: ContinuousClock.Instant?
         while true {
             let now = ContinuousClock.now
-            let wakeAt: ContinuousClock.Instant? = switch phase {
+            var wakeAt: ContinuousClock.Instant? = switch phase {
             case .idle: nil
             case .settling(let since): since + configuration.quietPeriod
             case .looked(_, let at): at + configuration.secondLook
             }
+            if let first = firstEvent, let planned = wakeAt { wakeAt = min(planned, first + Self.longestSettle) }
+            // While the directory is gone, look for it again every quiet period.
+            if watch < 0 { wakeAt = min(wakeAt ?? now + configuration.quietPeriod, now + configuration.quietPeriod) }
             var descriptors = [pollfd(fd: inotify, events: Int16(POLLIN), revents: 0),
                                pollfd(fd: stopPipe.read, events: Int16(POLLIN), revents: 0)]
             let timeout: Int32 = wakeAt.map { Int32(clamping: max(0, ($0 - now).milliseconds) + 1) } ?? -1
@@ -148,33 +164,51 @@ public final class DirectoryWatcher: @unchecked Sendable {
                 for event in events {
                     if event.mask & UInt32(IN_Q_OVERFLOW) != 0 {
                         rescan = "too many changes at once (the event queue overflowed)"
-                    } else if event.mask & UInt32(IN_DELETE_SELF | IN_MOVE_SELF) != 0 {
+                    } else if event.mask & UInt32(IN_DELETE_SELF | IN_MOVE_SELF) != 0, watch >= 0 {
                         rescan = "the plugins directory itself was removed or moved"
-                        watching = false
+                        // A moved directory keeps its watch under its new name: drop it.
+                        inotify_rm_watch(inotify, watch)
+                        watch = -1
+                        logger.error("\(directory) was removed or moved; --watch looks for it again every \(configuration.quietPeriod)")
                     } else if Self.isRelevant(event.name) {
                         changed.insert(event.name)
                     }
                 }
-                if rescan != nil || !changed.isEmpty { phase = .settling(since: .now) }
+                if rescan != nil || !changed.isEmpty {
+                    firstEvent = firstEvent ?? .now
+                    phase = .settling(since: .now)
+                }
                 continue
             }
-            // A timeout: the quiet period, or the moment for the second look, has come.
+            if watch < 0 {
+                watch = inotify_add_watch(inotify, directory, Self.mask)
+                if watch >= 0 {
+                    logger.notice("\(directory) is back; watching it again")
+                    rescan = "the plugins directory came back"
+                    firstEvent = firstEvent ?? .now
+                    phase = .settling(since: .now)
+                }
+            }
+            // A timeout: the quiet period, the moment for the second look, or the longest wait has come.
+            let overdue = firstEvent.map { ContinuousClock.now >= $0 + Self.longestSettle } ?? false
             switch phase {
             case .idle:
                 continue
-            case .settling:
-                if !watching { watching = inotify_add_watch(inotify, directory, Self.mask) >= 0 }
+            case .settling where !overdue:
                 phase = .looked(looks(at: changed), at: .now)
-            case .looked(let first, _):
-                let second = looks(at: changed)
-                guard second == first else {
-                    // Still being written: wait for it to settle again.
-                    phase = .looked(second, at: .now)
-                    continue
+            case .settling, .looked:
+                if case .looked(let first, _) = phase, !overdue {
+                    let second = looks(at: changed)
+                    guard second == first else {
+                        // Still being written: wait for it to settle again.
+                        phase = .looked(second, at: .now)
+                        continue
+                    }
                 }
                 let what = rescan ?? changed.sorted().joined(separator: ", ")
                 changed.removeAll()
                 rescan = nil
+                firstEvent = nil
                 phase = .idle
                 onChange(what)
             }

@@ -37,9 +37,18 @@ final class StagedPlugin: @unchecked Sendable {
     /// The SHA-256 of the copy, in hex, for operators to compare with what
     /// they deployed; computed on first use (a status request), not on the
     /// reload path. `nil` if the copy cannot be read.
+    /// Computed under the lock, so that concurrent first requests wait for one
+    /// computation rather than each reading the file.
     var sha256: String? {
-        if let known = digest.withLock({ $0 }) { return known }
-        let descriptor = open(privateCopy, O_RDONLY | O_CLOEXEC)
+        digest.withLock { digest in
+            if let digest { return digest }
+            digest = Self.sha256(ofFile: privateCopy)
+            return digest
+        }
+    }
+
+    private static func sha256(ofFile path: String) -> String? {
+        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
         guard descriptor >= 0 else { return nil }
         defer { close(descriptor) }
         var hasher = SHA256()
@@ -51,9 +60,7 @@ final class StagedPlugin: @unchecked Sendable {
             if count == 0 { break }
             buffer.withUnsafeBytes { hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: $0[..<count])) }
         }
-        let hex = hasher.finalize().map { String(format: "%02x", $0) }.joined()
-        digest.withLock { $0 = hex }
-        return hex
+        return hasher.finalize().map { String(format: "%02x", $0) }.joined()
     }
 
     deinit {

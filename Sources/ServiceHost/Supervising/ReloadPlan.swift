@@ -12,6 +12,9 @@ struct ReloadPlan: Equatable {
         let failed: Bool
         /// Stopped by an order (or never started): a reload leaves it stopped.
         let stoppedByOrder: Bool
+        /// Its thread was abandoned inside the plugin: it cannot be restarted
+        /// or replaced until the call returns.
+        var hung = false
     }
 
     /// A plugin file found in the directory, with its sidecar read.
@@ -42,13 +45,22 @@ struct ReloadPlan: Equatable {
     let steps: [Step]
 
     init(found: [Found], running: [Running], scanErrors: [PluginError]) {
-        var steps: [Step] = scanErrors.map { .refuse(.init(file: $0.file, reason: $0.reason)) }
-        let foundNames = Set(found.map(\.entry.name))
-        // Removals first, so that a name freed by one file can be taken by another.
-        for service in running where !foundNames.contains(service.name) {
-            steps.append(.remove(service.name))
+        // A running service's own file that lost a name clash to a newer
+        // file (libX.so running, X.so added) is still there: it stays.
+        let runningFiles = Set(running.map(\.file))
+        var steps: [Step] = scanErrors.filter { !runningFiles.contains($0.file) }.map { .refuse(.init(file: $0.file, reason: $0.reason)) }
+        let foundFiles = Set(found.map(\.entry.file)).union(scanErrors.map(\.file).filter(runningFiles.contains))
+        // Removals first (a service whose file is gone), so that the name it
+        // frees can be taken by another file (libX.so replaced by X.so).
+        var present: [Running] = []
+        for service in running {
+            if foundFiles.contains(service.file) {
+                present.append(service)
+            } else {
+                steps.append(.remove(service.name))
+            }
         }
-        let byName = Dictionary(running.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+        let byName = Dictionary(present.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
         for plugin in found {
             let configuration: ServiceConfiguration
             switch plugin.configuration {
@@ -63,10 +75,15 @@ struct ReloadPlan: Equatable {
                 steps.append(.add(plugin.entry, configuration))
                 continue
             }
+            let changes = service.configuration != configuration || (service.fileChanged && !service.stoppedByOrder)
             if service.file != plugin.entry.file {
                 // Another file now claims the name (libX.so beside X.so): the running one stays.
                 steps.append(.refuse(.init(file: plugin.entry.file,
                                            reason: "service name '\(service.name)' is already used by \(service.file); this file is ignored")))
+                steps.append(.keep(service.name))
+            } else if changes, service.hung {
+                steps.append(.refuse(.init(file: service.file,
+                                           reason: "changed, but its previous run is still inside the plugin (hung); left as it is until that call returns")))
                 steps.append(.keep(service.name))
             } else if service.configuration != configuration {
                 steps.append(.reconfigure(plugin.entry, configuration, start: !service.stoppedByOrder))

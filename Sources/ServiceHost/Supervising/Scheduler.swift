@@ -301,7 +301,7 @@ public final class Scheduler: Sendable {
             .map { service in
                 ReloadPlan.Running(name: service.name, file: service.file, configuration: service.configuration,
                                    fileChanged: service.fileChanged, failed: failed.contains(service.name),
-                                   stoppedByOrder: manager.isStoppedByOrder(service.name))
+                                   stoppedByOrder: manager.isStoppedByOrder(service.name), hung: manager.isHung(service.name))
             }
         return ReloadPlan(found: found, running: running, scanErrors: scanErrors)
     }
@@ -312,6 +312,13 @@ public final class Scheduler: Sendable {
             case .remove(let name):
                 logger.notice("its plugin file is gone; stopping and removing the service", metadata: ["service": "\(name)"])
                 try? await manager.remove(name)
+            // Each step looks again at orders given since the plan was made:
+            // an operator's stop meanwhile wins.
+            case .restart(let name) where manager.isStoppedByOrder(name),
+                 .retry(let name) where manager.isStoppedByOrder(name):
+                report.changed.removeAll { $0 == name }
+                report.retried.removeAll { $0 == name }
+                report.unchanged.append(name)
             case .restart(let name):
                 logger.notice("its plugin file changed; restarting", metadata: ["service": "\(name)"])
                 do {
@@ -320,7 +327,19 @@ public final class Scheduler: Sendable {
                     refuse(name, as: "", error.reason, in: &report)
                 }
             case .reconfigure(let entry, let configuration, let start):
+                // Checked (and scanned) before the running service goes, so
+                // that a file that would be refused leaves it running.
+                do {
+                    _ = try await offTheCooperativePool(entry.file) { () throws(PluginError) in
+                        try self.loader.stage(file: entry.file, scanTimeout: configuration.startTimeout)
+                    }
+                } catch {
+                    refuse(entry.name, as: entry.file, error.reason, in: &report)
+                    report.unchanged.append(entry.name)
+                    continue
+                }
                 logger.notice("\(entry.sidecar ?? "its sidecar") changed; restarting with the new values", metadata: ["service": "\(entry.name)"])
+                let start = start && !manager.isStoppedByOrder(entry.name)
                 try? await manager.remove(entry.name)
                 await add(entry, configuration, start: start, into: &report)
             case .add(let entry, let configuration):
@@ -366,7 +385,7 @@ public final class Scheduler: Sendable {
     }
 
     private func sidecarConfiguration(for file: String, name: String) throws(PluginError) -> ServiceConfiguration {
-        let directory = file.contains("/") ? String(file[..<file.lastIndex(of: "/")!]) : "."
+        let directory = PluginDirectory.directory(of: file)
         let sidecar = "\(directory)/\(name).toml"
         guard case .success = FileIdentity.of(path: sidecar) else { return ServiceConfiguration() }
         return try loadSidecar(sidecar)
@@ -461,6 +480,12 @@ public final class Scheduler: Sendable {
 
     /// How one service stands, as an operator sees it; `nil` if there is no such service.
     public func status(of name: String) -> ServiceStatus? { manager.status(of: name) }
+
+    /// ``status()`` for async callers (the control API), built on a thread of
+    /// its own: the first one reads every plugin image to compute its SHA-256.
+    public func statusOffThePool() async -> [ServiceStatus] {
+        (try? await offTheCooperativePool(runtimeDirectory) { () throws(PluginError) in self.status() }) ?? status()
+    }
 
     /// The fork server's pid, once one runs; for white-box tests.
     var forkServerPID: Int32? { launcher?.serverProcess }

@@ -201,6 +201,11 @@ final class ServiceManager: @unchecked Sendable {
         lock.withLock { machine.isStoppedByOrder(name) }
     }
 
+    /// Whether a service's thread was abandoned inside the plugin and has not come back.
+    func isHung(_ name: String) -> Bool {
+        lock.withLock { machine.isHung(name) }
+    }
+
     /// Whether ``shutdown()`` has begun: nothing is added or started any more.
     var hasShutDown: Bool {
         lock.withLock { machine.hasShutDown }

@@ -5,8 +5,11 @@
 enum SupervisionPhase<Run: AnyObject> {
     /// Just added: never ordered to run. Nothing returns a service here.
     case idle
-    /// Not ordered to run, and no thread.
+    /// Not ordered to run, and no thread: stopped by an order.
     case stopped
+    /// Not ordered to run, and no thread: its run ended and its restart
+    /// policy leaves it stopped (it finished, or its policy is `never`).
+    case done
     /// Not ordered to run, no thread, and marked failed (it gave up, its
     /// thread is gone, or it hung) until a start order or a retry.
     case failed(reason: String)
@@ -39,7 +42,7 @@ enum SupervisionPhase<Run: AnyObject> {
         switch self {
         case .waiting, .running, .up, .backoff, .ending: true
         case .hung(_, let wanted, _): wanted
-        case .idle, .stopped, .failed, .stopping: false
+        case .idle, .stopped, .done, .failed, .stopping: false
         }
     }
 
@@ -47,7 +50,7 @@ enum SupervisionPhase<Run: AnyObject> {
     var run: Run? {
         switch self {
         case .running(let run), .up(let run), .backoff(let run, _), .ending(let run, _), .stopping(let run): run
-        case .idle, .stopped, .failed, .waiting, .hung: nil
+        case .idle, .stopped, .done, .failed, .waiting, .hung: nil
         }
     }
 
@@ -55,14 +58,14 @@ enum SupervisionPhase<Run: AnyObject> {
     var failure: String? {
         switch self {
         case .failed(let reason): reason
-        case .idle, .stopped, .waiting, .running, .up, .backoff, .ending, .stopping, .hung: nil
+        case .idle, .stopped, .done, .waiting, .running, .up, .backoff, .ending, .stopping, .hung: nil
         }
     }
 
     /// A start order.
     mutating func orderStart() throws(Refusal) {
         switch self {
-        case .idle, .stopped, .failed, .waiting: self = .waiting
+        case .idle, .stopped, .done, .failed, .waiting: self = .waiting
         case .ending(let run, _): self = .ending(run, startOrdered: true)
         case .running, .up, .backoff, .stopping: throw .alreadyRunning
         case .hung: throw .hung
@@ -73,7 +76,7 @@ enum SupervisionPhase<Run: AnyObject> {
     mutating func launched(_ run: Run) {
         switch self {
         case .waiting: self = .running(run)
-        case .idle, .stopped, .failed, .running, .up, .backoff, .ending, .stopping, .hung:
+        case .idle, .stopped, .done, .failed, .running, .up, .backoff, .ending, .stopping, .hung:
             preconditionFailure("launched a service that was not waiting")
         }
     }
@@ -85,7 +88,7 @@ enum SupervisionPhase<Run: AnyObject> {
         case .running(let current) where current === run, .backoff(let current, _) where current === run:
             self = .up(run)
             return true
-        case .idle, .stopped, .failed, .waiting, .running, .up, .backoff, .ending, .stopping, .hung:
+        case .idle, .stopped, .done, .failed, .waiting, .running, .up, .backoff, .ending, .stopping, .hung:
             return false
         }
     }
@@ -93,7 +96,7 @@ enum SupervisionPhase<Run: AnyObject> {
     /// A stop order; the thread, if any, is still ending. A failed service stays failed.
     mutating func orderStop() {
         switch self {
-        case .stopped, .waiting: self = .stopped
+        case .stopped, .done, .waiting: self = .stopped
         case .idle, .failed: break
         case .running(let run), .up(let run), .backoff(let run, _), .ending(let run, _), .stopping(let run):
             self = .stopping(run)
@@ -110,8 +113,8 @@ enum SupervisionPhase<Run: AnyObject> {
         guard isCurrent(run) else { return false }
         switch self {
         case .stopping: self = .stopped
-        case .running, .up, .backoff, .ending: self = staysStopped ? .stopped : .waiting
-        case .idle, .stopped, .failed, .waiting, .hung: return false
+        case .running, .up, .backoff, .ending: self = staysStopped ? .done : .waiting
+        case .idle, .stopped, .done, .failed, .waiting, .hung: return false
         }
         return true
     }
@@ -131,7 +134,7 @@ enum SupervisionPhase<Run: AnyObject> {
         case .running(let current) where current === run, .up(let current) where current === run,
              .backoff(let current, _) where current === run:
             self = .ending(run, startOrdered: false)
-        case .idle, .stopped, .failed, .waiting, .running, .up, .backoff, .ending, .stopping, .hung:
+        case .idle, .stopped, .done, .failed, .waiting, .running, .up, .backoff, .ending, .stopping, .hung:
             break
         }
     }
@@ -142,7 +145,7 @@ enum SupervisionPhase<Run: AnyObject> {
         switch self {
         case .ending(let current, _) where current === run:
             self = backoff.map { .backoff(run, until: $0) } ?? .running(run)
-        case .idle, .stopped, .failed, .waiting, .running, .up, .backoff, .ending, .stopping, .hung:
+        case .idle, .stopped, .done, .failed, .waiting, .running, .up, .backoff, .ending, .stopping, .hung:
             break
         }
     }
@@ -151,7 +154,7 @@ enum SupervisionPhase<Run: AnyObject> {
     var startOrderedWhileEnding: Bool {
         switch self {
         case .ending(_, let startOrdered): startOrdered
-        case .idle, .stopped, .failed, .waiting, .running, .up, .backoff, .stopping, .hung: false
+        case .idle, .stopped, .done, .failed, .waiting, .running, .up, .backoff, .stopping, .hung: false
         }
     }
 
@@ -167,7 +170,7 @@ enum SupervisionPhase<Run: AnyObject> {
         switch self {
         case .hung(let current, let wanted, let reason) where current === run:
             self = wanted ? .waiting : .failed(reason: reason)
-        case .idle, .stopped, .failed, .waiting, .running, .up, .backoff, .ending, .stopping, .hung:
+        case .idle, .stopped, .done, .failed, .waiting, .running, .up, .backoff, .ending, .stopping, .hung:
             break
         }
     }
@@ -176,7 +179,7 @@ enum SupervisionPhase<Run: AnyObject> {
     var publicState: ServiceStatus.State {
         switch self {
         case .idle: .idle
-        case .stopped: .stopped
+        case .stopped, .done: .stopped
         case .failed: .failed
         case .waiting, .running: .starting
         case .up: .running

@@ -118,12 +118,17 @@ struct SupervisorStateMachine<Run: AnyObject> {
 
     /// Whether a service is stopped by an order (or was never started): a
     /// reload leaves it so, as `systemctl stop` does; its next start loads
-    /// whatever its file is then.
+    /// whatever its file is then. One its policy left stopped is not.
     func isStoppedByOrder(_ name: String) -> Bool {
         switch members[name]?.phase {
         case .idle?, .stopped?: true
         default: false
         }
+    }
+
+    /// Whether a service's thread was abandoned inside the plugin and has not come back.
+    func isHung(_ name: String) -> Bool {
+        if case .hung? = members[name]?.phase { true } else { false }
     }
 
     /// The services that gave up, for a retry.

@@ -81,6 +81,12 @@ final class HostProcess: @unchecked Sendable {
         }
     }
 
+    /// A test that failed before its host exited leaves no host running
+    /// (it would load the machine for every test after it).
+    deinit {
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+    }
+
     var pid: Int32 { process.processIdentifier }
     var outputText: String { lock.withLock { text } }
 
