@@ -6,7 +6,7 @@ import Glibc
 
 /// Where the control socket lives, and making its path ready to bind.
 public enum ControlSocketPath {
-    /// `$XDG_RUNTIME_DIR/servicehost.sock`, else `/tmp/servicehost-<uid>/control.sock`:
+    /// `$XDG_RUNTIME_DIR/servicehost.sock`, else `/tmp/servicehost-control-<uid>/control.sock`:
     /// in a directory of the user's own (mode 0700), never a name in /tmp
     /// itself that another user could take first.
     public static func defaultPath(environment: [String: String] = ProcessInfo.processInfo.environment) -> String {
@@ -17,7 +17,7 @@ public enum ControlSocketPath {
     }
 
     /// The directory of the default path when there is no `$XDG_RUNTIME_DIR`.
-    static var privateDirectory: String { "/tmp/servicehost-\(getuid())" }
+    static var privateDirectory: String { "/tmp/servicehost-control-\(getuid())" }
 
     /// The longest path a Unix socket address holds.
     static let maxLength = MemoryLayout.size(ofValue: sockaddr_un().sun_path) - 1
