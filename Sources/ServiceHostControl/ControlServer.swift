@@ -142,7 +142,7 @@ public final class ControlServer: Sendable {
             channel.close(promise: nil)
         }
         do {
-            try await connection.executeThenClose { inbound, outbound in
+            try await connection.executeThenClose { inbound, _ in
                 var head: HTTPRequestHead?
                 var size = 0
                 reading: for try await part in inbound {
@@ -176,7 +176,7 @@ public final class ControlServer: Sendable {
                     channel.close(promise: nil)
                 }
                 defer { answering.cancel() }
-                try await Self.write(response, to: outbound)
+                try await Self.write(response, on: channel)
             }
         } catch {
             deadline.cancel()
@@ -209,14 +209,17 @@ public final class ControlServer: Sendable {
             ? .max : seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
     }
 
-    private static func write(_ response: ControlAPI.Response, to outbound: NIOAsyncChannelOutboundWriter<HTTPServerResponsePart>) async throws {
+    /// Writes the answer through the channel and returns once all of it is
+    /// in the socket: the async writer's own writes are not waited for, and
+    /// closing right after them cut answers larger than the socket's buffer.
+    private static func write(_ response: ControlAPI.Response, on channel: Channel) async throws {
         var headers = HTTPHeaders()
         headers.add(name: "Content-Type", value: "application/json")
         headers.add(name: "Content-Length", value: "\(response.body.count)")
         headers.add(name: "Connection", value: "close")
-        try await outbound.write(.head(HTTPResponseHead(version: .http1_1, status: HTTPResponseStatus(statusCode: response.status),
-                                                        headers: headers)))
-        try await outbound.write(.body(.byteBuffer(ByteBuffer(bytes: response.body))))
-        try await outbound.write(.end(nil))
+        let head = HTTPResponseHead(version: .http1_1, status: HTTPResponseStatus(statusCode: response.status), headers: headers)
+        channel.write(HTTPServerResponsePart.head(head), promise: nil)
+        channel.write(HTTPServerResponsePart.body(.byteBuffer(ByteBuffer(bytes: response.body))), promise: nil)
+        try await channel.writeAndFlush(HTTPServerResponsePart.end(nil)).get()
     }
 }

@@ -348,6 +348,27 @@ struct ControlTests {
         _ = polls
     }
 
+    /// An answer larger than the socket's buffers (the status of 2,000
+    /// services) arrives whole: the connection is closed only once all of it is written.
+    @Test func aLargeAnswerArrivesWhole() async throws {
+        let directory = try TemporaryDirectory()
+        let scheduler = try Scheduler(logger: Logger(label: "test"))
+        let count = 2000
+        for index in 0..<count { try scheduler.add(Idle(name: "Service\(index)")) }
+        let api = ControlAPI(scheduler: scheduler, logs: ServiceLogRing(),
+                             host: .init(version: "test", pluginsDirectory: directory.path), logger: Logger(label: "test"))
+        let path = directory.file("control.sock").path
+        let server = ControlServer(configuration: .init(path: path), api: api, logger: Logger(label: "test"))
+        try await server.start()
+        let answer = try await ControlClient(path: path).send(.GET, "/v1/services")
+        #expect(answer.status == 200)
+        #expect(answer.body.count > 256 * 1024)
+        let document = try ControlDocument.decoder().decode(ControlDocument.Services.self, from: answer.body)
+        #expect(document.services.count == count)
+        await server.stop()
+        await scheduler.shutdown()
+    }
+
     private static func sha256(of path: String) throws -> String {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/sha256sum")
