@@ -257,23 +257,28 @@ struct SupervisorStateMachine<Run: AnyObject> {
 
     /// `run`'s service has started: what requires it may start now.
     mutating func runStarted(_ name: String, _ run: Run, makeRun: (String) -> Run) -> [Action] {
-        guard members[name]?.phase.started(run) == true else { return [] }
-        return graph.dependents(of: name).flatMap { launchIfReady($0, makeRun: makeRun) }
+        guard modify(name, { $0.phase.started(run) }) == true else { return [] }
+        let dependents = graph.dependents(of: name)
+        return dependents.isEmpty ? [] : dependents.flatMap { launchIfReady($0, makeRun: makeRun) }
     }
 
     /// `run`'s run ended for `reason`. Unless it was ordered to end, what
     /// requires the service cannot keep running without it: returns the
     /// stops of its running dependents, to perform before ``decideAfterRun``.
     mutating func runEnded(_ name: String, _ run: Run, reason: StopReason) -> [Action] {
-        // A run abandoned earlier that ends at last is no longer the service's concern.
-        guard members[name]?.phase.run === run else { return [] }
-        members[name]?.restarts.runEnded()
-        members[name]?.lastExit = reason
-        // From here a start order (from a caller that saw the `stopped`
-        // event) is taken, and honoured by the decision.
-        members[name]?.phase.runEnded(run)
+        let current: Bool? = modify(name) { member in
+            // A run abandoned earlier that ends at last is no longer the service's concern.
+            guard member.phase.run === run else { return false }
+            member.restarts.runEnded()
+            member.lastExit = reason
+            // From here a start order (from a caller that saw the `stopped`
+            // event) is taken, and honoured by the decision.
+            member.phase.runEnded(run)
+            return true
+        }
+        guard current == true else { return [] }
         if case .ordered = reason { return [] }
-        return stopsOfDependents(of: name, because: "it requires \(name), which stopped")
+        return graph.dependents(of: name).isEmpty ? [] : stopsOfDependents(of: name, because: "it requires \(name), which stopped")
     }
 
     /// What `run`'s thread does after a run that ended for `reason`:
@@ -285,21 +290,34 @@ struct SupervisorStateMachine<Run: AnyObject> {
                                  now: ContinuousClock.Instant, stopOrdered: Bool,
                                  stopsForGood: Bool) -> (RestartDecision, [Action]) {
         if case .ordered = reason { return (.remainStopped, []) }
-        // A stop order pending (the phase says so before the signal is raised,
-        // when dependents are stopped first) ends the run for good.
-        guard var member = members[name], member.phase.run === run, member.phase.isWanted, case .running = state,
-              !stopOrdered else {
-            return (.remainStopped, [])
-        }
-        defer { members[name] = member }
+        guard case .running = state, !stopOrdered else { return (.remainStopped, []) }
+        let (recovery, retryHint) = (recovery, retryHint)
+        // Decided on the member in place (no copy of it: this is every restart's path).
+        let outcome: (RestartDecision, [Action], failure: String?)? = modify(name) { member in
+            // A stop order pending (the phase says so before the signal is raised,
+            // when dependents are stopped first) ends the run for good.
+            guard member.phase.run === run, member.phase.isWanted else { return nil }
+            return Self.decide(&member, name, run, reason: reason, ran: ran, now: now, recovery: recovery,
+                               stopsForGood: stopsForGood, retryHint: retryHint)
+        } ?? nil
+        guard let (decision, actions, failure) = outcome else { return (.remainStopped, []) }
+        return (decision, failure.map { actions + failureActions(of: name, reason: $0) } ?? actions)
+    }
+
+    /// The decision of ``decideAfterRun``, on the member itself; `failure`
+    /// says the service gave up, for what follows a failure.
+    private static func decide(_ member: inout Member, _ name: String, _ run: Run, reason: StopReason, ran: Duration,
+                               now: ContinuousClock.Instant, recovery: Bool, stopsForGood: Bool,
+                               retryHint: String) -> (RestartDecision, [Action], failure: String?) {
         if member.phase.startOrderedWhileEnding {
             // Ordered while the run was ending: the order already reset the
             // counters, as any start order does; the thread runs it again.
             member.phase.continues(run)
-            return (.restart(after: .zero), [.log(.info, "starting again, as ordered while its run was ending", service: name)])
+            return (.restart(after: .zero), [.log(.info, "starting again, as ordered while its run was ending", service: name)], nil)
         }
+        let policy = member.restartPolicy ?? (recovery ? .always : .never)
         let decision = member.restarts.decide(
-            after: reason, ran: ran, now: now, policy: policy(configured: member.restartPolicy),
+            after: reason, ran: ran, now: now, policy: policy,
             recoveryOff: !recovery && member.restartPolicy == nil, stopsForGood: stopsForGood, retryHint: retryHint)
         switch decision {
         case .restart(let restart, let attempt, let delay):
@@ -308,15 +326,21 @@ struct SupervisorStateMachine<Run: AnyObject> {
                 .update(service: name, .restarting(restarts: restart)),
                 .log(.info, "restarting (attempt #\(attempt))\(delay > .zero ? " in \(delay.milliseconds) ms" : "")", service: name),
                 .publish(service: name, .restarting(restart: restart, delay: delay)),
-            ])
+            ], nil)
         case .remainStopped(let why):
             member.phase.ended(run, staysStopped: true)
-            return (.remainStopped, [.log(.info, why, service: name)])
+            return (.remainStopped, [.log(.info, why, service: name)], nil)
         case .giveUp(let why):
             member.phase.gaveUp(run, reason: why)
-            return (.remainStopped, [.update(service: name, .failed(reason: why, recorded: false))]
-                + failureActions(of: name, reason: why))
+            return (.remainStopped, [.update(service: name, .failed(reason: why, recorded: false))], why)
         }
+    }
+
+    /// Changes one member in place, without copying it out and back (each
+    /// copy retains and releases every field); `nil` if there is no such service.
+    private mutating func modify<Result>(_ name: String, _ body: (inout Member) -> Result) -> Result? {
+        guard let index = members.index(forKey: name) else { return nil }
+        return body(&members.values[index])
     }
 
     /// A stop of `run` was waited for, and it ended.
