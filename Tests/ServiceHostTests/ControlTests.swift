@@ -263,6 +263,24 @@ struct ControlTests {
         #expect(!host.outputText.contains("stop ordered"))
     }
 
+    /// The same against the real binary: a client that connects and sends
+    /// nothing is cut off after the host's 5 s, and `ctl status` is answered meanwhile.
+    @Test func aSilentClientOfTheHostIsCutOffAndCtlIsAnsweredMeanwhile() async throws {
+        let folder = try PluginFolder()
+        try await folder.add(as: "Fine.so", sidecar: "interval_ms = 50\n")
+        let host = try HostProcess(["run", "--plugins", folder.path])
+        try await host.waitForOutput("service=Fine [ServiceHost] started")
+        let requestTimeout = ControlServer.Configuration(path: "").requestTimeout
+        let silent = try RawSocketClient(path: host.controlSocket)
+        let began = ContinuousClock.now
+        #expect(try await ctl(host, "status").status == 0)
+        let cut = try await silent.readToEnd(timeout: requestTimeout * 4)
+        #expect(cut.isEmpty)
+        #expect(ContinuousClock.now - began >= requestTimeout)
+        host.send(SIGTERM)
+        #expect(try await host.waitForExit() == 0)
+    }
+
     /// A client that connects and sends nothing holds its connection only
     /// until the request timeout, and never holds up another client.
     @Test func aClientThatSendsNothingIsCutOffAndOthersAreServedMeanwhile() async throws {

@@ -57,6 +57,55 @@ struct WatchTests {
         #expect(!host.outputText.contains(".New.so.tmp"), "a temporary name is never acted on")
     }
 
+    /// The directory moved away and back: the watch follows, says so, and
+    /// the reload after it finds the plugins as they are.
+    @Test func aDirectoryMovedAwayAndBackIsWatchedAgain() async throws {
+        let parent = try TemporaryDirectory("watch-parent")
+        chmod(parent.path, 0o755)
+        let plugins = parent.file("plugins").path
+        try FileManager.default.createDirectory(atPath: plugins, withIntermediateDirectories: false)
+        chmod(plugins, 0o755)
+        try FileManager.default.copyItem(at: try await BuiltFixtures.shared.c("probe.c"), to: URL(fileURLWithPath: "\(plugins)/First.so"))
+        try "interval_ms = 50\n".write(toFile: "\(plugins)/First.toml", atomically: true, encoding: .utf8)
+        let host = try HostProcess(["run", "--plugins", plugins, "--watch"])
+        try await host.waitForOutput("service=First [ServiceHost] started")
+        #expect(rename(plugins, parent.file("elsewhere").path) == 0)
+        try await host.waitForOutput("\(plugins) was removed or moved; --watch looks for it again")
+        #expect(rename(parent.file("elsewhere").path, plugins) == 0)
+        try await host.waitForOutput("\(plugins) is back; watching it again")
+        try await host.waitForOutput("plugins directory changed (the plugins directory came back)")
+        // Watched again: a new plugin is picked up.
+        try "interval_ms = 50\n".write(toFile: "\(plugins)/Second.toml", atomically: true, encoding: .utf8)
+        try FileManager.default.copyItem(at: try await BuiltFixtures.shared.c("probe.c"), to: URL(fileURLWithPath: "\(plugins)/Second.so"))
+        try await host.waitForOutput("service=Second [ServiceHost] started")
+        host.send(SIGTERM)
+        #expect(try await host.waitForExit() == 0)
+    }
+
+    /// More changes at once than the kernel queues (its event queue
+    /// overflows): the watcher rescans everything rather than missing one.
+    @Test func anOverflowingEventQueueMakesARescan() async throws {
+        let folder = try PluginFolder()
+        try await folder.add(as: "First.so", sidecar: "interval_ms = 50\n")
+        let host = try HostProcess(["run", "--plugins", folder.path, "--watch"])
+        try await host.waitForOutput("watching \(folder.path) for changes")
+        try await host.waitForOutput("service=First [ServiceHost] started")
+        let limit = (try? String(contentsOfFile: "/proc/sys/fs/inotify/max_queued_events", encoding: .utf8))
+            .flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) } ?? 16384
+        // Stopped meanwhile, so that the watcher cannot drain the queue as it fills.
+        host.send(SIGSTOP)
+        // Each file makes two events (created, closed); names that never count by themselves.
+        for index in 0...(limit / 2 + 16) {
+            let descriptor = open("\(folder.path)/junk-\(index).txt", O_CREAT | O_WRONLY | O_CLOEXEC, 0o644)
+            if descriptor >= 0 { close(descriptor) }
+        }
+        host.send(SIGCONT)
+        try await host.waitForOutput("plugins directory changed (too many changes at once (the event queue overflowed))")
+        try await host.waitForOutput("reload: 0 added, 0 changed, 0 removed, 1 unchanged")
+        host.send(SIGTERM)
+        #expect(try await host.waitForExit() == 0)
+    }
+
     /// A plugin written in two sessions (closed half-way, a pause longer than
     /// the quiet period) is looked at half-written: the scanner refuses that
     /// version and the service keeps running the old one; the finished file

@@ -253,6 +253,9 @@ private func scaleAndIdleCost() {
                 .custom("run to all 1,000 started (µs)"),
                 .custom("host memory per service, beyond the plugin's own (KiB)"),
                 .custom("idle host CPU, 1,000 services at interval_ms = 1000 (µs per second)"),
+                .custom("control API: first status of 1,000 services (µs)"),
+                .custom("control API: status of 1,000 services (µs)"),
+                .custom("servicehost ctl status of 1,000 services, whole command (µs)"),
             ],
             warmupIterations: 0, maxIterations: 1
         )
