@@ -94,8 +94,9 @@ struct WatchTests {
             .flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) } ?? 16384
         // Stopped meanwhile, so that the watcher cannot drain the queue as it fills.
         host.send(SIGSTOP)
-        // Each file makes two events (created, closed); names that never count by themselves.
-        for index in 0...(limit / 2 + 16) {
+        try await Self.waitUntilStopped(host.pid)
+        // Each file makes two events (created, closed), twice what the queue holds; names that never count by themselves.
+        for index in 0..<limit {
             let descriptor = open("\(folder.path)/junk-\(index).txt", O_CREAT | O_WRONLY | O_CLOEXEC, 0o644)
             if descriptor >= 0 { close(descriptor) }
         }
@@ -104,6 +105,18 @@ struct WatchTests {
         try await host.waitForOutput("reload: 0 added, 0 changed, 0 removed, 1 unchanged")
         host.send(SIGTERM)
         #expect(try await host.waitForExit() == 0)
+    }
+
+    /// Returns once the kernel reports `pid` stopped (`T` in /proc/PID/stat):
+    /// a state with nothing to wait on but looking, so looked at each millisecond, within a deadline.
+    private static func waitUntilStopped(_ pid: Int32) async throws {
+        try await withDeadline(.seconds(20), waiting: "the host to be stopped") {
+            while true {
+                let stat = (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)) ?? ""
+                if let close = stat.lastIndex(of: ")"), stat[stat.index(close, offsetBy: 2)...].hasPrefix("T") { return }
+                try await Task.sleep(for: .milliseconds(1))
+            }
+        }
     }
 
     /// A plugin written in two sessions (closed half-way, a pause longer than
