@@ -90,6 +90,7 @@ let package = Package(
             dependencies: [
                 "ServiceHost", "ServiceHostControl", "servicehost",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ],
             exclude: []
         ),

@@ -107,7 +107,8 @@ struct ProcessIsolationTests {
         let began = ContinuousClock.now
         await host.scheduler.shutdown()
         let took = ContinuousClock.now - began
-        #expect(took < stopTimeout * 20, "\(took)")
+        // The shutdown also ends the fork server, whose answers have their own deadline.
+        #expect(took < stopTimeout * 20 + Limits.forkServerAnswerTimeout * 2, "\(took)")
         #expect(host.logs.entries { $0.message.contains("svc_loop did not return within stop_timeout_ms (300 ms) of the stop; killing the worker") }.count == 1)
     }
 

@@ -9,7 +9,7 @@ import Glibc
 
 /// `servicehost ctl reload` and SIGHUP: the plugins directory is the desired
 /// state, driven through the real binary with real file operations.
-@Suite("Reload")
+@Suite("Reload", .serialized)
 struct ReloadTests {
     private func ctl(_ host: HostProcess, _ arguments: String...) async throws -> (status: Int32, output: String) {
         try await HostProcess.run(["ctl", "--socket", host.controlSocket] + arguments)

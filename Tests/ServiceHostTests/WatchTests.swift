@@ -6,9 +6,33 @@ import Testing
 import Glibc
 #endif
 
+/// What a watcher reported, its first report held until released.
+private final class OverflowReports: @unchecked Sendable {
+    let first = Completion()
+    let second = Completion()
+    let release = DispatchSemaphore(value: 0)
+    private let lock = NSLock()
+    private var reports: [String] = []
+
+    var all: [String] { lock.withLock { reports } }
+
+    func record(_ what: String) {
+        let count: Int = lock.withLock {
+            reports.append(what)
+            return reports.count
+        }
+        if count == 1 {
+            first.complete()
+            release.wait()
+        } else {
+            second.complete()
+        }
+    }
+}
+
 /// `servicehost run --watch`: the plugins directory is live. Driven through
 /// the real binary with the file operations users make.
-@Suite("Watched plugins directory")
+@Suite("Watched plugins directory", .serialized)
 struct WatchTests {
     @Test func onlyPluginsAndSidecarsCountNotTemporaryOrHiddenFiles() {
         for name in ["libEcho.so", "Echo.so", "Echo.toml"] {
@@ -42,7 +66,9 @@ struct WatchTests {
         // Installed with install(1): started.
         let source = try await BuiltFixtures.shared.c("probe.c").path
         try folder.sidecar(for: "Installed.so", "interval_ms = 50\n")
-        try PluginBuilder.run(["install", "-m", "0755", source, folder.directory.file("Installed.so").path])
+        let install = try await HostProcess.run(["-m", "0755", source, folder.directory.file("Installed.so").path],
+                                                executable: URL(fileURLWithPath: "/usr/bin/install"))
+        #expect(install.status == 0, "\(install.output)")
         try await host.waitForOutput("service=Installed [ServiceHost] started")
 
         // A sidecar edited: restarted with the new values.
@@ -84,39 +110,31 @@ struct WatchTests {
 
     /// More changes at once than the kernel queues (its event queue
     /// overflows): the watcher rescans everything rather than missing one.
+    /// The watcher's own thread is held in its first report meanwhile, so
+    /// that it cannot drain the queue as it fills.
     @Test func anOverflowingEventQueueMakesARescan() async throws {
         let folder = try PluginFolder()
-        try await folder.add(as: "First.so", sidecar: "interval_ms = 50\n")
-        let host = try HostProcess(["run", "--plugins", folder.path, "--watch"])
-        try await host.waitForOutput("watching \(folder.path) for changes")
-        try await host.waitForOutput("service=First [ServiceHost] started")
+        let reports = OverflowReports()
+        let watcher = try DirectoryWatcher(directory: folder.path, logger: LogCapture().logger) { what in reports.record(what) }
+        defer { watcher.stop() }
+        try "interval_ms = 50\n".write(toFile: folder.directory.file("First.toml").path, atomically: false, encoding: .utf8)
+        #expect(await reports.first.wait(timeout: .seconds(20)))
         let limit = (try? String(contentsOfFile: "/proc/sys/fs/inotify/max_queued_events", encoding: .utf8))
             .flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) } ?? 16384
-        // Stopped meanwhile, so that the watcher cannot drain the queue as it fills.
-        host.send(SIGSTOP)
-        try await Self.waitUntilStopped(host.pid)
-        // Each file makes two events (created, closed), twice what the queue holds; names that never count by themselves.
-        for index in 0..<limit {
-            let descriptor = open("\(folder.path)/junk-\(index).txt", O_CREAT | O_WRONLY | O_CLOEXEC, 0o644)
-            if descriptor >= 0 { close(descriptor) }
-        }
-        host.send(SIGCONT)
-        try await host.waitForOutput("plugins directory changed (too many changes at once (the event queue overflowed))")
-        try await host.waitForOutput("reload: 0 added, 0 changed, 0 removed, 1 unchanged")
-        host.send(SIGTERM)
-        #expect(try await host.waitForExit() == 0)
-    }
-
-    /// Returns once the kernel reports `pid` stopped (`T` in /proc/PID/stat):
-    /// a state with nothing to wait on but looking, so looked at each millisecond, within a deadline.
-    private static func waitUntilStopped(_ pid: Int32) async throws {
-        try await withDeadline(.seconds(20), waiting: "the host to be stopped") {
-            while true {
-                let stat = (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)) ?? ""
-                if let close = stat.lastIndex(of: ")"), stat[stat.index(close, offsetBy: 2)...].hasPrefix("T") { return }
-                try await Task.sleep(for: .milliseconds(1))
+        // Each file makes two events (created, closed): a few more than the queue holds; names that never count by themselves.
+        let directory = folder.path
+        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+            Thread.detachNewThread {
+                for index in 0...(limit / 2 + 64) {
+                    let descriptor = open("\(directory)/junk-\(index).txt", O_CREAT | O_WRONLY | O_CLOEXEC, 0o644)
+                    if descriptor >= 0 { close(descriptor) }
+                }
+                done.resume()
             }
         }
+        reports.release.signal()
+        #expect(await reports.second.wait(timeout: .seconds(20)))
+        #expect(reports.all == ["First.toml", "too many changes at once (the event queue overflowed)"])
     }
 
     /// A plugin written in two sessions (closed half-way, a pause longer than
