@@ -211,14 +211,22 @@ public final class Scheduler: Sendable {
         }
     }
 
-    private func addPlugins(in directory: String, skippingKnown: Bool) throws(PluginError) -> (added: [String], errors: [PluginError]) {
+    /// The plugins in a directory (resolved, checked, listed; stray sidecars
+    /// warned about), and the files that cannot be used as services.
+    private func scan(_ directory: String) throws(PluginError) -> (directory: String, entries: [PluginDirectory.Entry],
+                                                                   errors: [PluginError]) {
         let directory = resolvedDirectory(directory)
         if !configuration.allowInsecurePlugins {
             try FileSafety.check(directory, as: .directory)
         }
         let plugins = PluginDirectory(path: directory)
-        let (entries, scanErrors) = try plugins.scan()
+        let (entries, errors) = try plugins.scan()
         warnAboutStraySidecars(in: plugins, besides: entries)
+        return (directory, entries, errors)
+    }
+
+    private func addPlugins(in directory: String, skippingKnown: Bool) throws(PluginError) -> (added: [String], errors: [PluginError]) {
+        let (_, entries, scanErrors) = try scan(directory)
         var errors = scanErrors
         var added: [String] = []
         for entry in entries {
@@ -283,13 +291,7 @@ public final class Scheduler: Sendable {
 
     /// Reads the directory and every sidecar, and decides.
     private func plan(_ directory: String) throws(PluginError) -> ReloadPlan {
-        let directory = resolvedDirectory(directory)
-        if !configuration.allowInsecurePlugins {
-            try FileSafety.check(directory, as: .directory)
-        }
-        let plugins = PluginDirectory(path: directory)
-        let (entries, scanErrors) = try plugins.scan()
-        warnAboutStraySidecars(in: plugins, besides: entries)
+        let (directory, entries, scanErrors) = try scan(directory)
         let found = entries.map { entry in
             ReloadPlan.Found(entry: entry, configuration: Result { () throws(PluginError) in
                 if let sidecar = entry.sidecar { try loadSidecar(sidecar) } else { ServiceConfiguration() }
