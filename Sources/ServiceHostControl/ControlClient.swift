@@ -70,8 +70,10 @@ public struct ControlClient: Sendable {
                 var headers = HTTPHeaders()
                 headers.add(name: "Host", value: "localhost")
                 headers.add(name: "Content-Length", value: "0")
-                try await outbound.write(.head(HTTPRequestHead(version: .http1_1, method: method, uri: target, headers: headers)))
-                try await outbound.write(.end(nil))
+                // One write for the whole request: a host that answers at once and
+                // closes must not find half of it still to be sent.
+                try await outbound.write(contentsOf: [.head(HTTPRequestHead(version: .http1_1, method: method, uri: target,
+                                                                             headers: headers)), .end(nil)])
                 var status = 0
                 var body = Data()
                 for try await part in inbound {

@@ -52,6 +52,10 @@ struct RunCommand: AsyncParsableCommand {
     func run() async throws {
         let logs = ServiceLogRing()
         let logger = logging.bootstrap(keepingServiceLinesIn: logs)
+        // Read before anything is started, and taken out of the environment
+        // that workers and plugins' programs inherit.
+        let systemd = SystemdNotifier()
+        SystemdNotifier.removeItsVariables()
         let signals = HostSignals.install([SIGINT, SIGTERM, SIGHUP])
         HostLimits.raiseDescriptorLimit(logger: logger)
         var configuration = Scheduler.Configuration(recovery: !noRecovery, isolation: Isolation(name: isolation) ?? .thread,
@@ -114,6 +118,20 @@ struct RunCommand: AsyncParsableCommand {
         Task { for await signal in signals { sink.yield(.signal(signal)) } }
         var pending = events.makeAsyncIterator()
         scheduler.startAll()
+        systemd?.send("READY=1", "STATUS=\(Self.summary(scheduler))")
+        // systemd's watchdog is pinged, and its status line kept current, from
+        // this loop: a supervisor stuck here stops pinging and is restarted.
+        var lastStatus = Self.summary(scheduler)
+        var lastStatusSent = ContinuousClock.now
+        let ticker: Task<Void, Never>? = systemd.map { systemd in
+            let tick = min(systemd.watchdogInterval ?? .seconds(1), .seconds(1))
+            return Task {
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: tick)
+                    sink.yield(.tick)
+                }
+            }
+        }
         // A reload runs beside this loop, so that a SIGTERM never waits for
         // it (each new plugin's scan may take its start_timeout_ms); SIGHUPs
         // that arrive meanwhile make one more reload after it.
@@ -122,11 +140,13 @@ struct RunCommand: AsyncParsableCommand {
         let reload = { @Sendable in
             Task {
                 logger.notice("reloading \(plugins)")
+                systemd?.send("RELOADING=1", "MONOTONIC_USEC=\(Self.monotonicMicroseconds())")
                 do {
                     _ = try await scheduler.reload(directory: plugins)
                 } catch {
                     logger.error("\(error)")
                 }
+                systemd?.send("READY=1")
                 sink.yield(.reloaded)
             }
         }
@@ -145,13 +165,23 @@ struct RunCommand: AsyncParsableCommand {
                 _ = reload()
             case .reloaded:
                 reloading = false
+            case .tick:
+                if systemd?.watchdogInterval != nil { systemd?.send("WATCHDOG=1") }
+                // The status line when the counts change, at most once a second.
+                let status = Self.summary(scheduler)
+                if status != lastStatus, ContinuousClock.now - lastStatusSent >= .seconds(1) {
+                    systemd?.send("STATUS=\(status)")
+                    (lastStatus, lastStatusSent) = (status, .now)
+                }
             case .signal(let signal):
                 logger.notice("\(Self.name(of: signal)): stopping every service\(reloading ? " (a SIGHUP reload in progress is abandoned)" : "")")
+                systemd?.send("STOPPING=1")
                 break signals
             case .shutDown:
                 continue
             }
         }
+        defer { ticker?.cancel() }
         watcher?.stop()
         Task { await scheduler.shutdown(); sink.yield(.shutDown) }
         while let event = await pending.next() {
@@ -172,6 +202,9 @@ struct RunCommand: AsyncParsableCommand {
                 try? FileManager.default.removeItem(atPath: scheduler.runtimeDirectory)
                 if let path = control.path { unlink(path) }
                 throw ExitCode(3)
+            case .tick:
+                // Still pinged while services stop, so that a long stop is not taken for a hang.
+                if systemd?.watchdogInterval != nil { systemd?.send("WATCHDOG=1") }
             case .signal, .reloaded, .changed:
                 continue
             }
@@ -184,7 +217,25 @@ struct RunCommand: AsyncParsableCommand {
         case reloaded
         /// The watched plugins directory changed, and the change settled.
         case changed(String)
+        /// Time to ping systemd's watchdog and refresh its status line.
+        case tick
         case shutDown
+    }
+
+    /// "12 running, 1 backoff, 0 failed" and the other states that have services.
+    private static func summary(_ scheduler: Scheduler) -> String {
+        let counted = scheduler.stateCounts()
+        let counts = ServiceStatus.State.allCases.compactMap { state -> String? in
+            let count = counted[state] ?? 0
+            return count > 0 || state == .running || state == .failed ? "\(count) \(state.rawValue)" : nil
+        }
+        return counts.joined(separator: ", ")
+    }
+
+    private static func monotonicMicroseconds() -> Int64 {
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        return Int64(now.tv_sec) * 1_000_000 + Int64(now.tv_nsec) / 1000
     }
 
     private static func name(of signal: Int32) -> String {

@@ -125,7 +125,8 @@ struct RestartPolicyTests {
         let release = DispatchSemaphore(value: 0)
         let base = FinishesOnce(name: "base", configuration: .init(restart: .never))
         try scheduler.add(base)
-        try scheduler.add(HeldStop(name: "user", configuration: .init(requires: ["base"]), release: release))
+        // A long stop timeout, so that base's runner surely still waits for user's stop when the start comes.
+        try scheduler.add(HeldStop(name: "user", configuration: .init(stopTimeout: .seconds(60), requires: ["base"]), release: release))
         try scheduler.start("user")
         try scheduler.start("base")
         try await events.first("user") { $0.isStarted }

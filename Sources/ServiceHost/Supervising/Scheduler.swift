@@ -483,6 +483,9 @@ public final class Scheduler: Sendable {
     /// How one service stands, as an operator sees it; `nil` if there is no such service.
     public func status(of name: String) -> ServiceStatus? { manager.status(of: name) }
 
+    /// How many services are in each state: cheap (no status is built), for a status line.
+    public func stateCounts() -> [ServiceStatus.State: Int] { manager.stateCounts }
+
     /// ``status()`` for async callers (the control API), built on a thread of
     /// its own: the first one reads every plugin image to compute its SHA-256.
     public func statusOffThePool() async -> [ServiceStatus] {

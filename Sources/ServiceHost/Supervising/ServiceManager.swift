@@ -188,6 +188,10 @@ final class ServiceManager: @unchecked Sendable {
         return supervised.map { ServiceStatus(service: $0.0, supervision: $0.1, now: now, wallNow: wallNow) }
     }
 
+    var stateCounts: [ServiceStatus.State: Int] {
+        lock.withLock { machine.stateCounts }
+    }
+
     func status(of name: String) -> ServiceStatus? {
         let supervised: (BaseService, Machine.Status)? = lock.withLock {
             guard let service = members[name], let status = machine.status(of: name) else { return nil }

@@ -150,6 +150,11 @@ struct SupervisorStateMachine<Run: AnyObject> {
         var waitingFor: [String]
     }
 
+    /// How many services are in each state, without building their statuses.
+    var stateCounts: [ServiceStatus.State: Int] {
+        members.values.reduce(into: [:]) { counts, member in counts[member.phase.publicState, default: 0] += 1 }
+    }
+
     func status(of name: String) -> Status? {
         guard let member = members[name] else { return nil }
         let backoffUntil: ContinuousClock.Instant? = if case .backoff(_, let until) = member.phase { until } else { nil }

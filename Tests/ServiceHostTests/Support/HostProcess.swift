@@ -42,7 +42,9 @@ final class HostProcess: @unchecked Sendable {
     ///     (e.g. `ulimit -Sn 64`); the pid stays the same.
     ///   - currentDirectory: where the host starts (relative paths resolve from it).
     ///   - executable: the `servicehost` binary to run (by default the built one).
-    init(_ arguments: [String], shellSetup: String? = nil, currentDirectory: URL? = nil, executable: URL? = nil) throws {
+    /// - Parameter environment: variables set on top of this process's environment.
+    init(_ arguments: [String], shellSetup: String? = nil, currentDirectory: URL? = nil, executable: URL? = nil,
+         environment: [String: String] = [:]) throws {
         let binary = try executable ?? Self.binary
         // Each host its own control socket: the default path is one per user,
         // and tests run many hosts at once.
@@ -61,6 +63,9 @@ final class HostProcess: @unchecked Sendable {
             process.arguments = arguments
         }
         if let currentDirectory { process.currentDirectoryURL = currentDirectory }
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
         let pipe = try OutputPipe()
         output = pipe.reading
         pipe.attach(to: process)
