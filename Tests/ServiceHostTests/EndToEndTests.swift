@@ -104,6 +104,19 @@ struct EndToEndTests {
         #expect(output.contains("'loud' is not a log level"))
     }
 
+    @Test func theLogLevelMayBeWarnAndInAnyCase() async throws {
+        let folder = try PluginFolder()
+        try await folder.add(as: "Fine.so", sidecar: "interval_ms = 50\n[config]\nwarn_at = 1\n")
+        for level in ["warn", "WARNING", "Warn"] {
+            let host = try HostProcess(["run", "--plugins", folder.path, "--log-level", level])
+            try await host.waitForOutput("warn at 1")
+            host.send(SIGTERM)
+            #expect(try await host.waitForExit() == 0)
+            // Only warnings and worse: no info line such as "started".
+            #expect(!host.outputText.contains(" info "), "\(level): \(host.outputText)")
+        }
+    }
+
     @Test func anUnknownIsolationIsAValidationError() async throws {
         let (status, output) = try await HostProcess.run(["run", "--isolation", "container"])
         #expect(status != 0)
