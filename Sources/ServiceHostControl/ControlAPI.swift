@@ -139,7 +139,7 @@ public final class ControlAPI: Sendable {
         }
         switch resource {
         case .host:
-            return try Self.ok(await hostDocument())
+            return try Self.ok(hostDocument())
         case .services:
             return try Self.ok(ControlDocument.Services(services: await scheduler.statusOffThePool()))
         case .service(let name):
@@ -185,14 +185,14 @@ public final class ControlAPI: Sendable {
 
     // MARK: Reading
 
-    private func hostDocument() async -> ControlDocument.Host {
-        let statuses = await scheduler.statusOffThePool()
-        var states = Dictionary(uniqueKeysWithValues: ServiceStatus.State.allCases.map { ($0.rawValue, 0) })
-        for status in statuses { states[status.state.rawValue, default: 0] += 1 }
+    /// Counts only: no service's status (nor any image's digest) is built for it.
+    private func hostDocument() -> ControlDocument.Host {
+        let counts = scheduler.stateCounts()
+        let states = Dictionary(uniqueKeysWithValues: ServiceStatus.State.allCases.map { ($0.rawValue, counts[$0] ?? 0) })
         return ControlDocument.Host(
             version: host.version, pid: getpid(), started: host.started,
             uptime: (ContinuousClock.now - host.startedInstant).secondsValue,
-            pluginsDirectory: host.pluginsDirectory, states: states, services: statuses.count)
+            pluginsDirectory: host.pluginsDirectory, states: states, services: counts.values.reduce(0, +))
     }
 
     private func status(of name: String) throws -> ServiceStatus {

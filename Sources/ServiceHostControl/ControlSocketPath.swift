@@ -16,6 +16,9 @@ public enum ControlSocketPath {
         return "\(privateDirectory)/control.sock"
     }
 
+    /// The default, as help texts say it.
+    public static let defaultDescription = "Default: $XDG_RUNTIME_DIR/servicehost.sock, else /tmp/servicehost-control-<uid>/control.sock"
+
     /// The directory of the default path when there is no `$XDG_RUNTIME_DIR`.
     static var privateDirectory: String { "/tmp/servicehost-control-\(getuid())" }
 

@@ -5,7 +5,7 @@ import ServiceHostControl
 struct ControlOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp(
         "The control API's Unix socket, or 'none' for no control API.",
-        discussion: "Default: $XDG_RUNTIME_DIR/servicehost.sock, else /tmp/servicehost-control-<uid>/control.sock.",
+        discussion: ControlSocketPath.defaultDescription,
         valueName: "path"))
     var controlSocket: String?
 

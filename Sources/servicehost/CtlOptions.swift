@@ -8,7 +8,7 @@ import ServiceHostControl
 struct CtlOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp(
         "The host's control socket.",
-        discussion: "Default: $XDG_RUNTIME_DIR/servicehost.sock, else /tmp/servicehost-control-<uid>/control.sock (as `run`).",
+        discussion: ControlSocketPath.defaultDescription + " (as `run`)",
         valueName: "path"))
     var socket: String?
 

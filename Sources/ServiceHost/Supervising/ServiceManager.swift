@@ -176,28 +176,31 @@ final class ServiceManager: @unchecked Sendable {
     }
 
     /// How each service stands, in the order they were added.
+    /// How each service stands, in the order they were added.
     func statuses() -> [ServiceStatus] {
+        statuses(of: lock.withLock { machine.names })
+    }
+
+    func status(of name: String) -> ServiceStatus? {
+        statuses(of: [name]).first
+    }
+
+    /// The statuses of the named services that exist: their supervision read
+    /// under the lock, each status built after it (a plugin's digest is
+    /// computed on first use).
+    private func statuses(of names: [String]) -> [ServiceStatus] {
         let supervised: [(BaseService, Machine.Status)] = lock.withLock {
-            machine.names.compactMap { name in
+            names.compactMap { name in
                 guard let service = members[name], let status = machine.status(of: name) else { return nil }
                 return (service, status)
             }
         }
-        // Built outside the lock: a plugin's digest is computed on first use.
         let (now, wallNow) = (ContinuousClock.now, Date())
         return supervised.map { ServiceStatus(service: $0.0, supervision: $0.1, now: now, wallNow: wallNow) }
     }
 
     var stateCounts: [ServiceStatus.State: Int] {
         lock.withLock { machine.stateCounts }
-    }
-
-    func status(of name: String) -> ServiceStatus? {
-        let supervised: (BaseService, Machine.Status)? = lock.withLock {
-            guard let service = members[name], let status = machine.status(of: name) else { return nil }
-            return (service, status)
-        }
-        return supervised.map { ServiceStatus(service: $0.0, supervision: $0.1, now: .now, wallNow: Date()) }
     }
 
     /// Whether a service is stopped by an order, or was never started.
