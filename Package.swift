@@ -8,6 +8,7 @@ let package = Package(
     products: [
         .library(name: "ServiceHost", targets: ["ServiceHost"]),
         .library(name: "ServiceHostControl", targets: ["ServiceHostControl"]),
+        .library(name: "ServiceHostMetrics", targets: ["ServiceHostMetrics"]),
         .executable(name: "servicehost", targets: ["servicehost"]),
         // The bundled example plugins: each its own shared library.
         .library(name: "Counter", type: .dynamic, targets: ["Counter"]),
@@ -22,6 +23,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // The plugin ABI, from the same header plugin authors compile against.
@@ -52,11 +55,22 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
-        // The control API (HTTP + JSON on a Unix socket) and its client, over swift-nio.
+        // The host's metrics, in Prometheus' text format, through swift-prometheus.
+        .target(
+            name: "ServiceHostMetrics",
+            dependencies: [
+                "ServiceHost",
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ]
+        ),
+        // The control API (HTTP + JSON on a Unix socket) and its client, the
+        // health and metrics endpoints on TCP, and the operator's stack
+        // (systemd's notify protocol, log formats), over swift-nio.
         .target(
             name: "ServiceHostControl",
             dependencies: [
                 "ServiceHost",
+                "ServiceHostMetrics",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -69,7 +83,10 @@ let package = Package(
             dependencies: [
                 "ServiceHost",
                 "ServiceHostControl",
+                "ServiceHostMetrics",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -88,7 +105,7 @@ let package = Package(
         .testTarget(
             name: "ServiceHostTests",
             dependencies: [
-                "ServiceHost", "ServiceHostControl", "servicehost",
+                "ServiceHost", "ServiceHostControl", "ServiceHostMetrics", "servicehost",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import ServiceHost
+import ServiceHostMetrics
 import Synchronization
 
 /// What the control API answers, apart from how it is reached: a request in,
@@ -35,10 +36,17 @@ public final class ControlAPI: Sendable {
         }
     }
 
-    /// A status code and a JSON body.
+    /// A status code and a body: JSON, unless said otherwise.
     public struct Response: Sendable {
         public var status: Int
         public var body: Data
+        public var contentType: String
+
+        public init(status: Int, body: Data, contentType: String = "application/json") {
+            self.status = status
+            self.body = body
+            self.contentType = contentType
+        }
     }
 
     /// What a peer may do.
@@ -77,12 +85,16 @@ public final class ControlAPI: Sendable {
     private let logs: ServiceLogRing
     private let polls = Atomic<Int>(0)
     private let host: HostInfo
+    private let metrics: HostMetrics
     private let logger: Logger
 
-    public init(scheduler: Scheduler, logs: ServiceLogRing, host: HostInfo, logger: Logger) {
+    /// - Parameter metrics: what `GET /v1/metrics` serves; by default the
+    ///   scheduler's own (give the one `--http` serves, so both agree).
+    public init(scheduler: Scheduler, logs: ServiceLogRing, host: HostInfo, metrics: HostMetrics? = nil, logger: Logger) {
         self.scheduler = scheduler
         self.logs = logs
         self.host = host
+        self.metrics = metrics ?? HostMetrics(scheduler: scheduler, version: host.version, started: host.started)
         self.logger = logger
     }
 
@@ -105,6 +117,7 @@ public final class ControlAPI: Sendable {
         case logs(String)
         case order(String, verb: String)
         case reload
+        case metrics
 
         init?(path: String) {
             let segments = path.split(separator: "/").map(String.init)
@@ -113,6 +126,7 @@ public final class ControlAPI: Sendable {
             case 2 where segments[1] == "host": self = .host
             case 2 where segments[1] == "services": self = .services
             case 2 where segments[1] == "reload": self = .reload
+            case 2 where segments[1] == "metrics": self = .metrics
             case 3 where segments[1] == "services": self = .service(segments[2])
             case 4 where segments[1] == "services" && segments[3] == "logs": self = .logs(segments[2])
             case 4 where segments[1] == "services" && ["start", "stop", "restart"].contains(segments[3]):
@@ -124,7 +138,7 @@ public final class ControlAPI: Sendable {
         /// The one method each resource takes.
         var method: String {
             switch self {
-            case .host, .services, .service, .logs: "GET"
+            case .host, .services, .service, .logs, .metrics: "GET"
             case .order, .reload: "POST"
             }
         }
@@ -140,6 +154,8 @@ public final class ControlAPI: Sendable {
         switch resource {
         case .host:
             return try Self.ok(hostDocument())
+        case .metrics:
+            return Response(status: 200, body: Data(metrics.exposition()), contentType: HostMetrics.contentType)
         case .services:
             return try Self.ok(ControlDocument.Services(services: await scheduler.statusOffThePool()))
         case .service(let name):

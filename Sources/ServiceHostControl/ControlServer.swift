@@ -46,21 +46,23 @@ public final class ControlServer: Sendable {
         public let description: String
     }
 
-    private typealias Connection = NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>
+    private typealias Connection = HTTPExchanges.Connection
 
     private let configuration: Configuration
     private let api: ControlAPI
     private let logger: Logger
     private let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
     private let listener = Mutex<(channel: Channel, serving: Task<Void, Never>)?>(nil)
-    private let active = Atomic<Int>(0)
-    /// Refusals are logged at most once a second, so a client that connects in a loop cannot flood the log.
-    private let refusals = RateLimitedNote(every: .seconds(1))
+    private let exchanges: HTTPExchanges
 
     public init(configuration: Configuration, api: ControlAPI, logger: Logger) {
         self.configuration = configuration
         self.api = api
         self.logger = logger
+        exchanges = HTTPExchanges(
+            limits: .init(maxConnections: configuration.maxConnections, requestTimeout: configuration.requestTimeout,
+                          maxRequestBytes: configuration.maxRequestBytes, answerTimeout: configuration.answerTimeout),
+            name: "control", logger: logger)
     }
 
     /// Makes the socket and starts serving.
@@ -94,7 +96,11 @@ public final class ControlServer: Sendable {
             unlink(path)
             throw StartFailure(description: "control socket \(path) cannot be given to group \(controlGroup): \(reason)")
         }
-        let serving = Task { await self.serve(server) }
+        let serving = Task {
+            await self.exchanges.serve(server) { head, channel, tooLarge in
+                await self.answer(head, on: channel, tooLarge: tooLarge)
+            }
+        }
         listener.withLock { $0 = (server.channel, serving) }
         logger.notice("control API on \(path) (mode \(configuration.controlGroup == nil ? "0600" : "0660"))")
     }
@@ -110,78 +116,17 @@ public final class ControlServer: Sendable {
         try? await group.shutdownGracefully()
     }
 
-    private func serve(_ server: NIOAsyncChannel<Connection, Never>) async {
-        do {
-            try await server.executeThenClose { connections in
-                try await withThrowingDiscardingTaskGroup { group in
-                    for try await connection in connections {
-                        group.addTask { await self.handle(connection) }
-                    }
-                }
-            }
-        } catch {
-            logger.debug("control API stopped: \(error)")
+    /// The answer to one whole request: refused unless the peer may use the socket.
+    private func answer(_ head: HTTPRequestHead, on channel: Channel, tooLarge: Bool) async -> ControlAPI.Response {
+        guard let access = await peerAccess(of: channel) else {
+            return ControlAPI.refusal(ControlDocument.Failure(
+                code: "forbidden", message: "only the host's user, root and members of the control group may use this socket"))
         }
-    }
-
-    private func handle(_ connection: Connection) async {
-        let channel = connection.channel
-        guard active.add(1, ordering: .relaxed).newValue <= configuration.maxConnections else {
-            // Closed unread: an answer before the request confuses clients, and reading it would hold a slot.
-            active.subtract(1, ordering: .relaxed)
-            try? await channel.close()
-            refusals.note { suppressed in
-                logger.warning("control: a connection was closed unserved: \(configuration.maxConnections) are served already\(suppressed)")
-            }
-            return
+        if tooLarge {
+            return ControlAPI.refusal(ControlDocument.Failure(
+                code: "too_large", message: "a request may be at most \(configuration.maxRequestBytes) bytes"))
         }
-        defer { active.subtract(1, ordering: .relaxed) }
-        let access = await peerAccess(of: channel)
-        // One deadline for the whole request, so a client that trickles bytes cannot hold its slot.
-        let deadline = channel.eventLoop.scheduleTask(in: Self.timeAmount(configuration.requestTimeout)) {
-            channel.close(promise: nil)
-        }
-        do {
-            try await connection.executeThenClose { inbound, _ in
-                var head: HTTPRequestHead?
-                var size = 0
-                reading: for try await part in inbound {
-                    switch part {
-                    case .head(let received):
-                        head = received
-                        size += received.uri.utf8.count + received.headers.reduce(0) { $0 + $1.name.utf8.count + $1.value.utf8.count }
-                    case .body(let buffer):
-                        size += buffer.readableBytes
-                    case .end:
-                        break reading
-                    }
-                    if size > configuration.maxRequestBytes { break reading }
-                }
-                deadline.cancel()
-                guard let head else { return }
-                logger.debug("control: \(head.method.rawValue) \(head.uri)")
-                let response: ControlAPI.Response = if let access {
-                    if size > configuration.maxRequestBytes {
-                        ControlAPI.refusal(ControlDocument.Failure(
-                            code: "too_large", message: "a request may be at most \(configuration.maxRequestBytes) bytes"))
-                    } else {
-                        await api.handle(ControlAPI.Request(method: head.method.rawValue, target: head.uri), access: access)
-                    }
-                } else {
-                    ControlAPI.refusal(ControlDocument.Failure(
-                        code: "forbidden", message: "only the host's user, root and members of the control group may use this socket"))
-                }
-                // And one for taking the answer: a client that never reads cannot hold its slot either.
-                let answering = channel.eventLoop.scheduleTask(in: Self.timeAmount(configuration.answerTimeout)) {
-                    channel.close(promise: nil)
-                }
-                defer { answering.cancel() }
-                try await Self.write(response, on: channel)
-            }
-        } catch {
-            deadline.cancel()
-            logger.debug("control connection ended: \(error)")
-        }
+        return await api.handle(ControlAPI.Request(method: head.method.rawValue, target: head.uri), access: access)
     }
 
     /// Who the peer is, and what it may do; `nil` (logged) when it may do nothing.
@@ -196,30 +141,10 @@ public final class ControlServer: Sendable {
                                        groups: PeerAccess.supplementaryGroups(of: credentials.pid),
                                        hostUser: getuid(), controlGroup: configuration.controlGroup)
         if access == nil {
-            refusals.note { suppressed in
+            exchanges.refusals.note { suppressed in
                 logger.warning("control: refused a connection from uid \(credentials.uid), pid \(credentials.pid): not the host's user, root or a member of the control group\(suppressed)")
             }
         }
         return access
-    }
-
-    private static func timeAmount(_ duration: Duration) -> TimeAmount {
-        let (seconds, attoseconds) = duration.components
-        return .nanoseconds(seconds.multipliedReportingOverflow(by: 1_000_000_000).overflow
-            ? .max : seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
-    }
-
-    /// Writes the answer through the channel and returns once all of it is
-    /// in the socket: the async writer's own writes are not waited for, and
-    /// closing right after them cut answers larger than the socket's buffer.
-    private static func write(_ response: ControlAPI.Response, on channel: Channel) async throws {
-        var headers = HTTPHeaders()
-        headers.add(name: "Content-Type", value: "application/json")
-        headers.add(name: "Content-Length", value: "\(response.body.count)")
-        headers.add(name: "Connection", value: "close")
-        let head = HTTPResponseHead(version: .http1_1, status: HTTPResponseStatus(statusCode: response.status), headers: headers)
-        channel.write(HTTPServerResponsePart.head(head), promise: nil)
-        channel.write(HTTPServerResponsePart.body(.byteBuffer(ByteBuffer(bytes: response.body))), promise: nil)
-        try await channel.writeAndFlush(HTTPServerResponsePart.end(nil)).get()
     }
 }

@@ -10,7 +10,7 @@ struct CtlCommand: AsyncParsableCommand {
             running; 4 an unknown service, or no host answers at the socket.
             """,
         subcommands: [CtlStatusCommand.self, CtlStartCommand.self, CtlStopCommand.self, CtlRestartCommand.self,
-                      CtlLogsCommand.self, CtlReloadCommand.self]
+                      CtlLogsCommand.self, CtlReloadCommand.self, CtlMetricsCommand.self]
     )
 
     @OptionGroup var options: CtlOptions

@@ -1,8 +1,11 @@
 import ArgumentParser
 import Foundation
 import Logging
+import Metrics
+import Prometheus
 import ServiceHost
 import ServiceHostControl
+import ServiceHostMetrics
 
 #if canImport(Glibc)
 import Glibc
@@ -39,7 +42,15 @@ struct RunCommand: AsyncParsableCommand {
     @Option(name: .long, help: "The largest plugin file to load, in bytes (default 512 MiB).")
     var maxPluginSize: Int64 = Limits.defaultMaxPluginSize
 
+    @Option(name: .long, help: ArgumentHelp(
+        "Serve metrics and health, read only, over HTTP on this TCP address: GET /metrics, /livez, /readyz (off by default).",
+        valueName: "address:port"))
+    var http: String?
+
     func validate() throws {
+        if let http, case .failure(let error) = ProbeServer.Configuration.parse(http) {
+            throw ValidationError("--http: \(error)")
+        }
         guard maxPluginSize > 0 else { throw ValidationError("--max-plugin-size must be positive.") }
         guard Isolation(name: isolation) != nil else {
             throw ValidationError("'\(isolation)' is not an isolation; use 'thread' or 'process'.")
@@ -66,12 +77,16 @@ struct RunCommand: AsyncParsableCommand {
         // Resolved once, before any plugin runs: a plugin may chdir, and SIGHUP
         // must still find the same directory.
         let plugins = scheduler.resolvedDirectory(plugins)
+        let host = ControlAPI.HostInfo(version: ServiceHostVersion.current, pluginsDirectory: plugins)
+        let metrics = HostMetrics(scheduler: scheduler, version: host.version, started: host.started)
+        // Whatever in the process counts through swift-metrics is scraped with the host's own series.
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: metrics.registry))
+        let pulse = HostPulse()
         // Before any plugin is loaded: the socket's mode comes from the
         // process-wide umask at bind, which no plugin thread may see.
         var controlServer: ControlServer?
         if let path = control.path {
-            let api = ControlAPI(scheduler: scheduler, logs: logs,
-                                 host: .init(version: ServiceHostVersion.current, pluginsDirectory: plugins), logger: logger)
+            let api = ControlAPI(scheduler: scheduler, logs: logs, host: host, metrics: metrics, logger: logger)
             let server = ControlServer(
                 configuration: .init(path: path, controlGroup: control.controlGroup.flatMap(PeerAccess.groupID(named:))),
                 api: api, logger: logger)
@@ -83,11 +98,26 @@ struct RunCommand: AsyncParsableCommand {
                 throw ExitCode(2)
             }
             controlServer = server
-            // swift-nio sets SIGPIPE to SIG_IGN when it makes its first socket,
-            // and programs that plugins start would inherit that; the host's
-            // own handler (reset to the default across exec) goes back.
-            HostSignals.reassert()
         }
+        // Listening while plugins load: /livez answers, /readyz says 503 until the initial start.
+        var probeServer: ProbeServer?
+        if let http, case .success(let address) = ProbeServer.Configuration.parse(http) {
+            let server = ProbeServer(configuration: address, api: ProbeAPI(scheduler: scheduler, metrics: metrics, pulse: pulse),
+                                     logger: logger)
+            do {
+                try await server.start()
+            } catch {
+                logger.critical("\(error)")
+                await controlServer?.stop()
+                await scheduler.shutdown()
+                throw ExitCode(2)
+            }
+            probeServer = server
+        }
+        // swift-nio sets SIGPIPE to SIG_IGN when it makes its first socket,
+        // and programs that plugins start would inherit that; the host's
+        // own handler (reset to the default across exec) goes back.
+        HostSignals.reassert()
         // Signals, settled changes of the directory and the end of the
         // shutdown arrive on one stream, so that a second SIGINT/SIGTERM can
         // cut the wait for hung services short.
@@ -112,24 +142,26 @@ struct RunCommand: AsyncParsableCommand {
             logger.critical("\(error)")
             watcher?.stop()
             await controlServer?.stop()
+            await probeServer?.stop()
             throw ExitCode(2)
         }
         logger.debug("plugin copies are loaded from \(scheduler.runtimeDirectory)")
         Task { for await signal in signals { sink.yield(.signal(signal)) } }
         var pending = events.makeAsyncIterator()
         scheduler.startAll()
+        pulse.initialStartComplete()
         systemd?.send("READY=1", "STATUS=\(Self.summary(scheduler))")
-        // systemd's watchdog is pinged, and its status line kept current, from
-        // this loop: a supervisor stuck here stops pinging and is restarted.
+        // The pulse (/livez) beats, systemd's watchdog is pinged and its
+        // status line kept current from this loop, each tick after asking the
+        // supervisor how its services stand: a supervisor or loop stuck stops
+        // all three, and systemd or Kubernetes restarts the host.
         var lastStatus = Self.summary(scheduler)
         var lastStatusSent = ContinuousClock.now
-        let ticker: Task<Void, Never>? = systemd.map { systemd in
-            let tick = min(systemd.watchdogInterval ?? .seconds(1), .seconds(1))
-            return Task {
-                while !Task.isCancelled {
-                    try? await Task.sleep(for: tick)
-                    sink.yield(.tick)
-                }
+        let tick = min(systemd?.watchdogInterval ?? HostPulse.defaultInterval, HostPulse.defaultInterval)
+        let ticker = Task {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: tick)
+                sink.yield(.tick)
             }
         }
         // A reload runs beside this loop, so that a SIGTERM never waits for
@@ -166,9 +198,10 @@ struct RunCommand: AsyncParsableCommand {
             case .reloaded:
                 reloading = false
             case .tick:
+                let status = Self.summary(scheduler)
+                pulse.beat()
                 if systemd?.watchdogInterval != nil { systemd?.send("WATCHDOG=1") }
                 // The status line when the counts change, at most once a second.
-                let status = Self.summary(scheduler)
                 if status != lastStatus, ContinuousClock.now - lastStatusSent >= .seconds(1) {
                     systemd?.send("STATUS=\(status)")
                     (lastStatus, lastStatusSent) = (status, .now)
@@ -181,13 +214,14 @@ struct RunCommand: AsyncParsableCommand {
                 continue
             }
         }
-        defer { ticker?.cancel() }
+        defer { ticker.cancel() }
         watcher?.stop()
         Task { await scheduler.shutdown(); sink.yield(.shutDown) }
         while let event = await pending.next() {
             switch event {
             case .shutDown:
                 await controlServer?.stop()
+                await probeServer?.stop()
                 let abandoned = Self.stillRunning(scheduler)
                 if !abandoned.isEmpty {
                     logger.error("stopped, abandoning \(abandoned.joined(separator: ", ")): still inside the plugin after stop_timeout_ms")
@@ -204,6 +238,8 @@ struct RunCommand: AsyncParsableCommand {
                 throw ExitCode(3)
             case .tick:
                 // Still pinged while services stop, so that a long stop is not taken for a hang.
+                _ = scheduler.stateCounts()
+                pulse.beat()
                 if systemd?.watchdogInterval != nil { systemd?.send("WATCHDOG=1") }
             case .signal, .reloaded, .changed:
                 continue

@@ -61,7 +61,7 @@ struct SupervisorStateMachineTests {
     }
 
     private func logs(_ actions: [Machine.Action]) -> [String] {
-        actions.compactMap { if case .log(_, let message, let name) = $0 { "\(name): \(message)" } else { nil } }
+        actions.compactMap { if case .log(_, let message, let name, _) = $0 { "\(name): \(message)" } else { nil } }
     }
 
     private func updates(_ actions: [Machine.Action]) -> [Machine.MetadataChange] {
@@ -170,7 +170,7 @@ struct SupervisorStateMachineTests {
         let (decision, actions) = machine.decideAfterRun("flaky", flaky, reason: failure, ran: .seconds(60), now: .now,
                                                          stopOrdered: false, stopsForGood: false)
         #expect(decision == .restart(after: .zero))
-        #expect(updates(actions) == [.restarting(restarts: 1)])
+        #expect(updates(actions) == [.restarting(restarts: 1, cause: .error)])
         #expect(logs(actions) == ["flaky: restarting (attempt #2)"])
         _ = machine.runStarted("flaky", flaky, makeRun: Run.init)
         _ = machine.runEnded("flaky", flaky, reason: failure)
@@ -267,7 +267,7 @@ struct SupervisorStateMachineTests {
         let returned = machine.hungCallReturned("api", api, makeRun: Run.init)
         #expect(logs(returned) == ["api: the hung call returned; starting it again, as it is still ordered to run"])
         #expect(launched(returned).map(\.service) == ["api"])
-        #expect(updates(returned) == [.startOrdered(retrying: true)])
+        #expect(updates(returned) == [.startOrdered(retrying: true), .restartCounted(.watchdog)])
         // A second report of the same return changes nothing.
         #expect(machine.hungCallReturned("api", api, makeRun: Run.init).isEmpty)
     }

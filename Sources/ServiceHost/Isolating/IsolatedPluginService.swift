@@ -24,6 +24,8 @@ final class IsolatedPluginService: BaseService, @unchecked Sendable {
     private let verified = Atomic<Bool>(false)
     /// The worker of the current run; read by the stop observer from any thread.
     private let worker = Mutex<WorkerSession?>(nil)
+    /// The loop turns of the runs whose workers are gone (changed under `worker`'s lock).
+    private let loopsOfEndedRuns = LoopCounter()
     /// The last start failed to load a plugin that never loaded: restarting is pointless.
     private let unloadable = Atomic<Bool>(false)
 
@@ -81,14 +83,18 @@ final class IsolatedPluginService: BaseService, @unchecked Sendable {
             case .success(let version):
                 let previous = versions.adopt(candidate, name: version)
                 verified.store(true, ordering: .relaxed)
-                updateMetadata { $0.pluginVersion = version }
+                updateMetadata {
+                    $0.pluginVersion = version
+                    $0.reloadsByResult[.ok, default: 0] += 1
+                }
                 let next = version ?? "(no version)"
-                logger.notice("reloaded \(file): \(previous) -> \(next)")
+                logger.notice("reloaded \(file): \(previous) -> \(next)", metadata: LifecycleEvent.reload(.ok, from: previous, to: next))
                 report(.reloaded(from: previous, to: next))
                 return
             case .failure(let failure):
                 if let reason = failure.reloadReason, stopSignal.request != .ordered {
-                    versions.reject(candidate.identity, reason: reason, for: self, logger: logger)
+                    versions.reject(candidate.identity, reason: reason, as: failure.isLoadError ? .refused : .rolledBack,
+                                    for: self, logger: logger)
                 }
                 if stopSignal.request == .ordered { throw failure.failure }
             }
@@ -127,9 +133,11 @@ final class IsolatedPluginService: BaseService, @unchecked Sendable {
             case .ended(let ending):
                 unpublish(session)
                 if let what = ending.malformed {
-                    return .failed(ServiceFailure(code: -1, message: "\(file): the worker sent \(what) in svc_loop; worker \(ending.status)"))
+                    return .failed(ServiceFailure(code: -1, message: "\(file): the worker sent \(what) in svc_loop; worker \(ending.status)",
+                                                  cause: .crash))
                 }
-                return .failed(ServiceFailure(code: ending.status.code, message: ending.hung ?? "\(file): worker \(ending.status) in svc_loop"))
+                return .failed(ServiceFailure(code: ending.status.code, message: ending.hung ?? "\(file): worker \(ending.status) in svc_loop",
+                                              cause: ending.hung == nil ? .crash : .watchdog))
             }
         }
     }
@@ -222,11 +230,12 @@ final class IsolatedPluginService: BaseService, @unchecked Sendable {
                 let status = ending.status
                 if let what = ending.malformed {
                     return .failure(StartFailure(
-                        failure: ServiceFailure(code: -1, message: "\(file): the worker sent \(what) in svc_create; worker \(status)"),
+                        failure: ServiceFailure(code: -1, message: "\(file): the worker sent \(what) in svc_create; worker \(status)", cause: .crash),
                         isLoadError: false, reloadReason: "the new version's worker sent \(what)"))
                 }
                 return .failure(StartFailure(
-                    failure: ServiceFailure(code: status.code, message: ending.hung ?? "\(file): worker \(status) in svc_create"),
+                    failure: ServiceFailure(code: status.code, message: ending.hung ?? "\(file): worker \(status) in svc_create",
+                                           cause: ending.hung == nil ? .crash : .watchdog),
                     isLoadError: false,
                     reloadReason: ending.killedForStop ? nil : ending.cause ?? "the new version's worker \(status) in svc_create"))
             }
@@ -235,7 +244,16 @@ final class IsolatedPluginService: BaseService, @unchecked Sendable {
 
     /// Forgets a worker that ended.
     private func unpublish(_ session: WorkerSession) {
-        worker.withLock { if $0 === session { $0 = nil } }
+        worker.withLock {
+            guard $0 === session else { return }
+            loopsOfEndedRuns.store(loopsOfEndedRuns.value &+ session.loops.value)
+            $0 = nil
+        }
+    }
+
+    /// The loop turns of every run: the host's own loop only waits for the worker's.
+    override var loopsCompleted: UInt64 {
+        worker.withLock { loopsOfEndedRuns.value &+ ($0?.loops.value ?? 0) }
     }
 
     private func record(_ message: String, code: Int32) {
@@ -252,7 +270,7 @@ final class IsolatedPluginService: BaseService, @unchecked Sendable {
         do {
             return (current, try loader.stage(file: file, scanTimeout: configuration.startTimeout))
         } catch {
-            versions.reject(changed, reason: error.reason, for: self, logger: logger)
+            versions.reject(changed, reason: error.reason, as: .refused, for: self, logger: logger)
             return (current, nil)
         }
     }

@@ -26,8 +26,9 @@ enum WorkerMessage: Sendable, Equatable {
     /// The run ended (after `svc_stop`); the worker exits right after.
     case stopped(WorkerStopReport)
     /// The worker process still runs (sent every half watchdog period by a
-    /// thread of its own): a stopped or frozen worker falls silent.
-    case alive
+    /// thread of its own): a stopped or frozen worker falls silent. Carries
+    /// the loop turns of the run so far, for metrics.
+    case alive(loops: UInt64)
 
     // Host to a scan process (see ``ScanProcess``), which answers `.loading`,
     // then `.loaded` or `.loadFailed`, as a worker does.
@@ -72,11 +73,14 @@ struct WorkerStopReport: Sendable, Equatable {
     var kind: Kind
     var code: Int32 = 0
     var message: String = ""
+    /// Loop turns in the run.
+    var loops: UInt64 = 0
 
-    init(kind: Kind, code: Int32 = 0, message: String = "") {
+    init(kind: Kind, code: Int32 = 0, message: String = "", loops: UInt64 = 0) {
         self.kind = kind
         self.code = code
         self.message = message
+        self.loops = loops
     }
 
     init(_ reason: StopReason) {
@@ -145,13 +149,15 @@ extension WorkerMessage {
             out.byte(Tag.hung.rawValue)
             out.byte(call)
             out.int64(elapsed)
-        case .alive:
+        case .alive(let loops):
             out.byte(Tag.alive.rawValue)
+            out.int64(Int64(bitPattern: loops))
         case .stopped(let report):
             out.byte(Tag.stopped.rawValue)
             out.byte(report.kind.rawValue)
             out.int64(Int64(report.code))
             out.string(report.message)
+            out.int64(Int64(bitPattern: report.loops))
         case .scan(let privateCopy):
             out.byte(Tag.scan.rawValue)
             out.string(privateCopy)
@@ -217,11 +223,13 @@ extension WorkerMessage {
             guard let call = input.byte(), let elapsed = input.int64() else { return nil }
             self = .hung(call: call, elapsedNanoseconds: elapsed)
         case .alive:
-            self = .alive
+            guard let loops = input.int64() else { return nil }
+            self = .alive(loops: UInt64(bitPattern: loops))
         case .stopped:
             guard let raw = input.byte(), let kind = WorkerStopReport.Kind(rawValue: raw),
-                  let code = input.int64(), let message = input.string() else { return nil }
-            self = .stopped(WorkerStopReport(kind: kind, code: Int32(truncatingIfNeeded: code), message: message))
+                  let code = input.int64(), let message = input.string(), let loops = input.int64() else { return nil }
+            self = .stopped(WorkerStopReport(kind: kind, code: Int32(truncatingIfNeeded: code), message: message,
+                                             loops: UInt64(bitPattern: loops)))
         case .scan:
             guard let privateCopy = input.string() else { return nil }
             self = .scan(privateCopy: privateCopy)

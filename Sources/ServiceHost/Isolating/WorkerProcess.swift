@@ -42,7 +42,10 @@ enum WorkerProcess {
         // needs no ignoring.
         cprocess_reset_signals()
         guard case .message(.start(let assignment)) = channel.receive() else { _exit(64) }
-        if let watchdog = assignment.watchdog { startHeartbeat(channel: channel, every: watchdog / 2) }
+        // Also how the host learns the loop count: every second without a watchdog.
+        let loops = LoopCounter()
+        startHeartbeat(channel: channel, every: assignment.watchdog.map { $0 / 2 } ?? .seconds(1),
+                       loops: loops, always: assignment.watchdog != nil)
 
         // The host staged and checked the copy; the worker only loads it.
         let staged = StagedPlugin(file: assignment.file, identity: FileIdentity(stat()), privateCopy: assignment.privateCopy,
@@ -58,7 +61,7 @@ enum WorkerProcess {
         }
         sendOrExit(.loaded(version: image.version), on: channel)
 
-        let service = WorkerService(assignment: assignment, image: image, channel: channel)
+        let service = WorkerService(assignment: assignment, image: image, channel: channel, loops: loops)
         if assignment.watchdog != nil || assignment.startTimeout != nil {
             let clock = CallClock(loopLimit: assignment.watchdog, createLimit: assignment.startTimeout) { call, elapsed in
                 // Say why, then die at once: the host sees the reason and the end of file.
@@ -79,7 +82,9 @@ enum WorkerProcess {
             sendOrExit(.created, on: channel)
             // Reported before svc_stop runs, so that the host can tell a crash
             // or hang in svc_stop from one in svc_loop.
-            sendOrExit(.stopped(WorkerStopReport(service.runEventLoop())), on: channel)
+            var report = WorkerStopReport(service.runEventLoop())
+            report.loops = loops.value
+            sendOrExit(.stopped(report), on: channel)
             try service.stop()
         } catch {
             channel.send(.stopped(WorkerStopReport(kind: .failed, code: -1, message: "worker: \(error)")))
@@ -153,13 +158,18 @@ extension WorkerProcess {
 
     /// Tells the host every `period` that this process still runs, so that
     /// the host can kill a worker that was stopped (SIGSTOP) or frozen, which
-    /// the worker's own watchdog cannot notice.
-    static func startHeartbeat(channel: WorkerChannel, every period: Duration) {
+    /// the worker's own watchdog cannot notice; and how many loop turns ran.
+    /// Unless `always` (a watchdog counts on it), silent while the count stands still.
+    static func startHeartbeat(channel: WorkerChannel, every period: Duration, loops: LoopCounter, always: Bool) {
         let micros = UInt32(clamping: max(1_000, period.nanoseconds / 1_000))
         spawnOrExit(name: "worker:alive", channel: channel) {
+            var reported: UInt64 = 0
             while true {
                 usleep(micros)
-                WorkerProcess.sendOrExit(.alive, on: channel)
+                let count = loops.value
+                guard always || count != reported else { continue }
+                reported = count
+                WorkerProcess.sendOrExit(.alive(loops: count), on: channel)
             }
         }
     }
@@ -177,12 +187,12 @@ final class WorkerService: BaseService, HostCallbackTarget, @unchecked Sendable 
     /// `instance`'s loop call, read on every loop turn; only this thread touches it.
     @exclusivity(unchecked) private var loopCall: LoopCall?
 
-    init(assignment: WorkerAssignment, image: PluginImage, channel: WorkerChannel) {
+    init(assignment: WorkerAssignment, image: PluginImage, channel: WorkerChannel, loops: LoopCounter) {
         self.image = image
         self.channel = channel
         super.init(name: assignment.name, configuration: ServiceConfiguration(
             interval: assignment.interval, watchdog: assignment.watchdog, startTimeout: assignment.startTimeout,
-            settings: assignment.settings))
+            settings: assignment.settings), loopCounter: loops)
         binding = HostBinding(serviceName: assignment.name, settings: assignment.settings, target: self)
     }
 

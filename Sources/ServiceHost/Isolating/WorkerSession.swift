@@ -16,6 +16,10 @@ import Glibc
 /// returns only what the step decides on: a message, or how the worker ended.
 /// Every wait has a deadline or is ended by the worker's death (its pidfd).
 final class WorkerSession: @unchecked Sendable {
+    /// The loop turns of this worker's run, as it last reported them (only
+    /// the service's thread, which reads its messages, writes it).
+    let loops = LoopCounter()
+
     /// What the service waits for.
     enum Step: String {
         case create = "svc_create"
@@ -157,7 +161,8 @@ final class WorkerSession: @unchecked Sendable {
             case .message(.hung(let call, let elapsed)):
                 cause = nil
                 hung = Self.hungReason(call: call, elapsed: .nanoseconds(elapsed), settings: settings)
-            case .message(.alive):
+            case .message(.alive(let count)):
+                loops.store(count)
                 continue
             case .message(.loading) where step == .create:
                 startedLoading = true
@@ -167,6 +172,7 @@ final class WorkerSession: @unchecked Sendable {
                 // (a `.created` sent just before a start-timeout kill is no start).
                 continue
             case .message(let message):
+                if case .stopped(let report) = message { loops.store(report.loops) }
                 if case .loaded = message, step == .create {
                     loaded = true
                     startDeadline = settings.startTimeout.map { ContinuousClock.now + Self.createBackstop($0) }

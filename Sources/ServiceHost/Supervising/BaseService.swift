@@ -25,13 +25,26 @@ open class BaseService: @unchecked Sendable {
     private let lock = NSLock()
     private var state: State = .idle
     private var storedMetadata: ServiceMetadata
+    /// Loop turns in the service's life, read when metrics are scraped.
+    let loopCounter: LoopCounter
 
     /// - Parameters:
     ///   - name: the service's name, unique within a scheduler.
     ///   - configuration: how it runs and restarts.
     public init(name: String, configuration: ServiceConfiguration = .init()) {
         self.name = name
+        loopCounter = LoopCounter()
         self.configuration = configuration
+        storedMetadata = ServiceMetadata(
+            name: name, delay: configuration.delay, retries: configuration.retries,
+            restartPolicy: configuration.restart ?? .always)
+    }
+
+    /// A service whose loop turns are counted in `loopCounter` (a worker's, which its heartbeat reports).
+    init(name: String, configuration: ServiceConfiguration, loopCounter: LoopCounter) {
+        self.name = name
+        self.configuration = configuration
+        self.loopCounter = loopCounter
         storedMetadata = ServiceMetadata(
             name: name, delay: configuration.delay, retries: configuration.retries,
             restartPolicy: configuration.restart ?? .always)
@@ -101,6 +114,7 @@ open class BaseService: @unchecked Sendable {
         lock.withLock {
             state = .started
             storedMetadata.starts += 1
+            storedMetadata.lastStarted = Date()
         }
         return nil
     }
@@ -131,22 +145,34 @@ open class BaseService: @unchecked Sendable {
         let grid = Self.wakeupGrid(for: interval)
         // Two copies of the loop, so that a service without a watchdog pays
         // nothing for the stamps.
+        let counter = loopCounter
+        var loops = counter.value
         if let clock = callClock, clock.loopLimit != nil {
             while true {
                 if let stop = pendingStop() { return stop }
                 clock.loopBegins()
                 let outcome = onLoop()
                 clock.loopEnds()
+                loops &+= 1
+                counter.store(loops)
                 if let end = end(of: outcome) { return end }
                 if pauses { stopSignal.pause(for: interval, grid: grid) }
             }
         }
         while true {
             if let stop = pendingStop() { return stop }
-            if let end = end(of: onLoop()) { return end }
+            let outcome = onLoop()
+            loops &+= 1
+            counter.store(loops)
+            if let end = end(of: outcome) { return end }
             if pauses { stopSignal.pause(for: interval, grid: grid) }
         }
     }
+
+    /// How many times its loop step returned, in the service's life. Safe
+    /// from any thread; a service whose loop runs elsewhere (a worker
+    /// process) reports that loop's count instead.
+    public var loopsCompleted: UInt64 { loopCounter.value }
 
     /// How late a pause of `interval` may end: 1 % of it, at most 10 ms, on
     /// a grid shared by every service so that their wakeups coalesce. A

@@ -59,13 +59,17 @@ final class PluginService: BaseService, HostCallbackTarget, @unchecked Sendable 
             case .success(let created):
                 instance = created
                 let previous = versions.adopt(candidate, name: candidate.version)
-                updateMetadata { $0.pluginVersion = candidate.version }
-                logger.notice("reloaded \(file): \(previous) -> \(candidate.versionDescription)")
+                updateMetadata {
+                    $0.pluginVersion = candidate.version
+                    $0.reloadsByResult[.ok, default: 0] += 1
+                }
+                logger.notice("reloaded \(file): \(previous) -> \(candidate.versionDescription)",
+                              metadata: LifecycleEvent.reload(.ok, from: previous, to: candidate.versionDescription))
                 report(.reloaded(from: previous, to: candidate.versionDescription))
                 return
             case .failure(let failure):
                 versions.reject(candidate.identity, reason: "svc_create of the new version \(candidate.versionDescription) returned \(failure.code)",
-                                for: self, logger: logger)
+                                as: .rolledBack, for: self, logger: logger)
             }
         }
         switch PluginInstance.create(image: current, binding: binding!) {
@@ -96,7 +100,7 @@ final class PluginService: BaseService, HostCallbackTarget, @unchecked Sendable 
         do {
             return (current, try loader.load(file: file, scanTimeout: configuration.startTimeout))
         } catch {
-            versions.reject(changed, reason: error.reason, for: self, logger: logger)
+            versions.reject(changed, reason: error.reason, as: .refused, for: self, logger: logger)
             return (current, nil)
         }
     }

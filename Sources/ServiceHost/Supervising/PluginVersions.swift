@@ -72,15 +72,19 @@ final class PluginVersions<Version: PluginFileVersion>: @unchecked Sendable {
         state.withLock { $0.name = name }
     }
 
-    /// Refuses the changed file with this identity, and says so for `service`.
-    func reject(_ identity: FileIdentity, reason: String, for service: BaseService, logger: Logger) {
+    /// Refuses the changed file with this identity, and says so for `service`;
+    /// `result` says whether any of the new version's code ran (rolled back) or not (refused).
+    func reject(_ identity: FileIdentity, reason: String, as result: ReloadResult, for service: BaseService, logger: Logger) {
         let kept = state.withLock { state in
             state.rejected = identity
             return state.name ?? "(no version)"
         }
         let message = "reload of \(file) failed: \(reason); keeping version \(kept)"
-        logger.error("\(message)")
-        service.updateMetadata { $0.record(ServiceFailure(code: -1, message: message)) }
+        logger.error("\(message)", metadata: LifecycleEvent.reload(result, from: kept, to: nil))
+        service.updateMetadata {
+            $0.record(ServiceFailure(code: -1, message: message))
+            $0.reloadsByResult[result, default: 0] += 1
+        }
         service.report(.reloadRejected(reason: reason))
     }
 }

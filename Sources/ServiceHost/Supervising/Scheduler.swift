@@ -324,7 +324,7 @@ public final class Scheduler: Sendable {
             case .restart(let name):
                 logger.notice("its plugin file changed; restarting", metadata: ["service": "\(name)"])
                 do {
-                    try await manager.restart(name)
+                    try await manager.restart(name, cause: .reload)
                 } catch {
                     refuse(name, as: "", error.reason, in: &report)
                 }
@@ -412,7 +412,7 @@ public final class Scheduler: Sendable {
     public func stop(_ name: String) async throws(ServiceError) { try await manager.stop(name) }
 
     /// Stops a service and starts it again, picking up a changed plugin file.
-    public func restart(_ name: String) async throws(ServiceError) { try await manager.restart(name) }
+    public func restart(_ name: String) async throws(ServiceError) { try await manager.restart(name, cause: .operator) }
 
     /// Stops a service and forgets it.
     public func remove(_ name: String) async throws(ServiceError) { try await manager.remove(name) }
@@ -428,7 +428,7 @@ public final class Scheduler: Sendable {
         where service.fileChanged && !manager.isStoppedByOrder(service.name) {
             logger.notice("\(service.file) changed; restarting", metadata: ["service": "\(service.name)"])
             do {
-                try await manager.restart(service.name)
+                try await manager.restart(service.name, cause: .reload)
                 restarted.append(service.name)
             } catch {
                 logger.error("\(error)", metadata: ["service": "\(service.name)"])
@@ -482,6 +482,10 @@ public final class Scheduler: Sendable {
 
     /// How one service stands, as an operator sees it; `nil` if there is no such service.
     public func status(of name: String) -> ServiceStatus? { manager.status(of: name) }
+
+    /// Every service's state and counters, in the order they were added:
+    /// what metrics and readiness read (cheaper than ``status()``).
+    public func samples() -> [ServiceSample] { manager.samples() }
 
     /// How many services are in each state: cheap (no status is built), for a status line.
     public func stateCounts() -> [ServiceStatus.State: Int] { manager.stateCounts }

@@ -3,12 +3,24 @@
 /// Plugins report failures as negative codes; native services throw this
 /// from ``BaseService/onCreate()`` or return it from ``BaseService/onLoop()``.
 public struct ServiceFailure: Error, Sendable, Equatable, CustomStringConvertible {
+    /// What kind of failure it was, for counting restarts by reason.
+    public enum Cause: Sendable, Equatable {
+        /// The service said so: an error code from a call, or a host-side error.
+        case error
+        /// Its worker process died (a signal, an unexpected exit, garbage on its socket).
+        case crash
+        /// A call ran past its limit (`watchdog_ms`, `start_timeout_ms`) and was cut short.
+        case watchdog
+    }
+
     public var code: Int32
     public var message: String
+    public var cause: Cause
 
-    public init(code: Int32, message: String) {
+    public init(code: Int32, message: String, cause: Cause = .error) {
         self.code = code
         self.message = message
+        self.cause = cause
     }
 
     public var description: String { "\(message) (code \(code))" }

@@ -100,9 +100,11 @@ final class ServiceManager: @unchecked Sendable {
         await performAwaiting(stops)
     }
 
-    func restart(_ name: String) async throws(ServiceError) {
+    /// Stops the service and starts it again; the restart is counted for `cause`.
+    func restart(_ name: String, cause: RestartCause) async throws(ServiceError) {
         try await stop(name)
         try start(name)
+        lock.withLock { members[name]?.updateMetadata { $0.restartsByCause[cause, default: 0] += 1 } }
     }
 
     func remove(_ name: String) async throws(ServiceError) {
@@ -199,6 +201,24 @@ final class ServiceManager: @unchecked Sendable {
         return supervised.map { ServiceStatus(service: $0.0, supervision: $0.1, now: now, wallNow: wallNow) }
     }
 
+    /// Every service's state and counters: supervision read under the lock,
+    /// each service's own metadata and loop count after it.
+    func samples() -> [ServiceSample] {
+        let supervised: [(BaseService, Machine.Status)] = lock.withLock {
+            machine.names.compactMap { name in
+                guard let service = members[name], let status = machine.status(of: name) else { return nil }
+                return (service, status)
+            }
+        }
+        return supervised.map { service, status in
+            let metadata = service.metadata
+            return ServiceSample(
+                name: service.name, state: status.state, failure: status.failure, waitingFor: status.waitingFor,
+                starts: metadata.starts, restarts: metadata.restartsByCause, reloads: metadata.reloadsByResult,
+                loops: service.loopsCompleted, lastStarted: metadata.lastStarted)
+        }
+    }
+
     var stateCounts: [ServiceStatus.State: Int] {
         lock.withLock { machine.stateCounts }
     }
@@ -224,8 +244,10 @@ final class ServiceManager: @unchecked Sendable {
         // The state first, so that whoever sees the event sees it running.
         let launches = transition { $0.runStarted(service.name, runner, makeRun: makeRunLocked) }
         let metadata = service.metadata
+        var fields = LifecycleEvent.started(start: metadata.starts, version: metadata.pluginVersion)
+        fields["service"] = "\(service.name)"
         logger.info("started (start #\(metadata.starts)\(metadata.pluginVersion.map { ", version \($0)" } ?? ""))",
-                    metadata: ["service": "\(service.name)"])
+                    metadata: fields)
         service.report(.started(starts: metadata.starts))
         perform(launches)
     }
@@ -233,11 +255,13 @@ final class ServiceManager: @unchecked Sendable {
     /// Records how a run ended and decides whether the runner starts the service again.
     func serviceStopped(_ service: BaseService, by runner: ServiceRunner, reason: StopReason, ran: Duration) -> RestartDecision {
         let name = service.name
+        var fields = LifecycleEvent.stopped(reason)
+        fields["service"] = "\(name)"
         switch reason {
         case .ordered, .requested, .finished:
-            logger.info("stopped: \(reason)", metadata: ["service": "\(name)"])
+            logger.info("stopped: \(reason)", metadata: fields)
         case .failed, .startFailed:
-            logger.error("stopped: \(reason)", metadata: ["service": "\(name)"])
+            logger.error("stopped: \(reason)", metadata: fields)
         }
         let stops = transition { $0.runEnded(name, runner, reason: reason) }
         service.report(.stopped(reason))
@@ -278,8 +302,11 @@ final class ServiceManager: @unchecked Sendable {
                     if !retrying { metadata.restarts = 0 }
                     metadata.failed = false
                     metadata.failureReason = nil
-                case .restarting(let restarts):
+                case .restarting(let restarts, let cause):
                     metadata.restarts = restarts
+                    metadata.restartsByCause[cause, default: 0] += 1
+                case .restartCounted(let cause):
+                    metadata.restartsByCause[cause, default: 0] += 1
                 case .failed(let reason, let recorded):
                     metadata.failed = true
                     metadata.failureReason = reason
@@ -330,8 +357,9 @@ final class ServiceManager: @unchecked Sendable {
             switch action {
             case .launch(let runner):
                 runner.launch()
-            case .log(let level, let message, let name):
-                logger.log(level: level, "\(message)", metadata: ["service": "\(name)"])
+            case .log(let level, let message, let name, var fields):
+                fields["service"] = "\(name)"
+                logger.log(level: level, "\(message)", metadata: fields)
             case .publish(let name, let kind):
                 service(named: name)?.report(kind)
             case .stop, .update:
@@ -381,7 +409,9 @@ final class ServiceManager: @unchecked Sendable {
             case .create: "hung: svc_create has run for \(elapsed.milliseconds) ms (start_timeout_ms = \(configuration.startTimeout?.milliseconds ?? 0)); in thread isolation it cannot be cut short"
             }
             service.updateMetadata { $0.record(ServiceFailure(code: -1, message: why)) }
-            logger.error("\(why)", metadata: ["service": "\(service.name)"])
+            var fields = LifecycleEvent.hung(reason: why)
+            fields["service"] = "\(service.name)"
+            logger.error("\(why)", metadata: fields)
             service.report(.hung(reason: why))
         }
     }

@@ -38,6 +38,12 @@ public struct ServiceMetadata: Sendable {
     public var pluginFile: String?
     /// The version of the plugin image in use.
     public var pluginVersion: String?
+    /// Restarts by the host in the service's life, by cause (never reset, unlike ``restarts``).
+    public var restartsByCause: [RestartCause: Int] = [:]
+    /// Hot reloads of its plugin file in the service's life, by result.
+    public var reloadsByResult: [ReloadResult: Int] = [:]
+    /// When its current (or last) run started; `nil` before the first start.
+    public var lastStarted: Date?
 
     mutating func record(_ failure: ServiceFailure, at time: Date = Date()) {
         errorCount += 1

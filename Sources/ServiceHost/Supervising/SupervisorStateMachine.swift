@@ -27,7 +27,8 @@ struct SupervisorStateMachine<Run: AnyObject> {
         /// order to perform them: dependents, deepest first, before what they
         /// require.
         case stop(Run, service: String, because: String?)
-        case log(Logger.Level, String, service: String)
+        /// `fields`: a lifecycle event's structured fields (``LifecycleEvent``).
+        case log(Logger.Level, String, service: String, fields: Logger.Metadata = [:])
         case publish(service: String, ServiceEvent.Kind)
         /// Applied while the lock is still held, so that nobody sees a state
         /// and metadata that disagree (a start order clearing a failure that
@@ -39,7 +40,11 @@ struct SupervisorStateMachine<Run: AnyObject> {
         /// Ordered to start: no longer failed; a restart count from zero,
         /// unless it is a retry (one more start).
         case startOrdered(retrying: Bool)
-        case restarting(restarts: Int)
+        /// The host restarts it, for `cause`; `restarts` counts since the last order.
+        case restarting(restarts: Int, cause: RestartCause)
+        /// Started again for `cause` outside the restart policy (an operator's
+        /// or a reload's restart, a hung call that returned), counted as a restart.
+        case restartCounted(RestartCause)
         /// Failed for `reason`; `recorded` adds it to the service's errors.
         case failed(reason: String, recorded: Bool)
     }
@@ -328,8 +333,9 @@ struct SupervisorStateMachine<Run: AnyObject> {
         case .restart(let restart, let attempt, let delay):
             member.phase.continues(run, after: delay > .zero ? now + delay : nil)
             return (.restart(after: delay), [
-                .update(service: name, .restarting(restarts: restart)),
-                .log(.info, "restarting (attempt #\(attempt))\(delay > .zero ? " in \(delay.milliseconds) ms" : "")", service: name),
+                .update(service: name, .restarting(restarts: restart, cause: RestartCause(after: reason))),
+                .log(.info, "restarting (attempt #\(attempt))\(delay > .zero ? " in \(delay.milliseconds) ms" : "")", service: name,
+                     fields: LifecycleEvent.restarting(attempt: attempt, delay: delay, cause: RestartCause(after: reason))),
                 .publish(service: name, .restarting(restart: restart, delay: delay)),
             ], nil)
         case .remainStopped(let why):
@@ -362,7 +368,7 @@ struct SupervisorStateMachine<Run: AnyObject> {
         members[name]?.phase.abandoned(run, reason: why)
         return [
             .update(service: name, .failed(reason: why, recorded: true)),
-            .log(.error, why, service: name),
+            .log(.error, why, service: name, fields: LifecycleEvent.hung(reason: why)),
             .publish(service: name, .hung(reason: why)),
         ]
     }
@@ -381,6 +387,7 @@ struct SupervisorStateMachine<Run: AnyObject> {
         return [
             .log(.notice, "the hung call returned; starting it again, as it is still ordered to run", service: name),
             .update(service: name, .startOrdered(retrying: true)),
+            .update(service: name, .restartCounted(.watchdog)),
         ] + launchIfReady(name, makeRun: makeRun)
     }
 
@@ -472,7 +479,8 @@ struct SupervisorStateMachine<Run: AnyObject> {
     /// What follows a failure: its log line and event, and a warning for
     /// each service that waits for it.
     private func failureActions(of name: String, reason: String) -> [Action] {
-        [.log(.error, "failed: \(reason)", service: name), .publish(service: name, .failed(reason: reason))]
+        [.log(.error, "failed: \(reason)", service: name, fields: LifecycleEvent.failed(reason: reason)),
+         .publish(service: name, .failed(reason: reason))]
             + graph.dependents(of: name).compactMap { dependent in
                 guard case .waiting? = members[dependent]?.phase else { return nil }
                 return .log(.warning, "waiting for '\(name)', which failed: \(reason)", service: dependent)

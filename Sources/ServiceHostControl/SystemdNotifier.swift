@@ -8,13 +8,13 @@ import Glibc
 /// of `KEY=VALUE` lines to the socket named by `$NOTIFY_SOCKET` (a path, or
 /// an abstract name written with a leading `@`). Written from the protocol,
 /// so the host needs no libsystemd. Without `$NOTIFY_SOCKET` it is absent.
-struct SystemdNotifier: Sendable {
+public struct SystemdNotifier: Sendable {
     private let address: [UInt8]
     /// How often to send `WATCHDOG=1`: half of `$WATCHDOG_USEC`, when the
     /// watchdog is meant for this process (`$WATCHDOG_PID` unset or ours).
-    let watchdogInterval: Duration?
+    public let watchdogInterval: Duration?
 
-    init?(environment: [String: String] = ProcessInfo.processInfo.environment) {
+    public init?(environment: [String: String] = ProcessInfo.processInfo.environment) {
         guard let socket = environment["NOTIFY_SOCKET"], !socket.isEmpty,
               socket.hasPrefix("/") || socket.hasPrefix("@"),
               socket.utf8.count < MemoryLayout.size(ofValue: sockaddr_un().sun_path) else { return nil }
@@ -33,7 +33,7 @@ struct SystemdNotifier: Sendable {
     /// The variables systemd sets for the host alone: removed from the
     /// environment so that workers and the programs plugins start do not
     /// see them (a plugin's child must not answer for the host).
-    static func removeItsVariables() {
+    public static func removeItsVariables() {
         for name in ProcessInfo.processInfo.environment.keys
         where name == "NOTIFY_SOCKET" || name.hasPrefix("WATCHDOG_") || name.hasPrefix("LISTEN_") {
             unsetenv(name)
@@ -42,7 +42,7 @@ struct SystemdNotifier: Sendable {
 
     /// Sends one message (lines joined with newlines). Never blocks: a
     /// manager that does not read loses the message, not the host's time.
-    func send(_ lines: String...) {
+    public func send(_ lines: String...) {
         let descriptor = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
         guard descriptor >= 0 else { return }
         defer { close(descriptor) }
