@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import ServiceHost
 import Synchronization
 
 #if canImport(Glibc)
@@ -12,8 +13,9 @@ import Glibc
 ///
 /// JSON keys: `time` (RFC 3339, UTC, microseconds), `level` (swift-log's
 /// names), `message`, `origin` (`host`, or `plugin` for what a plugin
-/// logged), `service` when the line is about one, then the event's own
-/// fields (``LifecycleEvent``'s `event`, `start`, `reason`, …) as strings.
+/// logged), `service` when the line is about one, then the line's other
+/// metadata as strings, a lifecycle event's spread out (`event`, `start`,
+/// `reason`, …; see ``LifecycleEvent``).
 /// Every string is escaped, so a plugin's text can never end its line or
 /// forge another.
 public struct LogLineHandler: LogHandler {
@@ -39,6 +41,11 @@ public struct LogLineHandler: LogHandler {
         var fields = metadata
         if let provided = metadataProvider?.get() { fields.merge(provided) { _, new in new } }
         if let own = event.metadata { fields.merge(own) { _, new in new } }
+        // A lifecycle event's fields spread out: "event":"started","start":"1".
+        if case .dictionary(var lifecycle)? = fields.removeValue(forKey: LifecycleEvent.key) {
+            fields[LifecycleEvent.key] = lifecycle.removeValue(forKey: "name")
+            fields.merge(lifecycle) { own, _ in own }
+        }
         let line = switch format {
         case .json: Self.json(level: event.level, message: event.message.description, fields: fields, time: Date())
         case .journal, .text: Self.journal(level: event.level, message: event.message.description, fields: fields)

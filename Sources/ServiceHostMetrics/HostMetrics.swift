@@ -63,18 +63,16 @@ private struct Series {
     var lastSize = 0
 
     init(registry: PrometheusCollectorRegistry, version: String) {
-        registry.makeGauge(name: "servicehost_build_info", labels: [("version", version)],
-                           help: "Always 1; the version of the running host.").set(Int64(1))
+        registry.makeGauge(descriptor: .named("servicehost_build_info", "Always 1; the version of the running host."), labels: [("version", version)]).set(Int64(1))
         states = Dictionary(uniqueKeysWithValues: ServiceStatus.State.allCases.map { state in
-            (state, registry.makeGauge(name: "servicehost_services", labels: [("state", state.rawValue)],
-                                       help: "Services in each state."))
+            (state, registry.makeGauge(descriptor: .named("servicehost_services", "Services in each state."), labels: [("state", state.rawValue)]))
         })
-        processCPU = registry.makeCounter(name: "process_cpu_seconds_total", help: "User and system CPU time of the host process, in seconds.")
-        processResident = registry.makeGauge(name: "process_resident_memory_bytes", help: "Resident memory of the host process, in bytes.")
-        processVirtual = registry.makeGauge(name: "process_virtual_memory_bytes", help: "Virtual memory of the host process, in bytes.")
-        processOpenDescriptors = registry.makeGauge(name: "process_open_fds", help: "Open file descriptors of the host process.")
-        processMaxDescriptors = registry.makeGauge(name: "process_max_fds", help: "The host process's limit on open file descriptors.")
-        processStartTime = registry.makeGauge(name: "process_start_time_seconds", help: "When the host process started, in seconds since the Unix epoch.")
+        processCPU = registry.makeCounter(descriptor: .named("process_cpu_seconds_total", "User and system CPU time of the host process, in seconds."))
+        processResident = registry.makeGauge(descriptor: .named("process_resident_memory_bytes", "Resident memory of the host process, in bytes."))
+        processVirtual = registry.makeGauge(descriptor: .named("process_virtual_memory_bytes", "Virtual memory of the host process, in bytes."))
+        processOpenDescriptors = registry.makeGauge(descriptor: .named("process_open_fds", "Open file descriptors of the host process."))
+        processMaxDescriptors = registry.makeGauge(descriptor: .named("process_max_fds", "The host process's limit on open file descriptors."))
+        processStartTime = registry.makeGauge(descriptor: .named("process_start_time_seconds", "When the host process started, in seconds since the Unix epoch."))
     }
 
     mutating func update(_ samples: [ServiceSample], process: ProcessSample?, started: Date, registry: PrometheusCollectorRegistry) {
@@ -118,26 +116,19 @@ private struct ServiceSeries {
 
     init(service: String, registry: PrometheusCollectorRegistry) {
         let label = ("service", service)
-        up = registry.makeGauge(name: "servicehost_service_up", labels: [label],
-                                help: "1 while the service runs (state running), else 0.")
+        up = registry.makeGauge(descriptor: .named("servicehost_service_up", "1 while the service runs (state running), else 0."), labels: [label])
         state = Dictionary(uniqueKeysWithValues: ServiceStatus.State.allCases.map { state in
-            (state, registry.makeGauge(name: "servicehost_service_state", labels: [label, ("state", state.rawValue)],
-                                       help: "1 for the state the service is in, 0 for the others."))
+            (state, registry.makeGauge(descriptor: .named("servicehost_service_state", "1 for the state the service is in, 0 for the others."), labels: [label, ("state", state.rawValue)]))
         })
-        starts = registry.makeCounter(name: "servicehost_service_starts_total", labels: [label],
-                                      help: "Successful starts of the service (svc_create returned 0).")
+        starts = registry.makeCounter(descriptor: .named("servicehost_service_starts_total", "Successful starts of the service (svc_create returned 0)."), labels: [label])
         restarts = Dictionary(uniqueKeysWithValues: RestartCause.allCases.map { cause in
-            (cause, registry.makeCounter(name: "servicehost_service_restarts_total", labels: [label, ("reason", cause.rawValue)],
-                                         help: "Restarts of the service, by reason."))
+            (cause, registry.makeCounter(descriptor: .named("servicehost_service_restarts_total", "Restarts of the service, by reason."), labels: [label, ("reason", cause.rawValue)]))
         })
         reloads = Dictionary(uniqueKeysWithValues: ReloadResult.allCases.map { result in
-            (result, registry.makeCounter(name: "servicehost_plugin_reloads_total", labels: [label, ("result", result.rawValue)],
-                                          help: "Hot reloads of the service's plugin file, by result."))
+            (result, registry.makeCounter(descriptor: .named("servicehost_plugin_reloads_total", "Hot reloads of the service's plugin file, by result."), labels: [label, ("result", result.rawValue)]))
         })
-        loops = registry.makeCounter(name: "servicehost_service_loops_total", labels: [label],
-                                     help: "Turns of the service's loop (svc_loop calls that returned).")
-        startTime = registry.makeGauge(name: "servicehost_service_start_time_seconds", labels: [label],
-                                       help: "When the service's current or last run started, in seconds since the Unix epoch; 0 before its first start.")
+        loops = registry.makeCounter(descriptor: .named("servicehost_service_loops_total", "Turns of the service's loop (svc_loop calls that returned)."), labels: [label])
+        startTime = registry.makeGauge(descriptor: .named("servicehost_service_start_time_seconds", "When the service's current or last run started, in seconds since the Unix epoch; 0 before its first start."), labels: [label])
     }
 
     func update(_ sample: ServiceSample) {
@@ -165,5 +156,12 @@ private struct ServiceSeries {
         for counter in reloads.values { registry.unregisterCounter(counter) }
         registry.unregisterCounter(loops)
         registry.unregisterGauge(startTime)
+    }
+}
+
+private extension MetricNameDescriptor {
+    /// A whole metric name (already prefixed) and its `# HELP` text.
+    static func named(_ name: String, _ help: String) -> MetricNameDescriptor {
+        MetricNameDescriptor(metricName: name, unitName: "", helpText: help)
     }
 }

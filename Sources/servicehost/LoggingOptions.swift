@@ -39,7 +39,7 @@ struct LoggingOptions: ParsableArguments {
             var handler: any LogHandler
             switch format {
             case .text:
-                handler = StreamLogHandler.standardError(label: label)
+                handler = TextLogHandler(label: label)
             case .json, .journal:
                 handler = LogLineHandler(format: format, logLevel: level)
             }

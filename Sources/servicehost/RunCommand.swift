@@ -150,14 +150,12 @@ struct RunCommand: AsyncParsableCommand {
         var pending = events.makeAsyncIterator()
         scheduler.startAll()
         pulse.initialStartComplete()
-        systemd?.send("READY=1", "STATUS=\(Self.summary(scheduler))")
         // The pulse (/livez) beats, systemd's watchdog is pinged and its
-        // status line kept current from this loop, each tick after asking the
-        // supervisor how its services stand: a supervisor or loop stuck stops
-        // all three, and systemd or Kubernetes restarts the host.
-        var lastStatus = Self.summary(scheduler)
-        var lastStatusSent = ContinuousClock.now
-        let tick = min(systemd?.watchdogInterval ?? HostPulse.defaultInterval, HostPulse.defaultInterval)
+        // status line kept current from this loop (see SupervisorTick): a
+        // supervisor or loop stuck stops all three.
+        var ticks = SupervisorTick(systemd: systemd, pulse: pulse, counts: { scheduler.stateCounts() })
+        systemd?.send("READY=1", "STATUS=\(ticks.status)")
+        let tick = ticks.interval
         let ticker = Task {
             while !Task.isCancelled {
                 try? await Task.sleep(for: tick)
@@ -198,14 +196,7 @@ struct RunCommand: AsyncParsableCommand {
             case .reloaded:
                 reloading = false
             case .tick:
-                let status = Self.summary(scheduler)
-                pulse.beat()
-                if systemd?.watchdogInterval != nil { systemd?.send("WATCHDOG=1") }
-                // The status line when the counts change, at most once a second.
-                if status != lastStatus, ContinuousClock.now - lastStatusSent >= .seconds(1) {
-                    systemd?.send("STATUS=\(status)")
-                    (lastStatus, lastStatusSent) = (status, .now)
-                }
+                ticks.tick()
             case .signal(let signal):
                 logger.notice("\(Self.name(of: signal)): stopping every service\(reloading ? " (a SIGHUP reload in progress is abandoned)" : "")")
                 systemd?.send("STOPPING=1")
@@ -238,9 +229,7 @@ struct RunCommand: AsyncParsableCommand {
                 throw ExitCode(3)
             case .tick:
                 // Still pinged while services stop, so that a long stop is not taken for a hang.
-                _ = scheduler.stateCounts()
-                pulse.beat()
-                if systemd?.watchdogInterval != nil { systemd?.send("WATCHDOG=1") }
+                ticks.tick(refreshingStatus: false)
             case .signal, .reloaded, .changed:
                 continue
             }
@@ -256,16 +245,6 @@ struct RunCommand: AsyncParsableCommand {
         /// Time to ping systemd's watchdog and refresh its status line.
         case tick
         case shutDown
-    }
-
-    /// "12 running, 1 backoff, 0 failed" and the other states that have services.
-    private static func summary(_ scheduler: Scheduler) -> String {
-        let counted = scheduler.stateCounts()
-        let counts = ServiceStatus.State.allCases.compactMap { state -> String? in
-            let count = counted[state] ?? 0
-            return count > 0 || state == .running || state == .failed ? "\(count) \(state.rawValue)" : nil
-        }
-        return counts.joined(separator: ", ")
     }
 
     private static func monotonicMicroseconds() -> Int64 {
