@@ -7,19 +7,19 @@ import ServiceHost
 /// manager). Asking first is the point: the question takes the supervisor's
 /// lock, so a wedged supervisor stops the beats and the pings, and systemd
 /// or Kubernetes restarts the host.
-public struct SupervisorTick {
+public struct SupervisorTick: Sendable {
     /// How often systemd's status line may change at most.
     public static let statusInterval = Duration.seconds(1)
 
     private let systemd: SystemdNotifier?
     private let pulse: HostPulse
-    private let counts: () -> [ServiceStatus.State: Int]
+    private let counts: @Sendable () -> [ServiceStatus.State: Int]
     /// The status line systemd has, and when it got it.
     public private(set) var status: String
     private var statusSent: ContinuousClock.Instant
 
     /// - Parameter counts: the supervisor's answer (``Scheduler/stateCounts()``).
-    public init(systemd: SystemdNotifier?, pulse: HostPulse, counts: @escaping () -> [ServiceStatus.State: Int],
+    public init(systemd: SystemdNotifier?, pulse: HostPulse, counts: @escaping @Sendable () -> [ServiceStatus.State: Int],
                 now: ContinuousClock.Instant = .now) {
         self.systemd = systemd
         self.pulse = pulse
@@ -34,8 +34,10 @@ public struct SupervisorTick {
     }
 
     /// One tick. `refreshingStatus: false` while the host stops (the line says "stopping" already).
-    public mutating func tick(now: ContinuousClock.Instant = .now, refreshingStatus: Bool = true) {
+    /// - Parameter time: the tick's time, for tests; by default when the supervisor answered.
+    public mutating func tick(at time: ContinuousClock.Instant? = nil, refreshingStatus: Bool = true) {
         let current = Self.summary(counts())
+        let now = time ?? .now
         pulse.beat(at: now)
         if systemd?.watchdogInterval != nil { systemd?.send("WATCHDOG=1") }
         guard refreshingStatus, current != status, now - statusSent >= Self.statusInterval else { return }

@@ -149,12 +149,27 @@ struct RunCommand: AsyncParsableCommand {
         Task { for await signal in signals { sink.yield(.signal(signal)) } }
         var pending = events.makeAsyncIterator()
         scheduler.startAll()
-        pulse.initialStartComplete()
+        // Ready (systemd's READY=1, /readyz) once no service is starting any
+        // more: each started, failed or waits for a restart; or after
+        // initialStartLimit, below systemd's default start timeout.
+        var ready = false
+        let initialStart = Task {
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask { try? await Task.sleep(for: Self.initialStartLimit) }
+                group.addTask {
+                    guard scheduler.stateCounts()[.starting, default: 0] > 0 else { return }
+                    for await _ in scheduler.events() where scheduler.stateCounts()[.starting, default: 0] == 0 { return }
+                }
+                await group.next()
+                group.cancelAll()
+            }
+            sink.yield(.initialStartComplete)
+        }
+        defer { initialStart.cancel() }
         // The pulse (/livez) beats, systemd's watchdog is pinged and its
         // status line kept current from this loop (see SupervisorTick): a
         // supervisor or loop stuck stops all three.
         var ticks = SupervisorTick(systemd: systemd, pulse: pulse, counts: { scheduler.stateCounts() })
-        systemd?.send("READY=1", "STATUS=\(ticks.status)")
         let tick = ticks.interval
         let ticker = Task {
             while !Task.isCancelled {
@@ -176,7 +191,6 @@ struct RunCommand: AsyncParsableCommand {
                 } catch {
                     logger.error("\(error)")
                 }
-                systemd?.send("READY=1")
                 sink.yield(.reloaded)
             }
         }
@@ -191,10 +205,16 @@ struct RunCommand: AsyncParsableCommand {
                 reloading = true
                 _ = reload()
             case .reloaded where reloadAgain:
+                if ready { systemd?.send("READY=1") }
                 reloadAgain = false
                 _ = reload()
             case .reloaded:
+                if ready { systemd?.send("READY=1") }
                 reloading = false
+            case .initialStartComplete:
+                ready = true
+                pulse.initialStartComplete()
+                systemd?.send("READY=1", "STATUS=\(SupervisorTick.summary(scheduler.stateCounts()))")
             case .tick:
                 ticks.tick()
             case .signal(let signal):
@@ -230,7 +250,7 @@ struct RunCommand: AsyncParsableCommand {
             case .tick:
                 // Still pinged while services stop, so that a long stop is not taken for a hang.
                 ticks.tick(refreshingStatus: false)
-            case .signal, .reloaded, .changed:
+            case .signal, .reloaded, .changed, .initialStartComplete:
                 continue
             }
         }
@@ -244,8 +264,14 @@ struct RunCommand: AsyncParsableCommand {
         case changed(String)
         /// Time to ping systemd's watchdog and refresh its status line.
         case tick
+        /// No service is starting any more (or the limit passed): the host is ready.
+        case initialStartComplete
         case shutDown
     }
+
+    /// The longest the host waits for its services' first starts before it
+    /// says it is ready all the same: below systemd's default TimeoutStartSec (90 s).
+    static let initialStartLimit = Duration.seconds(60)
 
     private static func monotonicMicroseconds() -> Int64 {
         var now = timespec()

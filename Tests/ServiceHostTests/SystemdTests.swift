@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import ServiceHost
+import ServiceHostControl
 
 #if canImport(Glibc)
 import Glibc
@@ -15,18 +16,23 @@ private final class NotifySocket: @unchecked Sendable {
     private var received: [String] = []
     private var waiters: [(Int, CheckedContinuation<Void, Never>)] = []
 
-    init(in directory: TemporaryDirectory) throws {
-        path = directory.file("notify.sock").path
+    /// A socket at a path in `directory`, or (`abstract`) in the abstract
+    /// namespace, whose `$NOTIFY_SOCKET` spelling starts with `@`.
+    init(in directory: TemporaryDirectory, abstract: Bool = false) throws {
+        path = abstract ? "@servicehost-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max))" : directory.file("notify.sock").path
         let descriptor = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         self.descriptor = descriptor
-        let path = self.path
+        var bytes = Array(path.utf8)
+        if abstract { bytes[0] = 0 }
         var address = sockaddr_un()
         address.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &address.sun_path) { bytes in
-            for (index, byte) in path.utf8.enumerated() { bytes[index] = byte }
+        withUnsafeMutableBytes(of: &address.sun_path) { path in
+            for (index, byte) in bytes.enumerated() { path[index] = byte }
         }
+        // An abstract name is exactly as long as its bytes.
+        let length = abstract ? socklen_t(MemoryLayout<sa_family_t>.size + bytes.count) : socklen_t(MemoryLayout<sockaddr_un>.size)
         let bound = withUnsafePointer(to: &address) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, length) }
         }
         guard bound == 0 else { throw CocoaError(.fileWriteUnknown) }
         Thread.detachNewThread { [weak self] in
@@ -125,6 +131,61 @@ struct SystemdTests {
         #expect(try await host.waitForExit() == 0)
     }
 
+    @Test func anAbstractNotifySocketIsReachedToo() async throws {
+        let directory = try TemporaryDirectory("notify")
+        let notify = try NotifySocket(in: directory, abstract: true)
+        let folder = try PluginFolder()
+        try await folder.add(as: "Fine.so", sidecar: "interval_ms = 50\n")
+        let host = try HostProcess(["run", "--plugins", folder.path], environment: ["NOTIFY_SOCKET": notify.path])
+        try await notify.waitFor(count: 1)
+        // Ready once no service is starting any more.
+        #expect(notify.messages[0] == "READY=1\nSTATUS=1 running, 0 failed")
+        host.send(SIGTERM)
+        _ = try await notify.waitFor(after: 0) { $0 == "STOPPING=1" }
+        #expect(try await host.waitForExit() == 0)
+        #expect(!notify.messages.contains("WATCHDOG=1"), "no watchdog asked for, none sent")
+    }
+
+    /// The supervisor wedged for real: a service's lock held while a start
+    /// order, inside the supervisor's lock, waits for it. The host's tick
+    /// asks the supervisor first, so the pulse (/livez) and the watchdog
+    /// pings stop until the supervisor answers again.
+    @Test func aWedgedSupervisorStopsThePulseAndTheWatchdogPings() async throws {
+        let directory = try TemporaryDirectory("notify")
+        let notify = try NotifySocket(in: directory)
+        let host = try await TestHost(probes: [("Held.so", "interval_ms = 50\n")], start: false)
+        let scheduler = host.scheduler
+        let tick = Duration.milliseconds(20)
+        let systemd = try #require(SystemdNotifier(environment: ["NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "\(tick.milliseconds * 2_000)"]))
+        #expect(systemd.watchdogInterval == tick)
+        let pulse = HostPulse(staleAfter: tick * 5)
+        let ticker = Ticker(SupervisorTick(systemd: systemd, pulse: pulse, counts: { scheduler.stateCounts() }), every: tick)
+        defer { ticker.stop() }
+        _ = try await notify.waitFor { $0 == "WATCHDOG=1" }
+
+        let service = try #require(scheduler.service(named: "Held"))
+        let held = DispatchSemaphore(value: 0), gate = DispatchSemaphore(value: 0)
+        Thread { service.updateMetadata { _ in held.signal(); gate.wait() } }.start()
+        held.wait()
+        let order = Thread { try? scheduler.start("Held") }
+        order.start()
+        // The tick now blocks on the supervisor: the pulse goes stale.
+        try await withDeadline(tick * 500, waiting: "the pulse to go stale") {
+            while pulse.isAlive() { try? await Task.sleep(for: tick) }
+        }
+        let pingsWhileWedged = notify.messages.filter { $0 == "WATCHDOG=1" }.count
+        try await Task.sleep(for: tick * 10)
+        #expect(notify.messages.filter { $0 == "WATCHDOG=1" }.count == pingsWhileWedged, "no ping while the supervisor is wedged")
+        #expect(!pulse.isAlive())
+
+        gate.signal()
+        let before = notify.messages.count
+        _ = try await notify.waitFor(after: before) { $0 == "WATCHDOG=1" }
+        #expect(pulse.isAlive())
+        try await host.events.first("Held", \.isStarted)
+        await scheduler.shutdown()
+    }
+
     /// The pids of a process's children, from every one of its threads.
     private static func children(of pid: Int32) -> [Int32] {
         let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
@@ -133,4 +194,22 @@ struct SystemdTests {
                 .split(separator: " ").compactMap { Int32($0) }
         }
     }
+}
+
+/// The host's main loop's ticks, on a thread of their own (a tick may block).
+private final class Ticker: @unchecked Sendable {
+    private let lock = NSLock()
+    private var running = true
+
+    init(_ tick: SupervisorTick, every interval: Duration) {
+        Thread { [self] in
+            var tick = tick
+            while lock.withLock({ running }) {
+                tick.tick()
+                usleep(UInt32(interval.milliseconds * 1000))
+            }
+        }.start()
+    }
+
+    func stop() { lock.withLock { running = false } }
 }
