@@ -23,6 +23,7 @@ let package = Package(
                 .product(name: "Benchmark", package: "benchmark"),
                 .product(name: "ServiceHost", package: "ServiceHost"),
                 .product(name: "ServiceHostControl", package: "ServiceHost"),
+                .product(name: "ServiceHostMetrics", package: "ServiceHost"),
             ],
             path: "Benchmarks/HostBenchmarks",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]

@@ -91,6 +91,8 @@ def main():
     status = scale["control API: status of 1,000 services (µs)"]
     ctl_command = scale["servicehost ctl status of 1,000 services, whole command (µs)"]
     watched = r["Watch: new version renamed into place"]["rename() to new version's first svc_loop (ns)"]
+    scrape = scale["GET /metrics of 1,000 services over --http (µs)"]
+    scrape_size = scale["GET /metrics of 1,000 services, size (KiB)"]["p50"]
 
     def verdict(met):
         return "met" if met else "**missed**"
@@ -125,6 +127,9 @@ def main():
         ("9. `--watch`: new version `rename()`d into place → its first `svc_loop`",
          f"median {watched['p50'] / 1e6:.0f} ms, p99 {watched['p99'] / 1e6:.0f} ms (the quiet period is 200 ms)",
          "", "≤ 250 ms + 200 ms", verdict(watched["p50"] <= 450_000_000)),
+        ("10. Metrics: `GET /metrics` of the 1,000 services of (5) over `--http`",
+         f"median {scrape['p50'] / 1000:.1f} ms, p99 {scrape['p99'] / 1000:.1f} ms, {scrape_size / 1024:.1f} MiB of text",
+         "", "≤ 20 ms", verdict(scrape["p50"] <= 20_000)),
     ]
 
     today = datetime.date.today().isoformat()
@@ -168,6 +173,10 @@ def main():
 9. **Watch**: a `DirectoryWatcher` on a plugins directory reloads it on each settled change (as `run --watch` does);
    the other of two builds is written under a temporary name and `rename()`d over the plugin, 20 times; measured from
    the rename to the new version's first `svc_loop` (its stamp).
+10. **Metrics**: after (7), a `ProbeServer` (what `run --http` serves) over the same 1,000 services; `GET /metrics`
+   over TCP on the loopback, 50 times after a first scrape (which registers every series), from the request to the
+   last byte of the answer. Loops are counted with a plain store on each service's thread, so (1) and (2) include
+   that cost.
 """)
         out.write("\n## The run\n\n")
         out.write("package-benchmark's report of the run, unedited:\n\n")

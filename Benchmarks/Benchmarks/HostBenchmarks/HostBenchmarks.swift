@@ -4,6 +4,7 @@ import Foundation
 import Logging
 import ServiceHost
 import ServiceHostControl
+import ServiceHostMetrics
 
 /// ServiceHost against the limits it is built on, measured in one run: loop
 /// dispatch against a direct C call and a raw `ffi_call`; process restarts
@@ -256,6 +257,8 @@ private func scaleAndIdleCost() {
                 .custom("control API: first status of 1,000 services (µs)"),
                 .custom("control API: status of 1,000 services (µs)"),
                 .custom("servicehost ctl status of 1,000 services, whole command (µs)"),
+                .custom("GET /metrics of 1,000 services over --http (µs)"),
+                .custom("GET /metrics of 1,000 services, size (KiB)"),
             ],
             warmupIterations: 0, maxIterations: 1
         )
@@ -333,6 +336,27 @@ private func scaleAndIdleCost() {
                                   Int((baseline_monotonic_ns() - began) / 1000))
         }
         await server.stop()
+
+        // A Prometheus scrape of the same 1,000 services through the --http
+        // listener: the first one registers every series; then 50 as a
+        // scraper sees them, request to last byte.
+        let probe = ProbeServer(configuration: .init(host: "127.0.0.1", port: 0),
+                                api: ProbeAPI(scheduler: scheduler, metrics: HostMetrics(scheduler: scheduler, version: "bench"),
+                                              pulse: HostPulse()),
+                                logger: LogTap(marker: "\u{0}").logger)
+        let port = try await probe.start()
+        for round in 0...50 {
+            let began = baseline_monotonic_ns()
+            let size: Int = await withCheckedContinuation { continuation in
+                Thread.detachNewThread { continuation.resume(returning: Measure.httpGet(port: port, "/metrics")) }
+            }
+            precondition(size > 1_000_000, "a scrape of 1,000 services: \(size) bytes")
+            if round > 0 {
+                benchmark.measurement(.custom("GET /metrics of 1,000 services over --http (µs)"), Int((baseline_monotonic_ns() - began) / 1000))
+                benchmark.measurement(.custom("GET /metrics of 1,000 services, size (KiB)"), size / 1024)
+            }
+        }
+        await probe.stop()
         await scheduler.shutdown()
     }
 }
@@ -468,6 +492,32 @@ enum Measure {
             } else if inside, line.hasPrefix("Rss:") {
                 total += (Int(line.split(separator: " ").dropFirst().first ?? "") ?? 0) * 1024
             }
+        }
+        return total
+    }
+
+    /// One HTTP GET on the loopback, read to the end; the size of the answer (-1 on failure). Blocks.
+    static func httpGet(port: Int, _ path: String) -> Int {
+        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard descriptor >= 0 else { return -1 }
+        defer { close(descriptor) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard connected == 0 else { return -1 }
+        let request = Array("GET \(path) HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".utf8)
+        guard request.withUnsafeBytes({ send(descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }) == request.count else { return -1 }
+        var total = 0
+        var buffer = [UInt8](repeating: 0, count: 1 << 16)
+        while true {
+            let count = recv(descriptor, &buffer, buffer.count, 0)
+            if count < 0, errno == EINTR { continue }
+            guard count > 0 else { break }
+            total += count
         }
         return total
     }
