@@ -88,7 +88,7 @@ final class IsolatedPluginService: BaseService, @unchecked Sendable {
                     $0.reloadsByResult[.ok, default: 0] += 1
                 }
                 let next = version ?? "(no version)"
-                logger.notice("reloaded \(file): \(previous) -> \(next)", metadata: LifecycleEvent.reload(.ok, from: previous, to: next))
+                logger.notice("reloaded \(file): \(previous) -> \(next)", metadata: LifecycleEvent.reload(.ok, from: previous, to: next).metadata())
                 report(.reloaded(from: previous, to: next))
                 return
             case .failure(let failure):

@@ -64,7 +64,7 @@ final class PluginService: BaseService, HostCallbackTarget, @unchecked Sendable 
                     $0.reloadsByResult[.ok, default: 0] += 1
                 }
                 logger.notice("reloaded \(file): \(previous) -> \(candidate.versionDescription)",
-                              metadata: LifecycleEvent.reload(.ok, from: previous, to: candidate.versionDescription))
+                              metadata: LifecycleEvent.reload(.ok, from: previous, to: candidate.versionDescription).metadata())
                 report(.reloaded(from: previous, to: candidate.versionDescription))
                 return
             case .failure(let failure):

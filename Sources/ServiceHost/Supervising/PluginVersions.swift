@@ -80,7 +80,7 @@ final class PluginVersions<Version: PluginFileVersion>: @unchecked Sendable {
             return state.name ?? "(no version)"
         }
         let message = "reload of \(file) failed: \(reason); keeping version \(kept)"
-        logger.error("\(message)", metadata: LifecycleEvent.reload(result, from: kept, to: nil))
+        logger.error("\(message)", metadata: LifecycleEvent.reload(result, from: kept, to: nil).metadata())
         service.updateMetadata {
             $0.record(ServiceFailure(code: -1, message: message))
             $0.reloadsByResult[result, default: 0] += 1

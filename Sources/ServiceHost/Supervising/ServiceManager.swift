@@ -244,10 +244,8 @@ final class ServiceManager: @unchecked Sendable {
         // The state first, so that whoever sees the event sees it running.
         let launches = transition { $0.runStarted(service.name, runner, makeRun: makeRunLocked) }
         let metadata = service.metadata
-        var fields = LifecycleEvent.started(start: metadata.starts, version: metadata.pluginVersion)
-        fields["service"] = "\(service.name)"
         logger.info("started (start #\(metadata.starts)\(metadata.pluginVersion.map { ", version \($0)" } ?? ""))",
-                    metadata: fields)
+                    metadata: LifecycleEvent.started(start: metadata.starts, version: metadata.pluginVersion).metadata(service: service.name))
         service.report(.started(starts: metadata.starts))
         perform(launches)
     }
@@ -255,13 +253,11 @@ final class ServiceManager: @unchecked Sendable {
     /// Records how a run ended and decides whether the runner starts the service again.
     func serviceStopped(_ service: BaseService, by runner: ServiceRunner, reason: StopReason, ran: Duration) -> RestartDecision {
         let name = service.name
-        var fields = LifecycleEvent.stopped(reason)
-        fields["service"] = "\(name)"
         switch reason {
         case .ordered, .requested, .finished:
-            logger.info("stopped: \(reason)", metadata: fields)
+            logger.info("stopped: \(reason)", metadata: LifecycleEvent.stopped(reason).metadata(service: name))
         case .failed, .startFailed:
-            logger.error("stopped: \(reason)", metadata: fields)
+            logger.error("stopped: \(reason)", metadata: LifecycleEvent.stopped(reason).metadata(service: name))
         }
         let stops = transition { $0.runEnded(name, runner, reason: reason) }
         service.report(.stopped(reason))
@@ -357,9 +353,8 @@ final class ServiceManager: @unchecked Sendable {
             switch action {
             case .launch(let runner):
                 runner.launch()
-            case .log(let level, let message, let name, var fields):
-                fields["service"] = "\(name)"
-                logger.log(level: level, "\(message)", metadata: fields)
+            case .log(let level, let message, let name, let event):
+                logger.log(level: level, "\(message)", metadata: event?.metadata(service: name) ?? ["service": "\(name)"])
             case .publish(let name, let kind):
                 service(named: name)?.report(kind)
             case .stop, .update:
@@ -409,9 +404,7 @@ final class ServiceManager: @unchecked Sendable {
             case .create: "hung: svc_create has run for \(elapsed.milliseconds) ms (start_timeout_ms = \(configuration.startTimeout?.milliseconds ?? 0)); in thread isolation it cannot be cut short"
             }
             service.updateMetadata { $0.record(ServiceFailure(code: -1, message: why)) }
-            var fields = LifecycleEvent.hung(reason: why)
-            fields["service"] = "\(service.name)"
-            logger.error("\(why)", metadata: fields)
+            logger.error("\(why)", metadata: LifecycleEvent.hung(reason: why).metadata(service: service.name))
             service.report(.hung(reason: why))
         }
     }

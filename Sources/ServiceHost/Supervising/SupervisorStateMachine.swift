@@ -27,8 +27,8 @@ struct SupervisorStateMachine<Run: AnyObject> {
         /// order to perform them: dependents, deepest first, before what they
         /// require.
         case stop(Run, service: String, because: String?)
-        /// `fields`: a lifecycle event's structured fields (``LifecycleEvent``).
-        case log(Logger.Level, String, service: String, fields: Logger.Metadata = [:])
+        /// `event`: the lifecycle event the line reports, for its structured fields.
+        case log(Logger.Level, String, service: String, event: LifecycleEvent? = nil)
         case publish(service: String, ServiceEvent.Kind)
         /// Applied while the lock is still held, so that nobody sees a state
         /// and metadata that disagree (a start order clearing a failure that
@@ -335,7 +335,7 @@ struct SupervisorStateMachine<Run: AnyObject> {
             return (.restart(after: delay), [
                 .update(service: name, .restarting(restarts: restart, cause: RestartCause(after: reason))),
                 .log(.info, "restarting (attempt #\(attempt))\(delay > .zero ? " in \(delay.milliseconds) ms" : "")", service: name,
-                     fields: LifecycleEvent.restarting(attempt: attempt, delay: delay, cause: RestartCause(after: reason))),
+                     event: .restarting(attempt: attempt, delay: delay, cause: RestartCause(after: reason))),
                 .publish(service: name, .restarting(restart: restart, delay: delay)),
             ], nil)
         case .remainStopped(let why):
@@ -368,7 +368,7 @@ struct SupervisorStateMachine<Run: AnyObject> {
         members[name]?.phase.abandoned(run, reason: why)
         return [
             .update(service: name, .failed(reason: why, recorded: true)),
-            .log(.error, why, service: name, fields: LifecycleEvent.hung(reason: why)),
+            .log(.error, why, service: name, event: .hung(reason: why)),
             .publish(service: name, .hung(reason: why)),
         ]
     }
@@ -479,7 +479,7 @@ struct SupervisorStateMachine<Run: AnyObject> {
     /// What follows a failure: its log line and event, and a warning for
     /// each service that waits for it.
     private func failureActions(of name: String, reason: String) -> [Action] {
-        [.log(.error, "failed: \(reason)", service: name, fields: LifecycleEvent.failed(reason: reason)),
+        [.log(.error, "failed: \(reason)", service: name, event: .failed(reason: reason)),
          .publish(service: name, .failed(reason: reason))]
             + graph.dependents(of: name).compactMap { dependent in
                 guard case .waiting? = members[dependent]?.phase else { return nil }
