@@ -75,6 +75,10 @@ def main():
     direct = value("Loop dispatch: direct C function-pointer call", wall)
     ffi = value("Loop dispatch: raw ffi_call, prepared CIF", wall)
     host = value("Loop dispatch: ServiceHost event loop", wall)
+    pairs = r["Loop dispatch: host and raw ffi_call in pairs"]
+    pair_ratio = pairs["raw ffi_call rate / host rate, per pair (%)"]
+    pair_host = pairs["host (ns per call)"]["p50"]
+    pair_raw = pairs["raw ffi_call (ns per call)"]["p50"]
     thread_create = r["Restart latency, thread mode"]["SVC_DONE to next svc_create (ns)"]
     thread_loop = r["Restart latency, thread mode"]["SVC_DONE to first svc_loop (ns)"]
     spawn = value("Process start: posix_spawn + wait of a trivial C program", "Time (wall clock) (μs)") * 1000
@@ -99,8 +103,10 @@ def main():
 
     rows = [
         ("1. Loop dispatch: host rate vs raw `ffi_call`",
-         f"host {host:.0f} ns, raw ffi_call {ffi:.0f} ns, direct call {direct:.0f} ns per `svc_loop`",
-         f"host runs at {ffi / host * 100:.0f} % of the raw ffi_call rate", "≥ 80 %", verdict(ffi / host >= 0.8)),
+         f"in pairs (a million calls of each in turn, {pairs['host (ns per call)']['Samples']:.0f} pairs): host {pair_host:.0f} ns, raw ffi_call {pair_raw:.0f} ns per call; "
+         f"measured apart: host {host:.0f} ns, raw ffi_call {ffi:.0f} ns, direct call {direct:.0f} ns",
+         f"host runs at {pair_ratio['p50']:.0f} % of the raw ffi_call rate (median of the pairs; p25 {pair_ratio['p25']:.0f} %, p75 {pair_ratio['p75']:.0f} %)",
+         "≥ 80 %", verdict(pair_ratio["p50"] >= 80)),
         ("2. Restart, thread mode: `SVC_DONE` → next `svc_create`",
          f"median {thread_create['p50'] / 1000:.1f} µs, p99 {thread_create['p99'] / 1000:.1f} µs",
          f"to first `svc_loop`: median {thread_loop['p50'] / 1000:.1f} µs, p99 {thread_loop['p99'] / 1000:.1f} µs",
@@ -143,7 +149,9 @@ def main():
         for what, measured, ratio, target, status in rows:
             out.write(f"| {what} | {measured} | {ratio} | {target} | {status} |\n")
         out.write("\n## How each is measured\n\n")
-        out.write("""1. **Loop dispatch**: a no-op plugin's `svc_loop`, a million calls per sample. *Host*: one run of the service
+        out.write("""1. **Loop dispatch**: a no-op plugin's `svc_loop`, a million calls per sample. The verdict uses the *pairs*: one run
+   of the host (a million calls) and then a million raw `ffi_call`s, 30 times, each pair's rate ratio recorded, so that
+   both sides of a ratio see the same moment of the machine; measured apart (the other rows) they drift by up to 70 %. *Host*: one run of the service
    through `Scheduler` (BaseService's event loop with its stop checks, interval 0, libffi); the run's create, thread
    start and stop are included, spread over the million calls. *Raw ffi_call*: a C loop of `ffi_call` with a CIF
    prepared once. *Direct*: a C loop through a function pointer.

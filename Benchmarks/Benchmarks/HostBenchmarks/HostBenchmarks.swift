@@ -67,6 +67,46 @@ private func loopDispatch() {
         await current.finished()
     }
 
+    // The host and the raw ffi_call in turn, a million calls each per pair,
+    // so that both see the same moment of this VM's noise (measured apart,
+    // the raw call alone moves between 15 and 26 ns from run to run): the
+    // ratio of each pair is the side-by-side figure.
+    let paired = HostHolder()
+    let pairedBaseline = BaselineHolder()
+    Benchmark(
+        "Loop dispatch: host and raw ffi_call in pairs",
+        configuration: .init(
+            metrics: [.custom("host (ns per call)"), .custom("raw ffi_call (ns per call)"),
+                      .custom("raw ffi_call rate / host rate, per pair (%)")],
+            warmupIterations: 1, maxIterations: 30,
+            setup: {
+                let folder = try Fixtures.folder("host-paired")
+                try Fixtures.plugin("counted_loop.c", named: "Counted", in: folder,
+                                    sidecar: "restart = \"never\"\n[config]\nloops = \(BenchmarkScalingFactor.mega.rawValue)\n")
+                paired.current = try await HostUnderTest(plugins: folder.path, service: "Counted")
+                pairedBaseline.current = try Baseline(try Fixtures.plugin("counted_loop.c", named: "Counted", in: Fixtures.folder("ffi-paired")))
+            },
+            teardown: {
+                await paired.current?.scheduler.shutdown()
+                paired.current = nil
+                pairedBaseline.current = nil
+            }
+        )
+    ) { benchmark in
+        guard let current = paired.current, let baseline = pairedBaseline.current else { return }
+        let calls = BenchmarkScalingFactor.mega.rawValue
+        let hostBegan = baseline_monotonic_ns()
+        try current.scheduler.start("Counted")
+        await current.finished()
+        let host = Double(baseline_monotonic_ns() - hostBegan) / Double(calls)
+        let rawBegan = baseline_monotonic_ns()
+        blackHole(baseline_ffi_calls(baseline.handle, Int64(calls)))
+        let raw = Double(baseline_monotonic_ns() - rawBegan) / Double(calls)
+        benchmark.measurement(.custom("host (ns per call)"), Int(host.rounded()))
+        benchmark.measurement(.custom("raw ffi_call (ns per call)"), Int(raw.rounded()))
+        benchmark.measurement(.custom("raw ffi_call rate / host rate, per pair (%)"), Int((raw / host * 100).rounded()))
+    }
+
     // The same, while the control API answers a status request every 10 ms:
     // serving it must not touch the dispatch path.
     let polled = HostHolder()
@@ -445,6 +485,10 @@ final class Baseline: @unchecked Sendable {
 /// Carries the host from a benchmark's setup to its body and teardown.
 final class HostHolder: @unchecked Sendable {
     var current: HostUnderTest?
+}
+
+final class BaselineHolder: @unchecked Sendable {
+    var current: Baseline?
 }
 
 /// A scheduler over a folder of plugins, and a way to await one service's run.
