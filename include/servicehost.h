@@ -29,11 +29,44 @@
  *   service loads the new file (hot reload); an image without Swift code
  *   that is no longer used is unloaded with dlclose, so a plugin must not
  *   leave threads running or callbacks registered after svc_stop returns.
+ *
+ * C++
+ *   Declare the entry points with SVC_EXPORT (it adds extern "C"): a mangled
+ *   name is not found, and the plugin is refused. No exception may leave an
+ *   entry point (svc_abi_version, svc_create, svc_loop, svc_stop,
+ *   svc_plugin_version) or a function the plugin hands to a C library: the
+ *   host is not C++ and cannot catch it, so the C++ runtime calls
+ *   std::terminate and the process aborts (in thread isolation the whole
+ *   host, in process isolation the service's worker, which the host then
+ *   reports as killed by SIGABRT and restarts). Catch everything at the
+ *   boundary and return a negative code:
+ *
+ *       SVC_EXPORT int32_t svc_loop(void *ctx) {
+ *           auto *service = static_cast<Service *>(ctx);
+ *           try {
+ *               return service->loop();
+ *           } catch (const std::exception &error) {
+ *               svc_logf(service->host, SVC_LOG_ERROR, "svc_loop: %s", error.what());
+ *               return -1;
+ *           } catch (...) {
+ *               return -1;
+ *           }
+ *       }
+ *
+ *   The svc_host callbacks never throw. Static constructors run when the
+ *   image is loaded (in a scan process first, then in the host or worker):
+ *   they must not throw either.
  */
 #ifndef SERVICEHOST_H
 #define SERVICEHOST_H
 
+#include <errno.h>
+#include <stdarg.h>
+#include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #ifdef __cplusplus
 #define SVC_EXTERN_C extern "C"
@@ -88,7 +121,136 @@ typedef struct svc_host {
      * stopping itself, not an order: with recovery on, the host restarts it
      * according to its restart policy. Safe to call more than once. */
     void (*request_stop)(void);
+
+    /* ---- Appended later in ABI 1: check with SVC_HOST_HAS(host, member)
+     * before use; a host that predates them has a smaller struct_size. ---- */
+
+    /* Nonzero once this run should end: the host ordered it to stop (a stop,
+     * restart, removal or shutdown) or the service asked (request_stop). One
+     * atomic load, no system call: for a loop that computes for long and
+     * wants to return early. */
+    int32_t (*stop_requested)(void);
+    /* A descriptor that becomes readable once stop_requested() would return
+     * nonzero, for a loop blocked in poll(), epoll_wait() or select(): add it
+     * to the set (POLLIN) and return when it is readable. Made on the first
+     * call (a plugin that never asks costs nothing) and the same for the
+     * service's whole life; it stays readable until the run ends. The host
+     * owns it: never read, write or close it. -1 when the host could not
+     * make one (no descriptor left): then poll stop_requested(). */
+    int32_t (*stop_descriptor)(void);
 } svc_host;
+
+/* Whether the running host has `member` of svc_host (it was appended after
+ * the plugin's oldest supported host): struct_size covers it. */
+#define SVC_HOST_HAS(host, member) \
+    ((host) != NULL && (host)->struct_size >= offsetof(svc_host, member) + sizeof((host)->member) && \
+     (host)->member != NULL)
+
+/* Helpers, header-only (nothing new for the host to provide). ---------------- */
+
+/* Logs a printf-style message through host->log. Messages longer than 4095
+ * bytes are cut. */
+__attribute__((format(printf, 3, 4), unused))
+static inline void svc_logf(const svc_host *host, int32_t level, const char *format, ...) {
+    if (host == NULL || host->log == NULL || format == NULL) {
+        return;
+    }
+    char message[4096];
+    va_list arguments;
+    va_start(arguments, format);
+    vsnprintf(message, sizeof message, format, arguments);
+    va_end(arguments);
+    host->log(level, message);
+}
+
+/* What a typed config read found. */
+typedef enum svc_config_status {
+    SVC_CONFIG_OK = 0,      /* present and valid: *value is the sidecar's     */
+    SVC_CONFIG_ABSENT = 1,  /* no such key: *value is the fallback            */
+    SVC_CONFIG_INVALID = -1 /* present but not of that type: *value is the fallback */
+} svc_config_status;
+
+/* Copies `text` without TOML's digit separators ("1_000") into `buffer`;
+ * 0 when it does not fit. */
+__attribute__((unused))
+static inline int svc__config_digits(const char *text, char *buffer, size_t size) {
+    size_t used = 0;
+    for (; *text != '\0'; text++) {
+        if (*text == '_') {
+            continue;
+        }
+        if (used + 1 >= size) {
+            return 0;
+        }
+        buffer[used++] = *text;
+    }
+    buffer[used] = '\0';
+    return used > 0;
+}
+
+/* The sidecar's [config] `key` as a whole number (TOML integer: decimal,
+ * optional sign, "_" separators). */
+__attribute__((unused))
+static inline svc_config_status svc_config_int(const svc_host *host, const char *key, int64_t fallback, int64_t *value) {
+    *value = fallback;
+    const char *text = (host != NULL && host->config != NULL) ? host->config(key) : NULL;
+    if (text == NULL) {
+        return SVC_CONFIG_ABSENT;
+    }
+    char digits[64];
+    char *end = NULL;
+    if (!svc__config_digits(text, digits, sizeof digits)) {
+        return SVC_CONFIG_INVALID;
+    }
+    errno = 0;
+    long long parsed = strtoll(digits, &end, 10);
+    if (errno != 0 || end == digits || *end != '\0') {
+        return SVC_CONFIG_INVALID;
+    }
+    *value = (int64_t)parsed;
+    return SVC_CONFIG_OK;
+}
+
+/* The sidecar's [config] `key` as a number (TOML float or integer). */
+__attribute__((unused))
+static inline svc_config_status svc_config_double(const svc_host *host, const char *key, double fallback, double *value) {
+    *value = fallback;
+    const char *text = (host != NULL && host->config != NULL) ? host->config(key) : NULL;
+    if (text == NULL) {
+        return SVC_CONFIG_ABSENT;
+    }
+    char digits[64];
+    char *end = NULL;
+    if (!svc__config_digits(text, digits, sizeof digits)) {
+        return SVC_CONFIG_INVALID;
+    }
+    errno = 0;
+    double parsed = strtod(digits, &end);
+    if (errno != 0 || end == digits || *end != '\0') {
+        return SVC_CONFIG_INVALID;
+    }
+    *value = parsed;
+    return SVC_CONFIG_OK;
+}
+
+/* The sidecar's [config] `key` as a boolean (TOML true or false). */
+__attribute__((unused))
+static inline svc_config_status svc_config_bool(const svc_host *host, const char *key, int fallback, int *value) {
+    *value = fallback;
+    const char *text = (host != NULL && host->config != NULL) ? host->config(key) : NULL;
+    if (text == NULL) {
+        return SVC_CONFIG_ABSENT;
+    }
+    if (strcmp(text, "true") == 0) {
+        *value = 1;
+        return SVC_CONFIG_OK;
+    }
+    if (strcmp(text, "false") == 0) {
+        *value = 0;
+        return SVC_CONFIG_OK;
+    }
+    return SVC_CONFIG_INVALID;
+}
 
 /* Plugin entry points. ------------------------------------------------------ */
 

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <linux/futex.h>
 #include <stdint.h>
+#include <sys/eventfd.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -60,6 +61,33 @@ static inline uint32_t cthread_word_wait(uint32_t *word, uint32_t level, int64_t
                               FUTEX_BITSET_MATCH_ANY);
         if (result == -1 && errno == ETIMEDOUT) return __atomic_load_n(word, __ATOMIC_ACQUIRE);
     }
+}
+
+/* A stop descriptor (svc_host.stop_descriptor): an eventfd that becomes
+ * readable when a stop is raised, for a plugin blocked in poll(). Glibc's
+ * Swift module does not export <sys/eventfd.h>, so Swift can reach neither
+ * eventfd() nor its flags. Returns the descriptor (close-on-exec,
+ * non-blocking), or -1 with errno set. */
+static inline int cthread_stop_descriptor_make(void) {
+    return eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+}
+
+/* Makes the stop descriptor readable (adds 1 to its counter). */
+static inline void cthread_stop_descriptor_signal(int descriptor) {
+    uint64_t one = 1;
+    ssize_t written;
+    do {
+        written = write(descriptor, &one, sizeof one);
+    } while (written < 0 && errno == EINTR);
+}
+
+/* Makes it unreadable again (reads its counter back to zero; non-blocking). */
+static inline void cthread_stop_descriptor_clear(int descriptor) {
+    uint64_t count;
+    ssize_t got;
+    do {
+        got = read(descriptor, &count, sizeof count);
+    } while (got < 0 && errno == EINTR);
 }
 
 #endif

@@ -10,6 +10,15 @@ import Glibc
 protocol HostCallbackTarget: AnyObject, Sendable {
     func pluginLog(level: Int32, message: String)
     func pluginRequestedStop()
+    /// Whether the run should end (`svc_host.stop_requested`).
+    func pluginAsksWhetherToStop() -> Bool
+    /// The descriptor readable once the run should end (`svc_host.stop_descriptor`).
+    func pluginAsksForStopDescriptor() -> Int32
+}
+
+extension HostCallbackTarget where Self: BaseService {
+    func pluginAsksWhetherToStop() -> Bool { stopSignal.request != .none }
+    func pluginAsksForStopDescriptor() -> Int32 { stopSignal.descriptor() }
 }
 
 /// The `svc_host` handed to one service's `svc_create`, with its callbacks.
@@ -36,7 +45,7 @@ final class HostBinding: @unchecked Sendable {
             abi_version: UInt32(SVC_ABI_VERSION),
             struct_size: UInt32(MemoryLayout<svc_host>.size),
             service_name: UnsafePointer(serviceName),
-            log: nil, config: nil, request_stop: nil))
+            log: nil, config: nil, request_stop: nil, stop_requested: nil, stop_descriptor: nil))
 
         let userData = Unmanaged.passUnretained(self).toOpaque()
         let signatures = CallbackSignatures.shared
@@ -64,6 +73,21 @@ final class HostBinding: @unchecked Sendable {
                 Unmanaged<HostBinding>.fromOpaque(userData).takeUnretainedValue().target?.pluginRequestedStop()
             }),
             to: (@convention(c) () -> Void).self)
+        host.pointee.stop_requested = unsafeBitCast(
+            makeClosure(signatures.stopRequested, userData: userData, handler: { _, result, _, userData in
+                guard let result, let userData else { return }
+                let stop = Unmanaged<HostBinding>.fromOpaque(userData).takeUnretainedValue().target?.pluginAsksWhetherToStop() ?? true
+                // libffi widens an integer result to a full register (ffi_arg).
+                result.storeBytes(of: ffi_arg(stop ? 1 : 0), as: ffi_arg.self)
+            }),
+            to: (@convention(c) () -> Int32).self)
+        host.pointee.stop_descriptor = unsafeBitCast(
+            makeClosure(signatures.stopDescriptor, userData: userData, handler: { _, result, _, userData in
+                guard let result, let userData else { return }
+                let descriptor = Unmanaged<HostBinding>.fromOpaque(userData).takeUnretainedValue().target?.pluginAsksForStopDescriptor() ?? -1
+                result.storeBytes(of: ffi_sarg(descriptor), as: ffi_sarg.self)
+            }),
+            to: (@convention(c) () -> Int32).self)
     }
 
     private typealias Handler = @convention(c) (
@@ -92,7 +116,7 @@ final class HostBinding: @unchecked Sendable {
     }
 }
 
-/// The call interfaces of the three host callbacks, shared by every binding.
+/// The call interfaces of the host callbacks, shared by every binding.
 private final class CallbackSignatures: Sendable {
     static let shared = CallbackSignatures()
     /// `void log(int32_t level, const char *message)`
@@ -101,4 +125,8 @@ private final class CallbackSignatures: Sendable {
     let config = CallInterface(returning: .pointer, arguments: [.pointer])
     /// `void request_stop(void)`
     let requestStop = CallInterface(returning: .void, arguments: [])
+    /// `int32_t stop_requested(void)`
+    let stopRequested = CallInterface(returning: .sint32, arguments: [])
+    /// `int32_t stop_descriptor(void)`
+    let stopDescriptor = CallInterface(returning: .sint32, arguments: [])
 }

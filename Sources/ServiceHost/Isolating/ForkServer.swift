@@ -110,6 +110,8 @@ public enum ForkServer {
         final class Quiet: HostCallbackTarget {
             func pluginLog(level: Int32, message: String) {}
             func pluginRequestedStop() {}
+            func pluginAsksWhetherToStop() -> Bool { false }
+            func pluginAsksForStopDescriptor() -> Int32 { -1 }
         }
         let target = Quiet()
         _ = HostBinding(serviceName: "", settings: [:], target: target)

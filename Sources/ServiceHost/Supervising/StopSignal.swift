@@ -1,4 +1,5 @@
 import CThreadShims
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -28,13 +29,38 @@ final class StopSignal: @unchecked Sendable {
     /// Told of every request, after it is pending: a service whose work runs
     /// elsewhere (a worker process) passes it on. Set before the first start.
     var observer: (@Sendable (Request) -> Void)?
+    /// The descriptor a plugin polls (`svc_host.stop_descriptor`): made on
+    /// first use; ``notMade`` until then, -1 if it could not be made.
+    private let pollable = Atomic<Int32>(StopSignal.notMade)
+    private static let notMade: Int32 = -2
 
     init() {
         word = .allocate(capacity: 1)
         word.initialize(to: Request.none.rawValue)
     }
 
-    deinit { word.deallocate() }
+    deinit {
+        word.deallocate()
+        let descriptor = pollable.load(ordering: .acquiring)
+        if descriptor >= 0 { close(descriptor) }
+    }
+
+    /// A descriptor that is readable while a stop is pending, made on the
+    /// first call and the same after; -1 when none could be made.
+    func descriptor() -> Int32 {
+        let current = pollable.load(ordering: .acquiring)
+        if current != Self.notMade { return current }
+        let made = cthread_stop_descriptor_make()
+        let (exchanged, original) = pollable.compareExchange(expected: Self.notMade, desired: made, ordering: .sequentiallyConsistent)
+        guard exchanged else {
+            if made >= 0 { close(made) }
+            return original
+        }
+        // A stop raised before the descriptor existed shows on it as well
+        // (a raise after the exchange signals it itself: both may, harmlessly).
+        if made >= 0, request != .none { cthread_stop_descriptor_signal(made) }
+        return made
+    }
 
     /// The strongest request made since the last reset.
     @inline(__always)
@@ -45,17 +71,27 @@ final class StopSignal: @unchecked Sendable {
     /// Raises the pending request to `request` (never lowers it) and wakes a pause.
     func raise(_ request: Request) {
         cthread_word_raise(word, request.rawValue)
+        let descriptor = pollable.load(ordering: .sequentiallyConsistent)
+        if descriptor >= 0 { cthread_stop_descriptor_signal(descriptor) }
         observer?(request)
     }
 
     /// Clears a service's own stop request before a new start; an order stays.
     func clearRequested() {
         _ = cthread_word_replace(word, Request.requested.rawValue, Request.none.rawValue)
+        clearDescriptorUnlessPending()
     }
 
     /// Clears every request: a new run is starting by order.
     func reset() {
         cthread_word_store(word, Request.none.rawValue)
+        clearDescriptorUnlessPending()
+    }
+
+    private func clearDescriptorUnlessPending() {
+        let descriptor = pollable.load(ordering: .acquiring)
+        guard descriptor >= 0, request == .none else { return }
+        cthread_stop_descriptor_clear(descriptor)
     }
 
     /// Waits for `duration` or until a request at least as strong as `level`

@@ -52,6 +52,20 @@ final class LogCapture: @unchecked Sendable {
         }
     }
 
+    /// Waits until `count` lines satisfy `predicate`, those already logged included.
+    @discardableResult
+    func waitFor(count: Int, timeout: Duration = .seconds(20), _ description: String = "log lines",
+                 where predicate: @escaping @Sendable (Entry) -> Bool) async throws -> Entry {
+        final class Tally: @unchecked Sendable { var matches = 0 }
+        let tally = Tally()
+        // Evaluated under the capture's lock, once per line: the tally needs no lock of its own.
+        return try await waitFor(timeout: timeout, description) { entry in
+            guard predicate(entry) else { return false }
+            tally.matches += 1
+            return tally.matches >= count
+        }
+    }
+
     private func cancel(_ identifier: UUID) {
         _ = lock.withLock { waiters.removeValue(forKey: identifier) }
     }

@@ -22,9 +22,11 @@ enum PluginBuilder {
     /// Compiles `Tests/Fixtures/<fixture>` (a C file) into `output`, a `.so` path.
     /// - Parameter defines: `NAME=VALUE` or `NAME` preprocessor definitions.
     @discardableResult
-    static func buildC(_ fixture: String, to output: URL, defines: [String] = [], extraFlags: [String] = []) throws -> URL {
+    /// - Parameter include: where `servicehost.h` comes from (by default the repository's).
+    static func buildC(_ fixture: String, to output: URL, defines: [String] = [], extraFlags: [String] = [],
+                       include: URL = includeDirectory) throws -> URL {
         let source = fixtures.appendingPathComponent(fixture).path
-        try run(["cc", "-shared", "-fPIC", "-O2", "-Wall", "-Werror", "-I", includeDirectory.path]
+        try run(["cc", "-shared", "-fPIC", "-O2", "-Wall", "-Werror", "-I", include.path]
             + defines.map { "-D\($0)" } + extraFlags + ["-o", output.path, source])
         return output
     }
