@@ -14,6 +14,7 @@ let package = Package(
         .library(name: "Counter", type: .dynamic, targets: ["Counter"]),
         .library(name: "Greeter", type: .dynamic, targets: ["Greeter"]),
         .library(name: "Flaky", type: .dynamic, targets: ["Flaky"]),
+        .library(name: "Clock", type: .dynamic, targets: ["Clock"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -101,6 +102,10 @@ let package = Package(
         .target(
             name: "Flaky", path: "Plugins/Flaky", exclude: ["Flaky.toml"],
             publicHeadersPath: ".", cSettings: [.headerSearchPath("../../include")]
+        ),
+        .target(
+            name: "Clock", path: "Plugins/Clock", exclude: ["Clock.toml"],
+            publicHeadersPath: ".", cxxSettings: [.headerSearchPath("../../include")]
         ),
         .testTarget(
             name: "ServiceHostTests",

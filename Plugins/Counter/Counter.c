@@ -1,18 +1,18 @@
 /*
  * Counter -- the smallest useful C service: it keeps state between calls
  * (a loop counter in the ctx made by svc_create) and reads its [config]
- * table through the host. Every loop it logs "<label>: tick <n>" at info;
- * the sidecar Counter.toml sets the pace (interval_ms) and the label.
+ * table with the header's typed helpers. Every loop it logs
+ * "<label>: tick <n>" at info, and it finishes after `limit` ticks if the
+ * sidecar sets one (0, the default, means never); Counter.toml sets the pace
+ * (interval_ms) and the label.
  */
 #include "servicehost.h"
-
-#include <stdio.h>
-#include <stdlib.h>
 
 typedef struct counter {
     const svc_host *host;
     const char *label; /* owned by the host, valid until svc_stop returns */
-    unsigned long ticks;
+    int64_t limit;
+    int64_t ticks;
 } counter;
 
 SVC_EXPORT uint32_t svc_abi_version(void) {
@@ -20,18 +20,20 @@ SVC_EXPORT uint32_t svc_abi_version(void) {
 }
 
 SVC_EXPORT const char *svc_plugin_version(void) {
-    return "1.0.0";
+    return "1.1.0";
 }
 
 SVC_EXPORT int32_t svc_create(const svc_host *host, void **ctx) {
-    counter *self = malloc(sizeof *self);
+    counter *self = calloc(1, sizeof *self);
     if (self == NULL) {
         return -12; /* out of memory */
     }
-    const char *label = host->config("label");
     self->host = host;
+    const char *label = host->config("label");
     self->label = label != NULL ? label : host->service_name;
-    self->ticks = 0;
+    if (svc_config_int(host, "limit", 0, &self->limit) == SVC_CONFIG_INVALID) {
+        svc_logf(host, SVC_LOG_WARN, "limit '%s' is not a whole number; counting forever", host->config("limit"));
+    }
     *ctx = self;
     return 0;
 }
@@ -39,10 +41,8 @@ SVC_EXPORT int32_t svc_create(const svc_host *host, void **ctx) {
 SVC_EXPORT int32_t svc_loop(void *ctx) {
     counter *self = ctx;
     self->ticks += 1;
-    char message[256];
-    snprintf(message, sizeof message, "%s: tick %lu", self->label, self->ticks);
-    self->host->log(SVC_LOG_INFO, message);
-    return SVC_CONTINUE;
+    svc_logf(self->host, SVC_LOG_INFO, "%s: tick %lld", self->label, (long long)self->ticks);
+    return self->limit > 0 && self->ticks >= self->limit ? SVC_DONE : SVC_CONTINUE;
 }
 
 SVC_EXPORT void svc_stop(void *ctx) {

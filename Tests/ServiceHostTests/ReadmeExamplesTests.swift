@@ -1,0 +1,85 @@
+import Foundation
+import Testing
+@testable import ServiceHost
+
+/// Every plugin example in README.md is compiled, so that none can rot; the
+/// C one is also run in the host.
+@Suite("README examples")
+struct ReadmeExamplesTests {
+    /// The fenced blocks of README.md in `language` that are plugin code.
+    private static func examples(_ language: String) throws -> [String] {
+        let readme = try String(contentsOf: PluginBuilder.repositoryRoot.appendingPathComponent("README.md"), encoding: .utf8)
+        var blocks: [String] = []
+        var current: [Substring]?
+        for line in readme.split(separator: "\n", omittingEmptySubsequences: false) {
+            if current == nil, line == "```\(language)" {
+                current = []
+            } else if current != nil, line == "```" {
+                blocks.append(current!.joined(separator: "\n") + "\n")
+                current = nil
+            } else if current != nil {
+                current!.append(line)
+            }
+        }
+        return blocks.filter { $0.contains("svc_") }
+    }
+
+    /// Compiles `source` (saved as `fileName`) with `command` (source, output) and returns the library's bytes.
+    private static func compile(_ source: String, as fileName: String, with command: (URL, URL) -> [String]) throws -> Data {
+        let directory = try TemporaryDirectory("readme")
+        let file = directory.file(fileName)
+        try source.write(to: file, atomically: true, encoding: .utf8)
+        let output = directory.file("output.so")
+        try PluginBuilder.run(command(file, output))
+        return try Data(contentsOf: output)
+    }
+
+    @Test func theCExampleCompilesWithoutWarningsAndRuns() async throws {
+        let examples = try Self.examples("c")
+        #expect(examples.count == 1)
+        let source = try #require(examples.first)
+        #expect(source.split(separator: "\n").filter { !$0.allSatisfy(\.isWhitespace) }.count <= 20, "the C plugin stays within 20 lines")
+        let include = PluginBuilder.includeDirectory.path
+        let library = try await Blocking.run {
+            try Self.compile(source, as: "Ticker.c") { ["cc", "-shared", "-fPIC", "-O2", "-Wall", "-Wextra", "-Werror", "-I", include, "-o", $1.path, $0.path] }
+        }
+        let folder = try PluginFolder()
+        _ = try folder.write([UInt8](library), as: "Ticker.so")
+        try folder.sidecar(for: "Ticker.so", "restart = \"never\"\n[config]\nlimit = 3\n")
+        let logs = LogCapture()
+        let scheduler = try Scheduler(logger: logs.logger)
+        let events = EventWaiter(scheduler)
+        #expect(try await scheduler.addPlugins(directory: folder.path).isEmpty)
+        scheduler.startAll()
+        try await events.first("Ticker") { $0 == .stopped(.finished) }
+        #expect(logs.entries.filter { $0.service == "Ticker" && $0.message.hasPrefix("tick ") }.map(\.message)
+                == ["tick 1 of 3", "tick 2 of 3", "tick 3 of 3"])
+        await scheduler.shutdown()
+    }
+
+    @Test func theCPlusPlusExampleCompilesWithoutWarnings() async throws {
+        let examples = try Self.examples("cpp")
+        #expect(examples.count == 1)
+        let include = PluginBuilder.includeDirectory.path
+        for source in examples {
+            let library = try await Blocking.run {
+                try Self.compile(source, as: "Service.cpp") { ["c++", "-shared", "-fPIC", "-O2", "-Wall", "-Wextra", "-Werror", "-I", include, "-o", $1.path, $0.path] }
+            }
+            #expect(library.count > 1000)
+        }
+    }
+
+    @Test func theSwiftExamplesCompile() async throws {
+        let examples = try Self.examples("swift").filter { $0.contains("svc_abi_version") }
+        #expect(!examples.isEmpty)
+        let include = PluginBuilder.includeDirectory.path
+        for (index, source) in examples.enumerated() {
+            let library = try await Blocking.run {
+                try Self.compile(source, as: "Hello\(index).swift") {
+                    ["swiftc", "-emit-library", "-parse-as-library", "-module-name", "Hello\(index)", "-I", include, "-o", $1.path, $0.path]
+                }
+            }
+            #expect(library.count > 1000)
+        }
+    }
+}
