@@ -75,6 +75,8 @@ struct MetricsTests {
         try FileManager.default.removeItem(atPath: folder.directory.file("Flaky.so").path)
         host.send(SIGHUP)
         try await host.waitForOutput("reload: ")
+        // The new version is created on the service's own thread, after the reload returned.
+        try await host.waitForOutput("service=Fine [ServiceHost] started (start #2, version 2.0.0)")
         let second = try await scrape(port)
         #expect(second.value("servicehost_plugin_reloads_total", ["service": "Fine", "result": "ok"]) == 1)
         #expect(second.value("servicehost_plugin_reloads_total", ["service": "Fine", "result": "rolled_back"]) == 0)
