@@ -1,4 +1,5 @@
 // swift-tools-version: 6.0
+import CompilerPluginSupport
 import PackageDescription
 
 let package = Package(
@@ -9,6 +10,10 @@ let package = Package(
         .library(name: "ServiceHost", targets: ["ServiceHost"]),
         .library(name: "ServiceHostControl", targets: ["ServiceHostControl"]),
         .library(name: "ServiceHostMetrics", targets: ["ServiceHostMetrics"]),
+        // For plugin authors: Swift plugins as a type (no host, TOMLKit or
+        // libffi inside), and the C header alone.
+        .library(name: "ServiceHostPlugin", targets: ["ServiceHostPlugin"]),
+        .library(name: "CServiceHostABI", targets: ["CServiceHostABI"]),
         .executable(name: "servicehost", targets: ["servicehost"]),
         // The bundled example plugins: each its own shared library.
         .library(name: "Counter", type: .dynamic, targets: ["Counter"]),
@@ -26,6 +31,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/swiftlang/swift-syntax", "600.0.1"..<"604.0.0"),
     ],
     targets: [
         // The plugin ABI, from the same header plugin authors compile against.
@@ -54,6 +60,23 @@ let package = Package(
                 .product(name: "TOMLKit", package: "TOMLKit"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        // The Swift plugin SDK: `#servicePlugin(Type.self)` exports a
+        // ServicePlugin type's C entry points (the macro), over a small runtime.
+        .macro(
+            name: "ServiceHostPluginMacros",
+            dependencies: [
+                .product(name: "SwiftSyntaxMacros", package: "swift-syntax"),
+                .product(name: "SwiftCompilerPlugin", package: "swift-syntax"),
+            ]
+        ),
+        .target(
+            name: "ServiceHostPlugin",
+            dependencies: [
+                "CServiceHostABI",
+                "ServiceHostPluginMacros",
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         // The host's metrics, in Prometheus' text format, through swift-prometheus.
@@ -96,7 +119,7 @@ let package = Package(
             publicHeadersPath: ".", cSettings: [.headerSearchPath("../../include")]
         ),
         .target(
-            name: "Greeter", dependencies: ["CServiceHostABI"],
+            name: "Greeter", dependencies: ["ServiceHostPlugin"],
             path: "Plugins/Greeter", exclude: ["Greeter.toml"]
         ),
         .target(

@@ -69,6 +69,33 @@ struct ReloadStressTests {
         #expect(dynamicCasts())
     }
 
+    /// The same with the Swift SDK's own example, Plugins/Greeter (a
+    /// ServicePlugin type exported by #servicePlugin), as SwiftPM built it.
+    @Test func aSwiftSDKPluginReloadedAHundredTimesWithDynamicCastsInBetween() async throws {
+        let folder = try PluginFolder()
+        let file = folder.directory.file("Greeter.so")
+        try FileManager.default.copyItem(at: try SwiftSDKFixture.greeter, to: file)
+        try folder.sidecar(for: "Greeter.so", "interval_ms = 1000\n")
+        let logs = LogCapture()
+        let scheduler = try Scheduler(logger: logs.logger)
+        let events = EventWaiter(scheduler)
+        try scheduler.addPlugin(file: file.path)
+        scheduler.startAll()
+        try await events.next("Greeter") { $0.isStarted }
+        for serial in 1...100 {
+            touch(file.path, serial: serial)
+            try await scheduler.restart("Greeter")
+            try await events.next("Greeter") { $0.isReloaded }
+            try await events.next("Greeter") { $0.isStarted }
+            #expect(dynamicCasts())
+        }
+        #expect(scheduler.snapshot(of: "Greeter")?.metadata.starts == 101)
+        #expect(try mappedImages(under: scheduler.runtimeDirectory).count >= 101)
+        #expect(logs.entries.contains { $0.service == "Greeter" && $0.message == "Hello, world!" })
+        await scheduler.shutdown()
+        #expect(dynamicCasts())
+    }
+
     @Test func aCPluginReloadedAThousandTimesDoesNotGrowTheMappedImages() async throws {
         let folder = try PluginFolder()
         let file = try await folder.add(as: "C.so")
