@@ -21,7 +21,7 @@ struct ReadmeExamplesTests {
                 current!.append(line)
             }
         }
-        return blocks.filter { $0.contains("svc_") }
+        return blocks.filter { $0.contains("svc_") || $0.contains("#servicePlugin") }
     }
 
     /// Compiles `source` (saved as `fileName`) with `command` (source, output) and returns the library's bytes.
@@ -67,6 +67,43 @@ struct ReadmeExamplesTests {
             }
             #expect(library.count > 1000)
         }
+    }
+
+    /// The SDK example, compiled against the SDK as SwiftPM built it beside
+    /// the tests (its modules, its objects and swift-log's, the macro's tool:
+    /// what a package that depends on ServiceHostPlugin links), then run.
+    @Test func theSwiftSDKExampleStaysShortCompilesAndRuns() async throws {
+        let examples = try Self.examples("swift").filter { $0.contains("#servicePlugin") }
+        #expect(examples.count == 1)
+        let source = try #require(examples.first)
+        #expect(source.split(separator: "\n").filter { !$0.allSatisfy(\.isWhitespace) }.count <= 15, "the Swift plugin stays within 15 lines")
+        #expect(!["Unsafe", "Unmanaged", "@_cdecl", "@c("].contains { source.contains($0) })
+        let build = try HostProcess.binary.deletingLastPathComponent()
+        let objects = try ["ServiceHostPlugin", "Logging"].flatMap { module in
+            try FileManager.default.contentsOfDirectory(atPath: build.appendingPathComponent("\(module).build").path)
+                .filter { $0.hasSuffix(".o") }.map { build.appendingPathComponent("\(module).build/\($0)").path }
+        }
+        let include = PluginBuilder.includeDirectory.path
+        let library = try await Blocking.run {
+            try Self.compile(source, as: "Hello.swift") {
+                ["swiftc", "-emit-library", "-parse-as-library", "-module-name", "Hello",
+                 "-I", build.appendingPathComponent("Modules").path, "-I", include,
+                 "-load-plugin-executable", build.appendingPathComponent("ServiceHostPluginMacros-tool").path + "#ServiceHostPluginMacros",
+                 "-o", $1.path, $0.path] + objects
+            }
+        }
+        let folder = try PluginFolder()
+        _ = try folder.write([UInt8](library), as: "Hello.so")
+        try folder.sidecar(for: "Hello.so", "restart = \"never\"\n[config]\nwho = \"README\"\n")
+        let logs = LogCapture()
+        let scheduler = try Scheduler(logger: logs.logger)
+        let events = EventWaiter(scheduler)
+        #expect(try await scheduler.addPlugins(directory: folder.path).isEmpty)
+        scheduler.startAll()
+        try await events.first("Hello") { $0 == .stopped(.finished) }
+        #expect(logs.entries.filter { $0.service == "Hello" && $0.message.hasPrefix("Hello") }.map(\.message)
+                == ["Hello, README! (1)", "Hello, README! (2)", "Hello, README! (3)"])
+        await scheduler.shutdown()
     }
 
     @Test func theSwiftExamplesCompile() async throws {
