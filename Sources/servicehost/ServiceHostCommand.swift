@@ -5,7 +5,7 @@ struct ServiceHostCommand: AsyncParsableCommand {
         commandName: "servicehost",
         abstract: "Load service plugins from shared libraries and supervise them.",
         version: ServiceHostVersion.current,
-        subcommands: [RunCommand.self, CheckCommand.self, CtlCommand.self]
+        subcommands: [RunCommand.self, CheckCommand.self, CtlCommand.self, NewCommand.self]
     )
 }
 
