@@ -170,22 +170,27 @@ typedef enum svc_config_status {
     SVC_CONFIG_INVALID = -1 /* present but not of that type: *value is the fallback */
 } svc_config_status;
 
-/* Copies `text` without TOML's digit separators ("1_000") into `buffer`;
- * 0 when it does not fit. */
+/* Looks `key` up and copies its text without TOML's digit separators
+ * ("1_000") into `digits`: SVC_CONFIG_ABSENT, SVC_CONFIG_INVALID (too long or
+ * empty) or SVC_CONFIG_OK. Shared by the numeric readers below. */
 __attribute__((unused))
-static inline int svc__config_digits(const char *text, char *buffer, size_t size) {
+static inline svc_config_status svc__config_digits(const svc_host *host, const char *key, char *digits, size_t size) {
+    const char *text = (host != NULL && host->config != NULL) ? host->config(key) : NULL;
+    if (text == NULL) {
+        return SVC_CONFIG_ABSENT;
+    }
     size_t used = 0;
     for (; *text != '\0'; text++) {
         if (*text == '_') {
             continue;
         }
         if (used + 1 >= size) {
-            return 0;
+            return SVC_CONFIG_INVALID;
         }
-        buffer[used++] = *text;
+        digits[used++] = *text;
     }
-    buffer[used] = '\0';
-    return used > 0;
+    digits[used] = '\0';
+    return used > 0 ? SVC_CONFIG_OK : SVC_CONFIG_INVALID;
 }
 
 /* The sidecar's [config] `key` as a whole number (TOML integer: decimal,
@@ -193,18 +198,15 @@ static inline int svc__config_digits(const char *text, char *buffer, size_t size
 __attribute__((unused))
 static inline svc_config_status svc_config_int(const svc_host *host, const char *key, int64_t fallback, int64_t *value) {
     *value = fallback;
-    const char *text = (host != NULL && host->config != NULL) ? host->config(key) : NULL;
-    if (text == NULL) {
-        return SVC_CONFIG_ABSENT;
-    }
     char digits[64];
-    char *end = NULL;
-    if (!svc__config_digits(text, digits, sizeof digits)) {
-        return SVC_CONFIG_INVALID;
+    svc_config_status found = svc__config_digits(host, key, digits, sizeof digits);
+    if (found != SVC_CONFIG_OK) {
+        return found;
     }
+    char *end = NULL;
     errno = 0;
     long long parsed = strtoll(digits, &end, 10);
-    if (errno != 0 || end == digits || *end != '\0') {
+    if (errno != 0 || *end != '\0') {
         return SVC_CONFIG_INVALID;
     }
     *value = (int64_t)parsed;
@@ -215,18 +217,15 @@ static inline svc_config_status svc_config_int(const svc_host *host, const char 
 __attribute__((unused))
 static inline svc_config_status svc_config_double(const svc_host *host, const char *key, double fallback, double *value) {
     *value = fallback;
-    const char *text = (host != NULL && host->config != NULL) ? host->config(key) : NULL;
-    if (text == NULL) {
-        return SVC_CONFIG_ABSENT;
-    }
     char digits[64];
-    char *end = NULL;
-    if (!svc__config_digits(text, digits, sizeof digits)) {
-        return SVC_CONFIG_INVALID;
+    svc_config_status found = svc__config_digits(host, key, digits, sizeof digits);
+    if (found != SVC_CONFIG_OK) {
+        return found;
     }
+    char *end = NULL;
     errno = 0;
     double parsed = strtod(digits, &end);
-    if (errno != 0 || end == digits || *end != '\0') {
+    if (errno != 0 || *end != '\0') {
         return SVC_CONFIG_INVALID;
     }
     *value = parsed;

@@ -46,52 +46,43 @@ struct ReloadStressTests {
         return conforming == 4
     }
 
-    @Test func aSwiftPluginReloadedAHundredTimesWithDynamicCastsInBetween() async throws {
+    /// A Swift plugin: the test fixture with its own glue, or the Swift
+    /// SDK's example, Plugins/Greeter (a ServicePlugin type exported by
+    /// #servicePlugin), as SwiftPM built it.
+    enum SwiftPlugin: String, CaseIterable, Sendable {
+        case glue = "SwiftProbe"
+        case sdk = "Greeter"
+
+        func install(as file: URL) async throws {
+            switch self {
+            case .glue: _ = try await Blocking.run { try PluginBuilder.buildSwift("swift_probe.swift", to: file, moduleName: "SwiftProbe") }
+            case .sdk: try FileManager.default.copyItem(at: try SwiftSDKFixture.greeter, to: file)
+            }
+        }
+    }
+
+    @Test(arguments: SwiftPlugin.allCases)
+    func aSwiftPluginReloadedAHundredTimesWithDynamicCastsInBetween(plugin: SwiftPlugin) async throws {
         let folder = try PluginFolder()
-        let file = folder.directory.file("SwiftProbe.so")
-        _ = try await Blocking.run { try PluginBuilder.buildSwift("swift_probe.swift", to: file, moduleName: "SwiftProbe") }
+        let name = plugin.rawValue
+        let file = folder.directory.file("\(name).so")
+        try await plugin.install(as: file)
+        try folder.sidecar(for: "\(name).so", "interval_ms = 1000\n")
         let scheduler = try Scheduler(logger: LogCapture().logger)
         let events = EventWaiter(scheduler)
         try scheduler.addPlugin(file: file.path)
         scheduler.startAll()
-        try await events.next("SwiftProbe") { $0.isStarted }
+        try await events.next(name) { $0.isStarted }
         for serial in 1...100 {
             touch(file.path, serial: serial)
-            try await scheduler.restart("SwiftProbe")
-            try await events.next("SwiftProbe") { $0.isReloaded }
-            try await events.next("SwiftProbe") { $0.isStarted }
+            try await scheduler.restart(name)
+            try await events.next(name) { $0.isReloaded }
+            try await events.next(name) { $0.isStarted }
             #expect(dynamicCasts())
         }
-        #expect(scheduler.snapshot(of: "SwiftProbe")?.metadata.starts == 101)
+        #expect(scheduler.snapshot(of: name)?.metadata.starts == 101)
         // Every Swift image stays mapped: none was dlclosed.
         #expect(try mappedImages(under: scheduler.runtimeDirectory).count >= 101)
-        await scheduler.shutdown()
-        #expect(dynamicCasts())
-    }
-
-    /// The same with the Swift SDK's own example, Plugins/Greeter (a
-    /// ServicePlugin type exported by #servicePlugin), as SwiftPM built it.
-    @Test func aSwiftSDKPluginReloadedAHundredTimesWithDynamicCastsInBetween() async throws {
-        let folder = try PluginFolder()
-        let file = folder.directory.file("Greeter.so")
-        try FileManager.default.copyItem(at: try SwiftSDKFixture.greeter, to: file)
-        try folder.sidecar(for: "Greeter.so", "interval_ms = 1000\n")
-        let logs = LogCapture()
-        let scheduler = try Scheduler(logger: logs.logger)
-        let events = EventWaiter(scheduler)
-        try scheduler.addPlugin(file: file.path)
-        scheduler.startAll()
-        try await events.next("Greeter") { $0.isStarted }
-        for serial in 1...100 {
-            touch(file.path, serial: serial)
-            try await scheduler.restart("Greeter")
-            try await events.next("Greeter") { $0.isReloaded }
-            try await events.next("Greeter") { $0.isStarted }
-            #expect(dynamicCasts())
-        }
-        #expect(scheduler.snapshot(of: "Greeter")?.metadata.starts == 101)
-        #expect(try mappedImages(under: scheduler.runtimeDirectory).count >= 101)
-        #expect(logs.entries.contains { $0.service == "Greeter" && $0.message == "Hello, world!" })
         await scheduler.shutdown()
         #expect(dynamicCasts())
     }
