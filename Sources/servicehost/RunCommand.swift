@@ -214,7 +214,9 @@ struct RunCommand: AsyncParsableCommand {
             case .initialStartComplete:
                 ready = true
                 pulse.initialStartComplete()
-                systemd?.send("READY=1", "STATUS=\(SupervisorTick.summary(scheduler.stateCounts()))")
+                let summary = SupervisorTick.summary(scheduler.stateCounts())
+                logger.notice("initial start complete: \(summary)")
+                systemd?.send("READY=1", "STATUS=\(summary)")
             case .tick:
                 ticks.tick()
             case .signal(let signal):

@@ -120,6 +120,7 @@ struct MetricsTests {
         let host = try HostProcess(["run", "--plugins", folder.path, "--http", "127.0.0.1:0"])
         let port = try await HTTPGet.port(of: host)
         try await host.waitForOutput("service=Breaks [ServiceHost] failed")
+        try await host.waitForOutput("initial start complete: ")
 
         let failing = try await HTTPGet.request(port: port, "/readyz")
         #expect(failing.status == 503)
