@@ -146,7 +146,8 @@ typedef struct svc_host {
     ((host) != NULL && (host)->struct_size >= offsetof(svc_host, member) + sizeof((host)->member) && \
      (host)->member != NULL)
 
-/* Helpers, header-only (nothing new for the host to provide). ---------------- */
+/* Helpers, header-only (nothing new for the host to provide; C99 or later).
+ * They leave errno as they found it. ------------------------------------------ */
 
 /* Logs a printf-style message through host->log. Messages longer than 4095
  * bytes are cut. */
@@ -174,7 +175,7 @@ typedef enum svc_config_status {
  * ("1_000") into `digits`: SVC_CONFIG_ABSENT, SVC_CONFIG_INVALID (too long or
  * empty) or SVC_CONFIG_OK. Shared by the numeric readers below. */
 __attribute__((unused))
-static inline svc_config_status svc__config_digits(const svc_host *host, const char *key, char *digits, size_t size) {
+static inline svc_config_status svc_config_internal_digits(const svc_host *host, const char *key, char *digits, size_t size) {
     const char *text = (host != NULL && host->config != NULL) ? host->config(key) : NULL;
     if (text == NULL) {
         return SVC_CONFIG_ABSENT;
@@ -199,14 +200,17 @@ __attribute__((unused))
 static inline svc_config_status svc_config_int(const svc_host *host, const char *key, int64_t fallback, int64_t *value) {
     *value = fallback;
     char digits[64];
-    svc_config_status found = svc__config_digits(host, key, digits, sizeof digits);
+    svc_config_status found = svc_config_internal_digits(host, key, digits, sizeof digits);
     if (found != SVC_CONFIG_OK) {
         return found;
     }
     char *end = NULL;
+    int saved = errno;
     errno = 0;
     long long parsed = strtoll(digits, &end, 10);
-    if (errno != 0 || *end != '\0') {
+    int failed = errno != 0 || *end != '\0';
+    errno = saved;
+    if (failed) {
         return SVC_CONFIG_INVALID;
     }
     *value = (int64_t)parsed;
@@ -218,14 +222,18 @@ __attribute__((unused))
 static inline svc_config_status svc_config_double(const svc_host *host, const char *key, double fallback, double *value) {
     *value = fallback;
     char digits[64];
-    svc_config_status found = svc__config_digits(host, key, digits, sizeof digits);
+    svc_config_status found = svc_config_internal_digits(host, key, digits, sizeof digits);
     if (found != SVC_CONFIG_OK) {
         return found;
     }
     char *end = NULL;
+    int saved = errno;
     errno = 0;
+    /* strtod follows LC_NUMERIC: a plugin that sets a comma-decimal locale reads "1.5" as invalid. */
     double parsed = strtod(digits, &end);
-    if (errno != 0 || *end != '\0') {
+    int failed = errno != 0 || *end != '\0';
+    errno = saved;
+    if (failed) {
         return SVC_CONFIG_INVALID;
     }
     *value = parsed;

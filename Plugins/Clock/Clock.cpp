@@ -21,8 +21,8 @@ class Clock {
 public:
     explicit Clock(const svc_host *host) : host_(host) {
         int64_t every = 0;
-        if (svc_config_int(host, "every_ms", 1000, &every) == SVC_CONFIG_INVALID || every <= 0) {
-            throw std::invalid_argument("every_ms must be a positive whole number");
+        if (svc_config_int(host, "every_ms", 1000, &every) == SVC_CONFIG_INVALID || every <= 0 || every > 86400000) {
+            throw std::invalid_argument("every_ms must be a whole number from 1 to 86400000 (a day)");
         }
         every_ms_ = static_cast<int>(every);
         // A host older than the stop descriptor: poll() then just sleeps.
@@ -36,8 +36,10 @@ public:
             return SVC_CONTINUE; // the host ends the run
         }
         std::time_t now = std::time(nullptr);
+        std::tm parts{};
+        gmtime_r(&now, &parts); // not std::gmtime: its buffer is shared by every thread
         char text[32];
-        std::strftime(text, sizeof text, "%H:%M:%S", std::gmtime(&now));
+        std::strftime(text, sizeof text, "%H:%M:%S", &parts);
         svc_logf(host_, SVC_LOG_INFO, "%s UTC", text);
         return SVC_CONTINUE;
     }

@@ -97,8 +97,8 @@ public final class ControlServer: Sendable {
             throw StartFailure(description: "control socket \(path) cannot be given to group \(controlGroup): \(reason)")
         }
         let serving = Task {
-            await self.exchanges.serve(server) { head, channel, tooLarge in
-                await self.answer(head, on: channel, tooLarge: tooLarge)
+            await self.exchanges.serve(server, admit: { channel in await self.peerAccess(of: channel) }) { head, access, tooLarge in
+                await self.answer(head, access: access, tooLarge: tooLarge)
             }
         }
         listener.withLock { $0 = (server.channel, serving) }
@@ -117,8 +117,8 @@ public final class ControlServer: Sendable {
     }
 
     /// The answer to one whole request: refused unless the peer may use the socket.
-    private func answer(_ head: HTTPRequestHead, on channel: Channel, tooLarge: Bool) async -> ControlAPI.Response {
-        guard let access = await peerAccess(of: channel) else {
+    private func answer(_ head: HTTPRequestHead, access: ControlAPI.Access?, tooLarge: Bool) async -> ControlAPI.Response {
+        guard let access else {
             return ControlAPI.refusal(ControlDocument.Failure(
                 code: "forbidden", message: "only the host's user, root and members of the control group may use this socket"))
         }

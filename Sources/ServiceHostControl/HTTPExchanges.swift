@@ -17,9 +17,6 @@ final class HTTPExchanges: Sendable {
         var answerTimeout: Duration
     }
 
-    /// What a listener answers a whole request with; `tooLarge` when it
-    /// exceeded the limit (its head is then all there is).
-    typealias Answer = @Sendable (_ head: HTTPRequestHead, _ channel: Channel, _ tooLarge: Bool) async -> ControlAPI.Response
 
     private let limits: Limits
     private let name: String
@@ -36,12 +33,19 @@ final class HTTPExchanges: Sendable {
     }
 
     /// Serves every connection until the listener closes or the task is cancelled.
-    func serve(_ server: NIOAsyncChannel<Connection, Never>, answer: @escaping Answer) async {
+    /// - Parameters:
+    ///   - admit: who the peer is, asked as soon as it connects (before its
+    ///     request is read, while it is surely the one that connected).
+    ///   - answer: the answer to a whole request, given the admission;
+    ///     `tooLarge` when the request exceeded the limit (its head is then all there is).
+    func serve<Admission: Sendable>(_ server: NIOAsyncChannel<Connection, Never>,
+                                    admit: @escaping @Sendable (Channel) async -> Admission,
+                                    answer: @escaping @Sendable (_ head: HTTPRequestHead, _ admission: Admission, _ tooLarge: Bool) async -> ControlAPI.Response) async {
         do {
             try await server.executeThenClose { connections in
                 try await withThrowingDiscardingTaskGroup { group in
                     for try await connection in connections {
-                        group.addTask { await self.handle(connection, answer: answer) }
+                        group.addTask { await self.handle(connection, admit: admit, answer: answer) }
                     }
                 }
             }
@@ -50,7 +54,8 @@ final class HTTPExchanges: Sendable {
         }
     }
 
-    private func handle(_ connection: Connection, answer: Answer) async {
+    private func handle<Admission: Sendable>(_ connection: Connection, admit: @Sendable (Channel) async -> Admission,
+                                             answer: @Sendable (HTTPRequestHead, Admission, Bool) async -> ControlAPI.Response) async {
         let channel = connection.channel
         guard active.add(1, ordering: .relaxed).newValue <= limits.maxConnections else {
             // Closed unread: an answer before the request confuses clients, and reading it would hold a slot.
@@ -62,6 +67,7 @@ final class HTTPExchanges: Sendable {
             return
         }
         defer { active.subtract(1, ordering: .relaxed) }
+        let admission = await admit(channel)
         // One deadline for the whole request, so a client that trickles bytes cannot hold its slot.
         let deadline = channel.eventLoop.scheduleTask(in: Self.timeAmount(limits.requestTimeout)) {
             channel.close(promise: nil)
@@ -85,7 +91,7 @@ final class HTTPExchanges: Sendable {
                 deadline.cancel()
                 guard let head else { return }
                 logger.debug("\(name): \(head.method.rawValue) \(head.uri)")
-                let response = await answer(head, channel, size > limits.maxRequestBytes)
+                let response = await answer(head, admission, size > limits.maxRequestBytes)
                 // And one for taking the answer: a client that never reads cannot hold its slot either.
                 let answering = channel.eventLoop.scheduleTask(in: Self.timeAmount(limits.answerTimeout)) {
                     channel.close(promise: nil)

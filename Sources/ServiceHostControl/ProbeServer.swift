@@ -27,7 +27,8 @@ public final class ProbeServer: Sendable {
             self.port = port
         }
 
-        /// `ADDRESS:PORT`, `[IPV6]:PORT` or `:PORT` (every address); the reason when it is none of these.
+        /// `ADDRESS:PORT`, `[IPV6]:PORT` or `:PORT` (every IPv4 address; `[::]:PORT`
+        /// for IPv6 too); the reason when it is none of these.
         public static func parse(_ text: String) -> Result<Configuration, AddressError> {
             guard let colon = text.lastIndex(of: ":") else {
                 return .failure(AddressError(description: "'\(text)' is not ADDRESS:PORT (e.g. 127.0.0.1:9464)"))
@@ -91,7 +92,7 @@ public final class ProbeServer: Sendable {
         }
         let port = server.channel.localAddress?.port ?? configuration.port
         let serving = Task {
-            await self.exchanges.serve(server) { head, _, tooLarge in
+            await self.exchanges.serve(server, admit: { _ in () }) { head, _, tooLarge in
                 if tooLarge {
                     return ControlAPI.Response(status: 413, body: Data("request too large\n".utf8), contentType: "text/plain; charset=utf-8")
                 }

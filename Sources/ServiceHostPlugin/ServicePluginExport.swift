@@ -62,6 +62,8 @@ public enum ServicePluginExport {
     /// Logs a thrown error under the service's name and returns its code.
     private static func failed(_ error: any Error, in step: String, context: PluginContext) -> Int32 {
         context.logger.error("\(step) failed: \(error)")
-        return (error as? PluginError)?.code ?? -1
+        // Clamped here too: a code set to 0 or more after construction would read as success.
+        let code = (error as? PluginError)?.code ?? -1
+        return code < 0 ? code : -1
     }
 }

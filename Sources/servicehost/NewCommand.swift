@@ -37,6 +37,10 @@ struct NewCommand: ParsableCommand {
         let checkout = try ProjectTemplate.checkout(sdkPath)
         let language = ProjectTemplate.Language(rawValue: language.lowercased())!
         let project = URL(fileURLWithPath: directory).appendingPathComponent(name).standardizedFileURL
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: project.path, isDirectory: &isDirectory), !isDirectory.boolValue {
+            throw ProjectTemplate.NewProjectError(description: "\(project.path) exists and is not a folder; choose another --directory or name")
+        }
         if let existing = try? FileManager.default.contentsOfDirectory(atPath: project.path), !existing.isEmpty {
             throw ProjectTemplate.NewProjectError(description: "\(project.path) exists and is not empty; choose another --directory or name")
         }

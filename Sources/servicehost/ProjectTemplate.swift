@@ -12,7 +12,31 @@ enum ProjectTemplate {
     static func problem(withName name: String) -> String? {
         let valid = name.utf8.count <= 64 && name.first.map { $0.isASCII && $0.isLetter } == true
             && name.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_") }
-        return valid ? nil : "'\(name)' is not a valid service name: use a letter, then letters, digits or underscores (at most 64)"
+        guard valid else {
+            return "'\(name)' is not a valid service name: use a letter, then letters, digits or underscores (at most 64)"
+        }
+        guard !reserved.contains(name), !reserved.contains(name.lowercased()) else {
+            return "'\(name)' is a keyword or a name the templates use (in Swift, Rust or the SDKs); choose another"
+        }
+        return nil
+    }
+
+    /// Names a generated project cannot take: keywords of the three
+    /// languages, Swift's and the SDKs' type names, Rust's reserved crates.
+    private static let reserved: Set<String> = [
+        "class", "struct", "enum", "protocol", "extension", "func", "var", "let", "init", "deinit", "import", "return",
+        "if", "else", "for", "while", "do", "switch", "case", "default", "break", "continue", "in", "is", "as", "self", "Self",
+        "super", "true", "false", "nil", "throw", "throws", "try", "catch", "static", "public", "private", "internal",
+        "String", "Int", "Double", "Bool", "Array", "Dictionary", "Set", "Optional", "Error", "Any", "Type",
+        "ServicePlugin", "PluginContext", "PluginConfig", "PluginError", "LoopResult", "ServicePluginExport", "ServiceHostPlugin",
+        "fn", "mod", "use", "pub", "impl", "trait", "type", "match", "loop", "move", "ref", "mut", "crate", "where", "unsafe",
+        "async", "await", "dyn", "box", "test", "std", "core", "alloc", "proc_macro", "Service", "Context", "Plugin", "Loop",
+        "main", "servicehost",
+    ]
+
+    /// `path` inside a double-quoted Swift or TOML string.
+    private static func quoted(_ path: String) -> String {
+        path.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
     }
 
     /// The ServiceHost checkout to take the header and SDKs from: `path`,
@@ -180,7 +204,7 @@ enum ProjectTemplate {
             name: "\(name)",
             products: [.library(name: "\(name)", type: .dynamic, targets: ["\(name)"])],
             // The ServiceHost checkout with the SDK (a path works offline).
-            dependencies: [.package(path: "\(checkout.path)")],
+            dependencies: [.package(path: "\(quoted(checkout.path))")],
             targets: [
                 .target(name: "\(name)", dependencies: [.product(name: "ServiceHostPlugin", package: "\(checkout.lastPathComponent)")]),
             ]
@@ -228,7 +252,7 @@ enum ProjectTemplate {
         crate-type = ["cdylib"]
 
         [dependencies]
-        servicehost-plugin = { path = "\(checkout.appendingPathComponent("sdk/rust/servicehost-plugin").path)" }
+        servicehost-plugin = { path = "\(quoted(checkout.appendingPathComponent("sdk/rust/servicehost-plugin").path))" }
 
         """
     }

@@ -216,7 +216,8 @@ struct RunCommand: AsyncParsableCommand {
                 pulse.initialStartComplete()
                 let summary = SupervisorTick.summary(scheduler.stateCounts())
                 logger.notice("initial start complete: \(summary)")
-                systemd?.send("READY=1", "STATUS=\(summary)")
+                // During a reload, READY=1 would end it early for systemd: the reload's end sends it.
+                if !reloading { systemd?.send("READY=1", "STATUS=\(summary)") }
             case .tick:
                 ticks.tick()
             case .signal(let signal):

@@ -90,6 +90,14 @@ struct NewCommandTests {
             #expect(run.status == 2, "\(name)")
             #expect(run.output.contains("is not a valid service name: use a letter, then letters, digits or underscores (at most 64)"), "\(run.output)")
         }
+        for name in ["String", "test", "ServicePlugin", "class"] {
+            let run = try await HostProcess.run(["new", name, "--directory", directory.path])
+            #expect(run.status == 2, "\(name)")
+            #expect(run.output.contains("'\(name)' is a keyword or a name the templates use"), "\(run.output)")
+        }
+        try Data().write(to: directory.file("AFile"))
+        let file = try await HostProcess.run(["new", "AFile", "--directory", directory.path, "--sdk-path", PluginBuilder.repositoryRoot.path])
+        #expect(file.status == 1 && file.output.contains("exists and is not a folder"), "\(file.output)")
         _ = try await generate("Taken", "c", in: directory)
         let again = try await HostProcess.run(["new", "Taken", "--directory", directory.path, "--sdk-path", PluginBuilder.repositoryRoot.path])
         #expect(again.status == 1)

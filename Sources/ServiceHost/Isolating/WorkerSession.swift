@@ -162,7 +162,8 @@ final class WorkerSession: @unchecked Sendable {
                 cause = nil
                 hung = Self.hungReason(call: call, elapsed: .nanoseconds(elapsed), settings: settings)
             case .message(.alive(let count)):
-                loops.store(count)
+                // A heartbeat read before the stop report may arrive after it: never backwards.
+                loops.store(max(loops.value, count))
                 continue
             case .message(.loading) where step == .create:
                 startedLoading = true
@@ -172,7 +173,7 @@ final class WorkerSession: @unchecked Sendable {
                 // (a `.created` sent just before a start-timeout kill is no start).
                 continue
             case .message(let message):
-                if case .stopped(let report) = message { loops.store(report.loops) }
+                if case .stopped(let report) = message { loops.store(max(loops.value, report.loops)) }
                 if case .loaded = message, step == .create {
                     loaded = true
                     startDeadline = settings.startTimeout.map { ContinuousClock.now + Self.createBackstop($0) }

@@ -51,14 +51,18 @@ final class StopSignal: @unchecked Sendable {
         let current = pollable.load(ordering: .acquiring)
         if current != Self.notMade { return current }
         let made = cthread_stop_descriptor_make()
+        // None could be made (no descriptor left): not remembered, so a later call tries again.
+        guard made >= 0 else { return -1 }
         let (exchanged, original) = pollable.compareExchange(expected: Self.notMade, desired: made, ordering: .sequentiallyConsistent)
         guard exchanged else {
-            if made >= 0 { close(made) }
+            close(made)
             return original
         }
-        // A stop raised before the descriptor existed shows on it as well
-        // (a raise after the exchange signals it itself: both may, harmlessly).
-        if made >= 0, request != .none { cthread_stop_descriptor_signal(made) }
+        // A stop raised before the descriptor existed shows on it as well (a
+        // raise after the exchange signals it itself: both may, harmlessly).
+        // The fence pairs with raise's: of the two, at least one sees the other.
+        atomicMemoryFence(ordering: .sequentiallyConsistent)
+        if request != .none { cthread_stop_descriptor_signal(made) }
         return made
     }
 
@@ -71,6 +75,7 @@ final class StopSignal: @unchecked Sendable {
     /// Raises the pending request to `request` (never lowers it) and wakes a pause.
     func raise(_ request: Request) {
         cthread_word_raise(word, request.rawValue)
+        atomicMemoryFence(ordering: .sequentiallyConsistent)
         let descriptor = pollable.load(ordering: .sequentiallyConsistent)
         if descriptor >= 0 { cthread_stop_descriptor_signal(descriptor) }
         observer?(request)
@@ -88,10 +93,14 @@ final class StopSignal: @unchecked Sendable {
         clearDescriptorUnlessPending()
     }
 
+    /// Drains the descriptor, then signals it again if a stop is pending:
+    /// a raise that lands during the drain is never lost.
     private func clearDescriptorUnlessPending() {
         let descriptor = pollable.load(ordering: .acquiring)
-        guard descriptor >= 0, request == .none else { return }
+        guard descriptor >= 0 else { return }
         cthread_stop_descriptor_clear(descriptor)
+        atomicMemoryFence(ordering: .sequentiallyConsistent)
+        if request != .none { cthread_stop_descriptor_signal(descriptor) }
     }
 
     /// Waits for `duration` or until a request at least as strong as `level`

@@ -108,20 +108,43 @@ pub struct Context {
 }
 
 impl Context {
-    fn host(&self) -> &SvcHost {
-        // The host keeps the struct valid until svc_stop returns, and a
-        // Context never outlives that (the export glue owns it).
-        unsafe { &*self.host }
+    // The members are read one by one through the raw pointer, never as a
+    // whole `&SvcHost`: an older host's struct is shorter (struct_size says
+    // how long), and a reference would claim all of it. The host keeps the
+    // struct valid until svc_stop returns, and a Context never outlives that.
+
+    fn struct_size(&self) -> usize {
+        unsafe { std::ptr::addr_of!((*self.host).struct_size).read() as usize }
     }
 
-    /// Whether the running host has the member ending at `end` bytes (appended later to ABI 1).
-    fn has(&self, end: usize) -> bool {
-        self.host().struct_size as usize >= end
+    fn service_name_pointer(&self) -> *const c_char {
+        unsafe { std::ptr::addr_of!((*self.host).service_name).read() }
+    }
+
+    fn log_callback(&self) -> Option<extern "C" fn(i32, *const c_char)> {
+        unsafe { std::ptr::addr_of!((*self.host).log).read() }
+    }
+
+    fn config_callback(&self) -> Option<extern "C" fn(*const c_char) -> *const c_char> {
+        unsafe { std::ptr::addr_of!((*self.host).config).read() }
+    }
+
+    fn request_stop_callback(&self) -> Option<extern "C" fn()> {
+        unsafe { std::ptr::addr_of!((*self.host).request_stop).read() }
+    }
+
+    /// A member appended later to ABI 1, read only when the running host's
+    /// struct reaches past its end.
+    fn appended(&self, offset: usize) -> Option<extern "C" fn() -> i32> {
+        if self.struct_size() < offset + std::mem::size_of::<usize>() {
+            return None;
+        }
+        unsafe { (self.host as *const u8).add(offset).cast::<Option<extern "C" fn() -> i32>>().read() }
     }
 
     /// The service's name: the file name without `lib` and `.so`.
     pub fn service_name(&self) -> String {
-        let name = self.host().service_name;
+        let name = self.service_name_pointer();
         if name.is_null() {
             return String::new();
         }
@@ -130,7 +153,7 @@ impl Context {
 
     /// Writes `message` to the host's log under the service's name.
     pub fn log(&self, level: Level, message: &str) {
-        if let Some(log) = self.host().log {
+        if let Some(log) = self.log_callback() {
             // An interior NUL would cut the message; it is replaced instead.
             let text = CString::new(message.replace('\0', "\u{fffd}")).unwrap_or_default();
             log(level as i32, text.as_ptr());
@@ -144,7 +167,7 @@ impl Context {
 
     /// The `[config]` value of `key` as text (dotted keys reach nested tables); `None` when absent.
     pub fn config(&self, key: &str) -> Option<String> {
-        let config = self.host().config?;
+        let config = self.config_callback()?;
         let key = CString::new(key).ok()?;
         let value = config(key.as_ptr());
         if value.is_null() {
@@ -184,29 +207,21 @@ impl Context {
 
     /// Asks the host to stop this service once the current loop turn returns.
     pub fn request_stop(&self) {
-        if let Some(request_stop) = self.host().request_stop {
+        if let Some(request_stop) = self.request_stop_callback() {
             request_stop();
         }
     }
 
     /// Whether this run should end (a stop ordered, or `request_stop`); `false` on an older host.
     pub fn stop_requested(&self) -> bool {
-        let end = std::mem::offset_of!(SvcHost, stop_requested) + std::mem::size_of::<usize>();
-        match (self.has(end), self.host().stop_requested) {
-            (true, Some(stop_requested)) => stop_requested() != 0,
-            _ => false,
-        }
+        self.appended(std::mem::offset_of!(SvcHost, stop_requested)).is_some_and(|stop_requested| stop_requested() != 0)
     }
 
     /// A descriptor that becomes readable when this run should end, for a
     /// loop blocked in `poll`; the host owns it (never close it). `None` on
     /// an older host or when the host could not make one.
     pub fn stop_descriptor(&self) -> Option<i32> {
-        let end = std::mem::offset_of!(SvcHost, stop_descriptor) + std::mem::size_of::<usize>();
-        match (self.has(end), self.host().stop_descriptor) {
-            (true, Some(stop_descriptor)) => Some(stop_descriptor()).filter(|fd| *fd >= 0),
-            _ => None,
-        }
+        self.appended(std::mem::offset_of!(SvcHost, stop_descriptor)).map(|stop_descriptor| stop_descriptor()).filter(|fd| *fd >= 0)
     }
 }
 
@@ -272,16 +287,24 @@ pub mod __export {
     thread_local! {
         /// The last panic on this thread, "message (at file:line)", for `guarded` to log.
         static LAST_PANIC: RefCell<Option<String>> = const { RefCell::new(None) };
+        /// Whether this thread is inside an entry point (`guarded`).
+        static GUARDED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     }
 
-    /// Replaces the default panic hook (which writes to the host's standard
-    /// error, around its log) with one that keeps the message for the
-    /// service's log line. The hook is this plugin image's own: every
-    /// cdylib carries its own copy of std.
+    /// Inside an entry point, replaces the default panic hook (which writes
+    /// to the host's standard error, around its log) with one that keeps the
+    /// message for the service's log line; panics on the plugin's own threads
+    /// go to the hook that was there before. The hook is this plugin image's
+    /// own: every cdylib carries its own copy of std.
     fn quiet_panics() {
         static INSTALL: Once = Once::new();
         INSTALL.call_once(|| {
-            std::panic::set_hook(Box::new(|info| {
+            let previous = std::panic::take_hook();
+            std::panic::set_hook(Box::new(move |info| {
+                if !GUARDED.with(|guarded| guarded.get()) {
+                    previous(info);
+                    return;
+                }
                 let text = match info.location() {
                     Some(location) => format!("{} (at {}:{})", panic_message(info.payload()), location.file(), location.line()),
                     None => panic_message(info.payload()),
@@ -314,7 +337,12 @@ pub mod __export {
     /// Runs `body`, turning a panic into -1 with its message logged: no panic unwinds into the host.
     fn guarded(context: &Context, step: &str, body: impl FnOnce() -> i32) -> i32 {
         quiet_panics();
-        match catch_unwind(AssertUnwindSafe(body)) {
+        let outer = GUARDED.with(|guarded| guarded.replace(true));
+        let result = catch_unwind(AssertUnwindSafe(body));
+        GUARDED.with(|guarded| guarded.set(outer));
+        match result {
+            // Clamped: a failure code of 0 or more would read as success.
+            Ok(code) if code > 1 => -1,
             Ok(code) => code,
             Err(payload) => {
                 let text = LAST_PANIC.with(|last| last.borrow_mut().take()).unwrap_or_else(|| panic_message(payload.as_ref()));
@@ -339,7 +367,7 @@ pub mod __export {
             }
             Err(error) => {
                 context.error(&format!("svc_create failed: {}", error.message));
-                error.code
+                if error.code < 0 { error.code } else { -1 }
             }
         });
         if let Some(plugin) = created {
@@ -363,7 +391,7 @@ pub mod __export {
             Ok(Loop::Done) => 1,
             Err(error) => {
                 context.error(&format!("svc_loop failed: {}", error.message));
-                error.code
+                if error.code < 0 { error.code } else { -1 }
             }
         })
     }
@@ -376,9 +404,12 @@ pub mod __export {
         }
         // Freed here, once: the host calls svc_stop once per successful create.
         let mut created = unsafe { Box::from_raw(instance as *mut Created<P>) };
-        let Created { plugin, context } = &mut *created;
-        guarded(context, "svc_stop", || {
+        let context = Context { host: created.context.host };
+        // The plugin is dropped inside the guard too: a panic in its Drop must not unwind into the host.
+        guarded(&context, "svc_stop", move || {
+            let Created { plugin, context } = &mut *created;
             plugin.stop(context);
+            drop(created);
             0
         });
     }
