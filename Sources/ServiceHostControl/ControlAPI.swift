@@ -207,7 +207,7 @@ public final class ControlAPI: Sendable {
         let states = Dictionary(uniqueKeysWithValues: ServiceStatus.State.allCases.map { ($0.rawValue, counts[$0] ?? 0) })
         return ControlDocument.Host(
             version: host.version, pid: getpid(), started: host.started,
-            uptime: (ContinuousClock.now - host.startedInstant).secondsValue,
+            uptime: (ContinuousClock.now - host.startedInstant).seconds,
             pluginsDirectory: host.pluginsDirectory, states: states, services: counts.values.reduce(0, +))
     }
 
@@ -355,12 +355,5 @@ public final class ControlAPI: Sendable {
         case "", "true", "1": return true
         case let other?: throw Refusal.badRequest("'\(name)' must be true or false, not '\(other)'")
         }
-    }
-}
-
-private extension Duration {
-    var secondsValue: Double {
-        let (seconds, attoseconds) = components
-        return Double(seconds) + Double(attoseconds) / 1e18
     }
 }

@@ -1,4 +1,5 @@
 import Logging
+import ServiceHost
 import NIOCore
 import NIOHTTP1
 import Synchronization
@@ -106,9 +107,7 @@ final class HTTPExchanges: Sendable {
     }
 
     static func timeAmount(_ duration: Duration) -> TimeAmount {
-        let (seconds, attoseconds) = duration.components
-        return .nanoseconds(seconds.multipliedReportingOverflow(by: 1_000_000_000).overflow
-            ? .max : seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+        .nanoseconds(duration.nanoseconds)
     }
 
     /// Writes the answer through the channel and returns once all of it is

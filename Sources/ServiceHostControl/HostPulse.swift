@@ -1,3 +1,4 @@
+import ServiceHost
 import Synchronization
 
 /// The supervisor's pulse, for `/livez`: the host's main loop beats it on
@@ -24,7 +25,7 @@ public final class HostPulse: Sendable {
     }
 
     public func beat(at now: ContinuousClock.Instant = .now) {
-        last.store(Self.nanoseconds(now - base), ordering: .relaxed)
+        last.store((now - base).nanoseconds, ordering: .relaxed)
     }
 
     /// How long ago the last beat was.
@@ -42,9 +43,4 @@ public final class HostPulse: Sendable {
     }
 
     public var hasStarted: Bool { started.load(ordering: .relaxed) }
-
-    private static func nanoseconds(_ duration: Duration) -> Int64 {
-        let (seconds, attoseconds) = duration.components
-        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
-    }
 }

@@ -39,8 +39,7 @@ public final class ProbeAPI: Sendable {
             if age <= pulse.staleAfter {
                 return Self.text(200, verbose ? "[+]supervisor ok\nlivez check passed\n" : "ok\n")
             }
-            let seconds = Double(age.components.seconds) + Double(age.components.attoseconds) / 1e18
-            return Self.text(503, "[-]supervisor: its main loop last ticked \(String(format: "%.1f", seconds)) s ago "
+            return Self.text(503, "[-]supervisor: its main loop last ticked \(String(format: "%.1f", age.seconds)) s ago "
                 + "(more than \(pulse.staleAfter) allows)\nlivez check failed\n")
         default:
             let readiness = Readiness(samples: scheduler.samples(), initialStartComplete: pulse.hasStarted)

@@ -50,8 +50,18 @@ enum ProjectTemplate {
                 ? "the ServiceHost checkout this binary was built from (\(candidate.path)) is gone; pass --sdk-path with a checkout"
                 : "\(candidate.path) is not a ServiceHost checkout (no include/servicehost.h)")
         }
+        // Looked at (stat, which opens nothing) before it is read: a FIFO
+        // there would block the read forever, a huge file fill memory.
+        let attributes = try FileManager.default.attributesOfItem(atPath: header.path)
+        guard attributes[.type] as? FileAttributeType == .typeRegular,
+              (attributes[.size] as? Int ?? .max) <= maxHeaderSize else {
+            throw NewProjectError(description: "\(header.path) is not a regular file of at most \(maxHeaderSize / 1024) KiB; is \(candidate.path) a ServiceHost checkout?")
+        }
         return candidate.standardizedFileURL
     }
+
+    /// The largest servicehost.h `new` copies (today's is about 12 KiB).
+    static let maxHeaderSize = 1 << 20
 
     struct NewProjectError: Error, CustomStringConvertible {
         let description: String

@@ -1,5 +1,9 @@
 import Foundation
 import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
 @testable import ServiceHost
 
 /// `servicehost new`: each language's project builds with its one command
@@ -64,21 +68,12 @@ struct NewCommandTests {
         let project = try await generate("Greets", "swift", in: directory)
         let manifest = try String(contentsOf: project.appendingPathComponent("Package.swift"), encoding: .utf8)
         #expect(manifest.contains(".package(path: \"\(PluginBuilder.repositoryRoot.standardizedFileURL.path)\")"))
-        let build = try HostProcess.binary.deletingLastPathComponent()
-        let objects = try ["ServiceHostPlugin", "Logging"].flatMap { module in
-            try FileManager.default.contentsOfDirectory(atPath: build.appendingPathComponent("\(module).build").path)
-                .filter { $0.hasSuffix(".o") }.map { build.appendingPathComponent("\(module).build/\($0)").path }
-        }
         let plugins = project.appendingPathComponent("plugins")
         try FileManager.default.createDirectory(at: plugins, withIntermediateDirectories: true)
         try FileManager.default.copyItem(at: project.appendingPathComponent("Greets.toml"), to: plugins.appendingPathComponent("Greets.toml"))
-        let include = PluginBuilder.includeDirectory.path
         try await Blocking.run {
-            try PluginBuilder.run(["swiftc", "-emit-library", "-parse-as-library", "-module-name", "Greets",
-                                   "-I", build.appendingPathComponent("Modules").path, "-I", include,
-                                   "-load-plugin-executable", build.appendingPathComponent("ServiceHostPluginMacros-tool").path + "#ServiceHostPluginMacros",
-                                   "-o", plugins.appendingPathComponent("libGreets.so").path,
-                                   project.appendingPathComponent("Sources/Greets/Greets.swift").path] + objects)
+            try PluginBuilder.buildSwiftAgainstSDK(project.appendingPathComponent("Sources/Greets/Greets.swift"),
+                                                   to: plugins.appendingPathComponent("libGreets.so"), moduleName: "Greets")
         }
         #expect(try await runs(project, "Greets") == ["Hello, world! (1)", "Hello, world! (2)"])
     }
@@ -102,6 +97,13 @@ struct NewCommandTests {
         let again = try await HostProcess.run(["new", "Taken", "--directory", directory.path, "--sdk-path", PluginBuilder.repositoryRoot.path])
         #expect(again.status == 1)
         #expect(again.output.contains("exists and is not empty"), "\(again.output)")
+        // A FIFO where the header should be: refused by its type, never opened (which would block).
+        let fake = try TemporaryDirectory("fake-checkout")
+        try FileManager.default.createDirectory(at: fake.file("include"), withIntermediateDirectories: true)
+        #expect(mkfifo(fake.file("include/servicehost.h").path, 0o644) == 0)
+        let fifo = try await HostProcess.run(["new", "Fine", "--directory", directory.path, "--sdk-path", fake.path])
+        #expect(fifo.status == 1)
+        #expect(fifo.output.contains("include/servicehost.h is not a regular file of at most 1024 KiB"), "\(fifo.output)")
         let nowhere = try await HostProcess.run(["new", "Fine", "--directory", directory.path, "--sdk-path", directory.path])
         #expect(nowhere.status == 1)
         #expect(nowhere.output.contains("is not a ServiceHost checkout (no include/servicehost.h)"), "\(nowhere.output)")

@@ -78,19 +78,11 @@ struct ReadmeExamplesTests {
         let source = try #require(examples.first)
         #expect(source.split(separator: "\n").filter { !$0.allSatisfy(\.isWhitespace) }.count <= 15, "the Swift plugin stays within 15 lines")
         #expect(!["Unsafe", "Unmanaged", "@_cdecl", "@c("].contains { source.contains($0) })
-        let build = try HostProcess.binary.deletingLastPathComponent()
-        let objects = try ["ServiceHostPlugin", "Logging"].flatMap { module in
-            try FileManager.default.contentsOfDirectory(atPath: build.appendingPathComponent("\(module).build").path)
-                .filter { $0.hasSuffix(".o") }.map { build.appendingPathComponent("\(module).build/\($0)").path }
-        }
-        let include = PluginBuilder.includeDirectory.path
         let library = try await Blocking.run {
-            try Self.compile(source, as: "Hello.swift") {
-                ["swiftc", "-emit-library", "-parse-as-library", "-module-name", "Hello",
-                 "-I", build.appendingPathComponent("Modules").path, "-I", include,
-                 "-load-plugin-executable", build.appendingPathComponent("ServiceHostPluginMacros-tool").path + "#ServiceHostPluginMacros",
-                 "-o", $1.path, $0.path] + objects
-            }
+            let directory = try TemporaryDirectory("readme")
+            let file = directory.file("Hello.swift")
+            try source.write(to: file, atomically: true, encoding: .utf8)
+            return try Data(contentsOf: PluginBuilder.buildSwiftAgainstSDK(file, to: directory.file("output.so"), moduleName: "Hello"))
         }
         let folder = try PluginFolder()
         _ = try folder.write([UInt8](library), as: "Hello.so")

@@ -1,13 +1,13 @@
 extension Duration {
     /// The duration in seconds, as a floating-point number.
-    var seconds: Double {
+    public var seconds: Double {
         let (seconds, attoseconds) = components
         return Double(seconds) + Double(attoseconds) / 1e18
     }
 
     /// Whole nanoseconds, saturating at `Int64`'s bounds (about 292 years)
     /// instead of trapping.
-    var nanoseconds: Int64 {
+    public var nanoseconds: Int64 {
         let (seconds, attoseconds) = components
         return Self.saturating(seconds, times: 1_000_000_000, plus: attoseconds / 1_000_000_000)
     }

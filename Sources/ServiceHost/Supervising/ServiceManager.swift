@@ -178,9 +178,8 @@ final class ServiceManager: @unchecked Sendable {
     }
 
     /// How each service stands, in the order they were added.
-    /// How each service stands, in the order they were added.
     func statuses() -> [ServiceStatus] {
-        statuses(of: lock.withLock { machine.names })
+        statuses(of: nil)
     }
 
     func status(of name: String) -> ServiceStatus? {
@@ -190,27 +189,26 @@ final class ServiceManager: @unchecked Sendable {
     /// The statuses of the named services that exist: their supervision read
     /// under the lock, each status built after it (a plugin's digest is
     /// computed on first use).
-    private func statuses(of names: [String]) -> [ServiceStatus] {
-        let supervised: [(BaseService, Machine.Status)] = lock.withLock {
-            names.compactMap { name in
+    private func statuses(of names: [String]?) -> [ServiceStatus] {
+        let (now, wallNow) = (ContinuousClock.now, Date())
+        return supervised(names).map { ServiceStatus(service: $0.0, supervision: $0.1, now: now, wallNow: wallNow) }
+    }
+
+    /// The named services that exist, with their supervision, read in one
+    /// pass under the lock; `nil`: every service, in the order they were added.
+    private func supervised(_ names: [String]? = nil) -> [(BaseService, Machine.Status)] {
+        lock.withLock {
+            (names ?? machine.names).compactMap { name in
                 guard let service = members[name], let status = machine.status(of: name) else { return nil }
                 return (service, status)
             }
         }
-        let (now, wallNow) = (ContinuousClock.now, Date())
-        return supervised.map { ServiceStatus(service: $0.0, supervision: $0.1, now: now, wallNow: wallNow) }
     }
 
     /// Every service's state and counters: supervision read under the lock,
     /// each service's own metadata and loop count after it.
     func samples() -> [ServiceSample] {
-        let supervised: [(BaseService, Machine.Status)] = lock.withLock {
-            machine.names.compactMap { name in
-                guard let service = members[name], let status = machine.status(of: name) else { return nil }
-                return (service, status)
-            }
-        }
-        return supervised.map { service, status in
+        supervised().map { service, status in
             let metadata = service.metadata
             return ServiceSample(
                 name: service.name, state: status.state, failure: status.failure, waitingFor: status.waitingFor,

@@ -332,10 +332,11 @@ struct SupervisorStateMachine<Run: AnyObject> {
         switch decision {
         case .restart(let restart, let attempt, let delay):
             member.phase.continues(run, after: delay > .zero ? now + delay : nil)
+            let cause = RestartCause(after: reason)
             return (.restart(after: delay), [
-                .update(service: name, .restarting(restarts: restart, cause: RestartCause(after: reason))),
+                .update(service: name, .restarting(restarts: restart, cause: cause)),
                 .log(.info, "restarting (attempt #\(attempt))\(delay > .zero ? " in \(delay.milliseconds) ms" : "")", service: name,
-                     event: .restarting(attempt: attempt, delay: delay, cause: RestartCause(after: reason))),
+                     event: .restarting(attempt: attempt, delay: delay, cause: cause)),
                 .publish(service: name, .restarting(restart: restart, delay: delay)),
             ], nil)
         case .remainStopped(let why):

@@ -41,6 +41,24 @@ enum PluginBuilder {
     }
 
     /// Runs a command and throws with its output when it exits non-zero.
+    /// Compiles a plugin written with the Swift SDK (ServiceHostPlugin) as
+    /// SwiftPM built the SDK beside the tests: its modules, its objects and
+    /// swift-log's, and the macro's tool — what a package that depends on
+    /// the SDK links.
+    @discardableResult
+    static func buildSwiftAgainstSDK(_ source: URL, to output: URL, moduleName: String) throws -> URL {
+        let build = try HostProcess.binary.deletingLastPathComponent()
+        let objects = try ["ServiceHostPlugin", "Logging"].flatMap { module in
+            try FileManager.default.contentsOfDirectory(atPath: build.appendingPathComponent("\(module).build").path)
+                .filter { $0.hasSuffix(".o") }.map { build.appendingPathComponent("\(module).build/\($0)").path }
+        }
+        try run(["swiftc", "-emit-library", "-parse-as-library", "-module-name", moduleName,
+                 "-I", build.appendingPathComponent("Modules").path, "-I", includeDirectory.path,
+                 "-load-plugin-executable", build.appendingPathComponent("ServiceHostPluginMacros-tool").path + "#ServiceHostPluginMacros",
+                 "-o", output.path, source.path] + objects)
+        return output
+    }
+
     static func run(_ command: [String]) throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
