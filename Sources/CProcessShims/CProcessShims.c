@@ -1,10 +1,15 @@
 #define _GNU_SOURCE
 #include "CProcessShims.h"
 
+#include <errno.h>
 #include <signal.h>
+#include <sys/epoll.h>
 #include <sys/pidfd.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 int cprocess_pidfd_open(pid_t pid) {
@@ -55,4 +60,85 @@ void cprocess_reset_signals(void) {
             }
         }
     }
+}
+
+int cprocess_wake_signal(void) {
+    /* SIGRTMIN + 6: clear of glibc's own (32, 33, below SIGRTMIN) and of the
+     * first few real-time signals that libraries commonly pick for timers. */
+    return SIGRTMIN + 6;
+}
+
+int cprocess_poll_wakeable(struct pollfd *fds, nfds_t count, int timeout_ms) {
+    sigset_t wake;
+    sigset_t during;
+    sigemptyset(&wake);
+    sigaddset(&wake, cprocess_wake_signal());
+    /* Blocked from here on in this thread: a wake-up sent before ppoll stays
+     * pending and interrupts it at once. */
+    pthread_sigmask(SIG_BLOCK, &wake, &during);
+    sigdelset(&during, cprocess_wake_signal());
+    struct timespec timeout;
+    if (timeout_ms >= 0) {
+        timeout.tv_sec = timeout_ms / 1000;
+        timeout.tv_nsec = (long)(timeout_ms % 1000) * 1000000L;
+    }
+    return ppoll(fds, count, timeout_ms >= 0 ? &timeout : NULL, &during);
+}
+
+void cprocess_block_wake_signal(void) {
+    sigset_t wake;
+    sigemptyset(&wake);
+    sigaddset(&wake, cprocess_wake_signal());
+    pthread_sigmask(SIG_BLOCK, &wake, NULL);
+}
+
+int cprocess_wake(pthread_t thread) {
+    return pthread_kill(thread, cprocess_wake_signal());
+}
+
+void cprocess_close_from(int lowest) {
+    if (close_range((unsigned int)lowest, ~0U, 0) == 0) return;
+    struct rlimit limit;
+    long highest = getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY ? (long)limit.rlim_cur : 65536;
+    for (long descriptor = lowest; descriptor < highest; descriptor++) close((int)descriptor);
+}
+
+long cprocess_raise_descriptor_limit(void) {
+    struct rlimit limit;
+    if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return -1;
+    if (limit.rlim_cur < limit.rlim_max) {
+        struct rlimit raised = { limit.rlim_max, limit.rlim_max };
+        if (setrlimit(RLIMIT_NOFILE, &raised) == 0) limit = raised;
+    }
+    return limit.rlim_cur == RLIM_INFINITY ? -1 : (long)limit.rlim_cur;
+}
+
+int cprocess_epoll_create(void) {
+    return epoll_create1(EPOLL_CLOEXEC);
+}
+
+int cprocess_epoll_add(int epoll, int descriptor, uint64_t tag) {
+    struct epoll_event event = { .events = EPOLLIN, .data.u64 = tag };
+    return epoll_ctl(epoll, EPOLL_CTL_ADD, descriptor, &event);
+}
+
+int cprocess_epoll_remove(int epoll, int descriptor) {
+    return epoll_ctl(epoll, EPOLL_CTL_DEL, descriptor, NULL);
+}
+
+int cprocess_epoll_wait(int epoll, uint64_t *tags, int capacity, int timeout_ms) {
+    struct epoll_event events[64];
+    if (capacity > 64) capacity = 64;
+    int ready = epoll_wait(epoll, events, capacity, timeout_ms);
+    for (int index = 0; index < ready; index++) tags[index] = events[index].data.u64;
+    return ready;
+}
+
+int cprocess_peek_exit(pid_t pid, int *status) {
+    siginfo_t info;
+    info.si_pid = 0;
+    if (waitid(P_PID, (id_t)pid, &info, WEXITED | WNOHANG | WNOWAIT) != 0) return -1;
+    if (info.si_pid == 0) return 0;
+    *status = info.si_code == CLD_EXITED ? (info.si_status & 0xff) << 8 : (info.si_status & 0x7f);
+    return 1;
 }

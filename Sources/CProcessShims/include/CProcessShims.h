@@ -1,7 +1,10 @@
 #ifndef CPROCESS_SHIMS_H
 #define CPROCESS_SHIMS_H
 
+#include <poll.h>
+#include <pthread.h>
 #include <spawn.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 /* pidfd_open(2): glibc declares it in <sys/pidfd.h>, which Swift's Glibc
@@ -26,5 +29,50 @@ int cprocess_spawnattr_reset_signals(posix_spawnattr_t *attributes);
 /* Unblocks every signal and resets every catchable one to SIG_DFL, in the
  * calling process (a worker, before it runs plugin code). */
 void cprocess_reset_signals(void);
+
+/* The signal that wakes a host thread waiting for its worker when a stop is
+ * ordered (instead of a descriptor per worker, which would cost the host one
+ * more descriptor per process-isolated service). SIGRTMIN is a function call
+ * in glibc, a macro Swift cannot import. The signal is only ever sent to the
+ * host's own waiting threads, with pthread_kill. */
+int cprocess_wake_signal(void);
+
+/* ppoll(2) that a cprocess_wake_signal() sent to this thread interrupts
+ * (-1 with errno EINTR), without losing one sent before the call: the signal
+ * is blocked in the calling thread and unblocked only inside ppoll, atomically.
+ * `timeout_ms` < 0 waits without a deadline. ppoll and its sigset are not
+ * reachable from Swift's Glibc module without _GNU_SOURCE. */
+int cprocess_poll_wakeable(struct pollfd *fds, nfds_t count, int timeout_ms);
+
+/* Blocks cprocess_wake_signal() in the calling thread, before it says it
+ * waits: a wake-up sent from then on stays pending until its ppoll. */
+void cprocess_block_wake_signal(void);
+
+/* pthread_kill(thread, cprocess_wake_signal()). */
+int cprocess_wake(pthread_t thread);
+
+/* close_range(lowest, ~0U, 0): the fork server's children keep none of the
+ * descriptors it holds for other workers (glibc hides close_range without
+ * _GNU_SOURCE). Falls back to closing one by one up to the soft limit. */
+void cprocess_close_from(int lowest);
+
+/* Raises the soft RLIMIT_NOFILE to the hard one (as systemd advises for
+ * programs that do not use select()). Returns the soft limit now in force. */
+long cprocess_raise_descriptor_limit(void);
+
+/* The wait status (as waitpid(2) gives it) of a child that has exited,
+ * without reaping it (waitid with WNOWAIT: its pid stays taken until it is
+ * reaped, so nobody can kill a stranger by that number). Returns 1 with
+ * `*status` set, 0 while it runs, -1 with errno on failure. siginfo_t's
+ * fields are macros over unions Swift cannot name. */
+int cprocess_peek_exit(pid_t pid, int *status);
+
+/* epoll, whose struct epoll_event is packed on x86-64 (Swift cannot import a
+ * packed struct faithfully): watch `descriptor` for input with `tag` as its
+ * data; wait for at most `capacity` tags. Return as the epoll calls do. */
+int cprocess_epoll_create(void);
+int cprocess_epoll_add(int epoll, int descriptor, uint64_t tag);
+int cprocess_epoll_remove(int epoll, int descriptor);
+int cprocess_epoll_wait(int epoll, uint64_t *tags, int capacity, int timeout_ms);
 
 #endif

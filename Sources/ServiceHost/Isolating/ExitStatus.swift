@@ -82,4 +82,17 @@ struct ExitStatus: Sendable, Equatable, CustomStringConvertible {
             return ExitStatus(.unknown)
         }
     }
+
+    /// Whether `pid` is a zombie: dead, not reaped yet. Read from
+    /// `/proc/PID/stat` (the state follows the last `)`: the command name may
+    /// hold any character); false if it cannot be read.
+    static func isZombie(_ pid: pid_t) -> Bool {
+        let descriptor = open("/proc/\(pid)/stat", O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else { return false }
+        defer { close(descriptor) }
+        var bytes = [UInt8](repeating: 0, count: 512)
+        let count = read(descriptor, &bytes, bytes.count)
+        guard count > 0, let close = bytes[..<count].lastIndex(of: UInt8(ascii: ")")), close + 2 < count else { return false }
+        return bytes[close + 2] == UInt8(ascii: "Z")
+    }
 }

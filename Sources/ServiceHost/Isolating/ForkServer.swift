@@ -16,11 +16,17 @@ import Glibc
 /// which is what makes forking it safe: no other thread can be holding a lock
 /// the child would inherit.
 ///
-/// The workers are the fork server's children, and it reaps each one only
-/// when the host asks, after the host has seen the worker's socket close. Until
-/// then a dead worker stays a zombie, so its pid cannot be reused and the host
-/// can `kill` it without racing anything; and the host itself never has to
-/// reap processes it did not start (which would steal other code's children).
+/// It also watches its workers die, so that the host holds nothing per
+/// worker but the worker's socket: it keeps a pidfd of each worker and a
+/// copy of the worker's end of its socket. When a worker dies, the server
+/// reads its exit status without reaping it, writes it on that socket as the
+/// worker's last message (``WorkerMessage/reaped(_:)``) and shuts the socket
+/// down, which the host reads as the end of file even when a process the
+/// plugin forked still holds the socket. The worker stays a zombie until the
+/// host says it is done with it (``WorkerMessage/release(pid:)``), so its pid
+/// cannot be reused while the host might still signal it; and the host
+/// never has to reap processes it did not start (which would steal other
+/// code's children).
 public enum ForkServer {
     /// The first argument that makes `servicehost` a fork server instead of a command.
     public static let argument = "__fork-server"
@@ -38,64 +44,18 @@ public enum ForkServer {
         // The host may have had descriptors open without close-on-exec (a
         // pipe to another child, say); held here, they would keep that pipe
         // from ever reaching its end. Only the standard ones and the control socket stay.
-        closeInheritedDescriptors(above: controlDescriptor)
+        cprocess_close_from(controlDescriptor + 1)
         // Out of the terminal's process group: a Ctrl-C must reach the host,
         // which stops each service properly, and not its workers directly.
         setpgid(0, 0)
         signal(SIGPIPE, SIG_IGN)
         signal(SIGINT, SIG_IGN)
+        // Two descriptors per worker (its pidfd and socket) are held here.
+        _ = cprocess_raise_descriptor_limit()
         warmUp()
-        // A worker forked ahead of time waits for its socket, so that a
-        // restart does not wait for a fork; the next spare is forked after
-        // the answer has gone out.
-        var spare = forkSpare(control: control)
-        while let (request, passed) = control.receivePassing() {
-            switch (request, passed) {
-            case (.spawnWorker, let channel?):
-                var worker: pid_t = -1
-                if let ready = spare, (try? ready.link.send(.spawnWorker, passing: channel)) != nil {
-                    worker = ready.pid
-                } else {
-                    // No spare, or it died: fork one now.
-                    let server = getpid()
-                    worker = fork()
-                    if worker == 0 {
-                        control.close()
-                        WorkerProcess.run(channel: WorkerChannel(descriptor: channel), forkServer: server)
-                    }
-                }
-                close(channel)
-                spare?.link.close()
-                spare = nil
-                control.send(.spawned(pid: worker))
-                spare = forkSpare(control: control)
-            case (.spawnScan, let channel?):
-                let server = getpid()
-                let scanner = fork()
-                if scanner == 0 {
-                    // Like a worker, a scan (maybe inside a constructor that
-                    // never returns) dies with a fork server that is replaced.
-                    WorkerProcess.dieWithParent(server)
-                    control.close()
-                    spare?.link.close()
-                    signal(SIGINT, SIG_DFL)
-                    ScanProcess.run(channel: WorkerChannel(descriptor: channel))
-                }
-                close(channel)
-                control.send(.spawned(pid: scanner))
-            case (.reap(let pid), _):
-                if let passed { close(passed) }
-                control.send(.reaped(ExitStatus.reap(pid)))
-            default:
-                // Not a request (or a spawn without its socket): ignored.
-                if let passed { close(passed) }
-            }
-        }
+        var children = ForkServerChildren(control: control)
+        children.run()
         // The host closed the control socket: it is gone or shutting down.
-        if let spare {
-            kill(spare.pid, SIGKILL)
-            _ = ExitStatus.reap(spare.pid)
-        }
         // Whatever still runs in this process group (a worker inside a
         // slow constructor, which reads nothing from its socket yet, or
         // a program a plugin started) must not outlive its host.
@@ -103,9 +63,11 @@ public enum ForkServer {
         _exit(0)
     }
 
-    /// Does once, here, what every worker would otherwise do first: libffi
-    /// maps its closure trampolines on the first allocation, and a closure
-    /// freed here leaves them mapped in every fork.
+    /// Does once, here, what every worker would otherwise do first, so that
+    /// what it writes is shared by every fork instead of copied into each:
+    /// libffi maps its closure trampolines on the first allocation (a closure
+    /// freed here leaves them mapped), and the Swift runtime fills its
+    /// metadata and conformance caches on first use of each type.
     private static func warmUp() {
         final class Quiet: HostCallbackTarget {
             func pluginLog(level: Int32, message: String) {}
@@ -116,254 +78,250 @@ public enum ForkServer {
         let target = Quiet()
         _ = HostBinding(serviceName: "", settings: [:], target: target)
         _ = StopSignal()
+        let assignment = WorkerMessage.start(WorkerAssignment(
+            name: "warm-up", file: "/", privateCopy: "/", containsSwiftCode: false, interval: .seconds(1),
+            watchdog: .seconds(1), startTimeout: .seconds(1), settings: ["key": "value"]))
+        for message in [assignment, .loading, .loaded(version: "1"), .created, .alive(loops: 1), .log(level: 3, message: "warm-up"),
+                        .stopped(WorkerStopReport(kind: .finished))] {
+            _ = message.encoded().withUnsafeBytes { WorkerMessage(decoding: $0) }
+        }
+        _ = LoopCounter()
+    }
+}
+
+/// The fork server's children and its one loop: requests from the host on
+/// the control socket, and the deaths of its workers (their pidfds), both
+/// through one epoll set, on the server's only thread.
+private struct ForkServerChildren {
+    /// A worker (or the spare, which has no socket yet) the server watches.
+    private struct Watched {
+        let pidfd: Int32
+        /// The server's copy of the worker's end of its socket; -1 for the spare.
+        var socket: Int32
+    }
+
+    private let control: WorkerChannel
+    private let epoll: Int32
+    private var watched: [pid_t: Watched] = [:]
+    /// Dead workers the host has not released yet: zombies, waiting.
+    private var unreleased: Set<pid_t> = []
+    /// Live workers the host released already (it gave up on one it killed): reaped when they die.
+    private var released: Set<pid_t> = []
+    /// A worker forked ahead of time, waiting for its socket on `link`, so that a
+    /// restart does not wait for a fork; the next is forked after an answer has gone out.
+    private var spare: (pid: pid_t, link: WorkerChannel)?
+    /// The epoll tag of the control socket; the others are pids, never 0.
+    private static let controlTag: UInt64 = 0
+
+    init(control: WorkerChannel) {
+        self.control = control
+        epoll = cprocess_epoll_create()
+        if epoll < 0 || cprocess_epoll_add(epoll, control.descriptor, Self.controlTag) != 0 {
+            // Without epoll nothing can be served; the host sees the control socket close and says so.
+            _exit(1)
+        }
+    }
+
+    mutating func run() {
+        spare = forkSpare()
+        var tags = [UInt64](repeating: 0, count: 64)
+        while true {
+            let ready = cprocess_epoll_wait(epoll, &tags, Int32(tags.count), -1)
+            if ready < 0 {
+                if errno == EINTR { continue }
+                return
+            }
+            for tag in tags.prefix(Int(ready)) {
+                if tag == Self.controlTag {
+                    guard serveRequest() else { return end() }
+                } else {
+                    died(pid_t(truncatingIfNeeded: tag))
+                }
+            }
+        }
+    }
+
+    /// Serves one request; false once the host has closed the control socket.
+    private mutating func serveRequest() -> Bool {
+        guard let (request, passed) = control.receivePassing() else { return false }
+        switch (request, passed) {
+        case (.spawnWorker, let channel?):
+            control.send(.spawned(pid: spawnWorker(on: channel)))
+            if spare == nil { spare = forkSpare() }
+        case (.spawnScan, let channel?):
+            control.send(.spawned(pid: spawnScan(on: channel)))
+            close(channel)
+        case (.reap(let pid), _):
+            if let passed { close(passed) }
+            control.send(.reaped(reap(pid)))
+        case (.release(let pid), _):
+            if let passed { close(passed) }
+            release(pid)
+        case (.spawnWorker, nil), (.spawnScan, nil):
+            // The socket did not arrive: the kernel drops a passed descriptor
+            // that would exceed this process's limit. Answered, so that the
+            // host's wait is not taken for a stuck server.
+            control.send(.spawned(pid: -EMFILE))
+        default:
+            // Not a request (or a spawn without its socket): ignored.
+            if let passed { close(passed) }
+        }
+        return true
+    }
+
+    /// Hands `channel` to the spare (or forks a worker on it); the worker's
+    /// pid, or a negative errno.
+    private mutating func spawnWorker(on channel: Int32) -> pid_t {
+        if let ready = spare {
+            spare = nil
+            defer { ready.link.close() }
+            if (try? ready.link.send(.spawnWorker, passing: channel)) != nil, watched[ready.pid] != nil {
+                watched[ready.pid]?.socket = channel
+                return ready.pid
+            }
+            // It died: forked again below.
+        }
+        let server = getpid()
+        let worker = fork()
+        if worker == 0 {
+            WorkerProcess.run(channel: WorkerChannel(descriptor: Self.keepOnly(channel)), forkServer: server)
+        }
+        guard worker > 0 else {
+            let error = errno
+            close(channel)
+            return -error
+        }
+        guard watch(worker, socket: channel) else {
+            let error = errno
+            kill(worker, SIGKILL)
+            _ = ExitStatus.reap(worker)
+            close(channel)
+            return -error
+        }
+        return worker
+    }
+
+    private func spawnScan(on channel: Int32) -> pid_t {
+        let server = getpid()
+        let scanner = fork()
+        if scanner == 0 {
+            // Like a worker, a scan (maybe inside a constructor that
+            // never returns) dies with a fork server that is replaced.
+            WorkerProcess.dieWithParent(server)
+            signal(SIGINT, SIG_DFL)
+            ScanProcess.run(channel: WorkerChannel(descriptor: Self.keepOnly(channel)))
+        }
+        return scanner > 0 ? scanner : -errno
+    }
+
+    /// In a child just forked: closes every descriptor the server holds (the
+    /// control socket, the epoll set, other workers' pidfds and sockets) but
+    /// `descriptor`, which it moves to the lowest free number above the standard ones.
+    private static func keepOnly(_ descriptor: Int32) -> Int32 {
+        let kept = ForkServer.controlDescriptor
+        if descriptor != kept {
+            dup2(descriptor, kept)
+            // dup2 clears close-on-exec: a program the plugin executes must not inherit the socket.
+            _ = fcntl(kept, F_SETFD, FD_CLOEXEC)
+        }
+        cprocess_close_from(kept + 1)
+        return kept
+    }
+
+    /// Starts watching a worker's death; false (errno set) if no pidfd could be had.
+    private mutating func watch(_ pid: pid_t, socket: Int32) -> Bool {
+        let pidfd = cprocess_pidfd_open(pid)
+        guard pidfd >= 0 else { return false }
+        guard cprocess_epoll_add(epoll, pidfd, UInt64(pid)) == 0 else {
+            let error = errno
+            close(pidfd)
+            errno = error
+            return false
+        }
+        watched[pid] = Watched(pidfd: pidfd, socket: socket)
+        return true
+    }
+
+    /// A watched child died: its status goes to the host on its own socket, and
+    /// it stays a zombie until the host releases it.
+    private mutating func died(_ pid: pid_t) {
+        guard let child = watched.removeValue(forKey: pid) else { return }
+        close(child.pidfd)  // also leaves the epoll set
+        var waitStatus: Int32 = 0
+        let exited = cprocess_peek_exit(pid, &waitStatus) == 1
+        if child.socket >= 0 {
+            if exited {
+                // A socket whose queue the host left full gets no status: the host asks for it (``reap``).
+                let last = WorkerMessage.reaped(ExitStatus(waitStatus: waitStatus)).encoded()
+                _ = last.withUnsafeBytes { Glibc.send(child.socket, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT)) }
+            }
+            // An end of file for the host, whoever else holds the socket.
+            shutdown(child.socket, Int32(SHUT_RDWR))
+            close(child.socket)
+        }
+        if spare?.pid == pid {
+            spare?.link.close()
+            spare = nil
+            _ = ExitStatus.reap(pid)
+        } else if released.remove(pid) != nil || !exited {
+            _ = ExitStatus.reap(pid)
+        } else {
+            unreleased.insert(pid)
+        }
+    }
+
+    /// The exit status of a child the host found dead; never blocks on a worker
+    /// that still runs (a scan is reaped after the host has seen it end).
+    private mutating func reap(_ pid: pid_t) -> ExitStatus {
+        var waitStatus: Int32 = 0
+        if watched[pid] != nil, cprocess_peek_exit(pid, &waitStatus) == 1 {
+            // Dead, and its pidfd's turn has not come yet in this loop.
+            died(pid)
+        }
+        if unreleased.remove(pid) != nil || watched[pid] == nil {
+            return ExitStatus.reap(pid)
+        }
+        // Alive still: the host gave up on it; reaped when it dies.
+        released.insert(pid)
+        return ExitStatus(.unknown)
+    }
+
+    private mutating func release(_ pid: pid_t) {
+        if unreleased.remove(pid) != nil {
+            _ = ExitStatus.reap(pid)
+        } else if watched[pid] != nil {
+            released.insert(pid)
+        }
     }
 
     /// A forked worker waiting for its socket on `link`; `nil` if fork failed.
-    private static func forkSpare(control: WorkerChannel) -> (pid: pid_t, link: WorkerChannel)? {
+    private mutating func forkSpare() -> (pid: pid_t, link: WorkerChannel)? {
         guard let (server, spare) = try? WorkerChannel.pair() else { return nil }
         let forkServer = getpid()
         let pid = fork()
         if pid == 0 {
-            control.close()
-            server.close()
+            let link = WorkerChannel(descriptor: Self.keepOnly(spare.descriptor))
             WorkerProcess.dieWithParent(forkServer)
-            guard let (request, passed) = spare.receivePassing(), request == .spawnWorker, let channel = passed else { _exit(0) }
-            spare.close()
+            guard let (request, passed) = link.receivePassing(), request == .spawnWorker, let channel = passed else { _exit(0) }
+            link.close()
             WorkerProcess.run(channel: WorkerChannel(descriptor: channel), forkServer: forkServer)
         }
         spare.close()
-        guard pid > 0 else {
+        guard pid > 0, watch(pid, socket: -1) else {
+            if pid > 0 {
+                kill(pid, SIGKILL)
+                _ = ExitStatus.reap(pid)
+            }
             server.close()
             return nil
         }
         return (pid, server)
     }
 
-    static func closeInheritedDescriptors(above lowest: Int32) {
-        let listed = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
-        for descriptor in listed.compactMap({ Int32($0) }) where descriptor > lowest {
-            close(descriptor)
+    /// Ends the spare; the caller ends the process group.
+    private mutating func end() {
+        if let spare {
+            kill(spare.pid, SIGKILL)
         }
     }
-}
-
-/// The host's side of the fork server: starts it on first use, asks it for
-/// workers and to reap them.
-final class WorkerLauncher: @unchecked Sendable {
-    let executable: String
-    /// One request and its answer at a time on the control socket.
-    private let lock = NSLock()
-    private var control: WorkerChannel?
-    private var serverPID: pid_t = 0
-
-    /// When the running fork server was spawned, until it first answered:
-    /// that answer also waits for it to start (a new process, the Swift
-    /// runtime, a spare worker).
-    private var serverStarting: ContinuousClock.Instant?
-    /// Set by ``shutdown()``: no fork server is started after it.
-    private var isShutDown = false
-    /// The number of the running fork server (see ``Forked``).
-    private var serverNumber = 0
-    /// Why each replaced fork server was replaced, by number; one entry per
-    /// replacement, which takes a stopped or dead server.
-    private var replacements: [Int: String] = [:]
-    private let logger: Logger
-    /// How long the fork server may take to answer a request before it is
-    /// taken for stopped or stuck, killed and replaced: a fork or a `waitpid`
-    /// of a process already dead takes a fraction of this.
-    static let answerTimeout = Limits.forkServerAnswerTimeout
-
-    init(executable: String, logger: Logger = Logger(label: "servicehost.fork-server")) {
-        self.executable = executable
-        self.logger = logger
-    }
-
-    struct LaunchError: Error, CustomStringConvertible {
-        let description: String
-    }
-
-    /// A new worker process, connected. The caller sends the assignment at
-    /// once: the socket holds it until the worker reads it, so no handshake
-    /// adds a round trip to every restart.
-    /// `process` is a pidfd of the worker (-1 where the kernel has none): the
-    /// worker is the fork server's child, unreaped until the host asks, so the
-    /// pid cannot be reused before this descriptor is opened.
-    func launch() throws(LaunchError) -> (channel: WorkerChannel, forked: Forked, process: Int32) {
-        let (host, forked) = try connect(scan: false)
-        return (host, forked, cprocess_pidfd_open(forked.pid))
-    }
-
-    /// Has the fork server fork a worker or a scan on a new socket pair; our end of it.
-    private func connect(scan: Bool) throws(LaunchError) -> (channel: WorkerChannel, forked: Forked) {
-        let host: WorkerChannel
-        let child: WorkerChannel
-        do {
-            (host, child) = try WorkerChannel.pair()
-        } catch {
-            throw LaunchError(description: "cannot make a socket for the \(scan ? "scan" : "worker"): \(error)")
-        }
-        let forked = try spawn(with: child, scan: scan)
-        // The fork server and the child have their copies; closing ours means an
-        // end of file on `host` as soon as the child is gone.
-        child.close()
-        return (host, forked)
-    }
-
-    /// A worker or scan process, and which fork server forked it (they are
-    /// numbered from 1 as they start), so that one whose server was replaced
-    /// is not reaped through another.
-    struct Forked: Sendable, Equatable {
-        let pid: pid_t
-        let server: Int
-    }
-
-    /// The deadline of an answer asked for now: ``answerTimeout``, or, for
-    /// a new server's first answer on a loaded machine, until
-    /// ``Limits/defaultScanTimeout`` after it was spawned.
-    private func answerDeadlineLocked() -> ContinuousClock.Instant {
-        let deadline = ContinuousClock.now + Self.answerTimeout
-        return serverStarting.map { max(deadline, $0 + Limits.defaultScanTimeout) } ?? deadline
-    }
-
-    /// Collects the exit status of a worker whose socket has closed (after
-    /// killing it, if need be). Each worker must be reaped exactly once.
-    func reap(_ forked: Forked) -> ExitStatus {
-        lock.lock()
-        defer { lock.unlock() }
-        // Its workers died with a replaced server (PR_SET_PDEATHSIG): that is
-        // their real end; their zombies went to init with the server's death.
-        if let why = replacements[forked.server] { return ExitStatus(.killedWithForkServer(why)) }
-        guard let control, forked.server == serverNumber else { return ExitStatus(.unknown) }
-        let asked = ContinuousClock.now
-        let deadline = answerDeadlineLocked()
-        let sent = control.send(.reap(pid: forked.pid), until: deadline)
-        let answer: WorkerChannel.Received = switch sent {
-        case .sent: control.receive(until: deadline)
-        case .timedOut: .timedOut
-        case .tooLarge, .failed: .endOfFile
-        }
-        guard case .message(.reaped(let status)) = answer else {
-            let reason = switch answer {
-            case .timedOut: "did not answer a request to reap worker \(forked.pid) within \((deadline - asked).milliseconds) ms"
-            case .malformed(let what): "sent \(what) for a request to reap worker \(forked.pid)"
-            case .message(let other): "answered \(other) to a request to reap worker \(forked.pid)"
-            case .endOfFile, .woken: "is gone (its control socket is closed)"
-            }
-            replaceServerLocked(because: reason)
-            return ExitStatus(.killedWithForkServer(replacements[forked.server] ?? "was replaced"))
-        }
-        return status
-    }
-
-    /// A throwaway scan process (see ``ScanProcess``), connected; reap it like a worker.
-    func launchScan() throws(LaunchError) -> (channel: WorkerChannel, forked: Forked) {
-        try connect(scan: true)
-    }
-
-    private func spawn(with worker: WorkerChannel, scan: Bool) throws(LaunchError) -> Forked {
-        lock.lock()
-        defer { lock.unlock() }
-        for _ in 1...2 {
-            let control = try serverControlLocked()
-            let sent = (try? control.send(scan ? .spawnScan : .spawnWorker, passing: worker.descriptor)) != nil
-            let asked = ContinuousClock.now
-            let deadline = answerDeadlineLocked()
-            if sent, case .message(let answer) = control.receive(until: deadline) {
-                serverStarting = nil
-                guard case .spawned(let pid) = answer, pid > 0 else {
-                    // The server is fine; the system would not fork (out of processes or memory).
-                    throw LaunchError(description: "the fork server could not fork a worker")
-                }
-                return Forked(pid: pid, server: serverNumber)
-            }
-            // The fork server is gone or stuck: end it and start a new one, once.
-            replaceServerLocked(because: sent ? "did not answer a request for a worker within \((deadline - asked).milliseconds) ms"
-                                              : "is gone (its control socket is closed)")
-        }
-        throw LaunchError(description: "the fork server could not start a worker")
-    }
-
-    private func replaceServerLocked(because reason: String) {
-        control?.close()
-        control = nil
-        if serverPID > 0 {
-            // Killed first: a stopped server would never see its socket close.
-            kill(serverPID, SIGKILL)
-            let status = ExitStatus.reap(serverPID)
-            logger.error("the fork server (pid \(serverPID)) \(reason), \(status); a new one is started for the next worker")
-            replacements[serverNumber] = "(pid \(serverPID)) \(reason) and was replaced"
-        }
-        serverPID = 0
-    }
-
-    private func serverControlLocked() throws(LaunchError) -> WorkerChannel {
-        if let control { return control }
-        // No new fork server once the host shuts down (a reload still scanning, say).
-        guard !isShutDown else { throw LaunchError(description: "the host is shutting down") }
-        let host: WorkerChannel
-        let server: WorkerChannel
-        do {
-            (host, server) = try WorkerChannel.pair()
-        } catch {
-            throw LaunchError(description: "cannot make the fork server's socket: \(error)")
-        }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        // dup2 onto a different number clears close-on-exec; the server end is never 3 itself.
-        let source = server.descriptor == ForkServer.controlDescriptor ? fcntl(server.descriptor, F_DUPFD_CLOEXEC, 10) : server.descriptor
-        posix_spawn_file_actions_adddup2(&actions, source, ForkServer.controlDescriptor)
-        // Nothing else the host has open, close-on-exec or not, reaches the server.
-        _ = cprocess_spawn_close_from(&actions, ForkServer.controlDescriptor + 1)
-        // Whatever the spawning thread blocks or ignores, the server starts as a normal process.
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        _ = cprocess_spawnattr_reset_signals(&attributes)
-        let arguments = [executable, ForkServer.argument]
-        var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
-        defer { for argument in argv { free(argument) } }
-        var pid: pid_t = 0
-        let result = posix_spawn(&pid, executable, &actions, &attributes, &argv, environ)
-        if source != server.descriptor { close(source) }
-        server.close()
-        guard result == 0 else {
-            throw LaunchError(description: "cannot start the fork server \(executable): \(Errno(result))")
-        }
-        serverPID = pid
-        serverStarting = .now
-        serverNumber += 1
-        control = host
-        return host
-    }
-
-    /// Whether ``shutdown()`` was called: a child that ends now may have been ended by it.
-    var hasShutDown: Bool { lock.withLock { isShutDown } }
-
-    /// The fork server's pid, once it runs.
-    var serverProcess: pid_t? { lock.withLock { serverPID > 0 ? serverPID : nil } }
-
-    /// Ends the fork server: it exits when its control socket closes.
-    func shutdown() {
-        let pid: pid_t = lock.withLock {
-            isShutDown = true
-            control?.close()
-            control = nil
-            defer { serverPID = 0 }
-            return serverPID
-        }
-        guard pid > 0 else { return }
-        // It exits when its socket closes, unless it is stopped or stuck: then it is killed.
-        let exited = cprocess_pidfd_open(pid)
-        if exited >= 0 {
-            if !ExitStatus.exited(pidfd: exited, by: .now + Self.answerTimeout) {
-                logger.error("the fork server (pid \(pid)) did not exit within \(Self.answerTimeout.milliseconds) ms of the host's shutdown; killed")
-                kill(pid, SIGKILL)
-            }
-            close(exited)
-        }
-        _ = ExitStatus.reap(pid)
-    }
-
-    deinit { shutdown() }
 }

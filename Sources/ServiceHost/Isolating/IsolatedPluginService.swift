@@ -165,13 +165,7 @@ final class IsolatedPluginService: BaseService, @unchecked Sendable {
     private func startWorker(_ staged: StagedPlugin) -> Result<String?, StartFailure> {
         let session: WorkerSession
         do {
-            let wakeup: Wakeup
-            do {
-                wakeup = try Wakeup()
-            } catch {
-                throw WorkerLauncher.LaunchError(description: "no descriptors left for a worker: \(error)")
-            }
-            session = WorkerSession(launched: try launcher.launch(), wakeup: wakeup, launcher: launcher,
+            session = WorkerSession(launched: try launcher.launch(), launcher: launcher,
                                     settings: .init(file: file, stopTimeout: configuration.stopTimeout,
                                                     startTimeout: configuration.startTimeout, watchdog: configuration.watchdog),
                                     logger: logger)

@@ -1,3 +1,5 @@
+import CProcessShims
+import CThreadShims
 import Synchronization
 
 #if canImport(Glibc)
@@ -25,7 +27,7 @@ final class WorkerChannel: @unchecked Sendable {
         case endOfFile
         /// Nothing arrived before the deadline.
         case timedOut
-        /// The wake-up descriptor became readable.
+        /// The ``Wakeup`` was signalled.
         case woken
         /// The other side sent something that is not a message (the reason); the channel cannot be trusted any more.
         case malformed(String)
@@ -118,24 +120,30 @@ final class WorkerChannel: @unchecked Sendable {
     /// Waits for the next message.
     /// - Parameters:
     ///   - deadline: give up then (`nil` waits as long as it takes).
-    ///   - wake: a descriptor whose readability ends the wait early (see ``Wakeup``).
-    ///   - process: a pidfd of the process on the other side: its exit ends the
-    ///     wait with ``Received/endOfFile`` once every message it sent has been
-    ///     read, even when another process (a child it forked) keeps the socket open.
-    func receive(until deadline: ContinuousClock.Instant? = nil, wake: Int32? = nil, process: Int32? = nil) -> Received {
+    ///   - wake: ends the wait early with ``Received/woken`` when signalled
+    ///     (see ``Wakeup``); only the host's threads pass one.
+    func receive(until deadline: ContinuousClock.Instant? = nil, wake: Wakeup? = nil) -> Received {
+        if let wake {
+            guard !wake.enter() else {
+                wake.leave()
+                return .woken
+            }
+        }
+        defer { wake?.leave() }
         while true {
             var fds = [pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)]
-            fds.append(pollfd(fd: wake ?? -1, events: Int16(POLLIN), revents: 0))
-            fds.append(pollfd(fd: process ?? -1, events: Int16(POLLIN), revents: 0))
             var timeout: Int32 = -1
             if let deadline {
                 let left = deadline - ContinuousClock.now
                 if left <= .zero { return .timedOut }
                 timeout = Int32(clamping: max(1, left.milliseconds + 1))
             }
-            let ready = poll(&fds, nfds_t(fds.count), timeout)
+            let ready = wake == nil ? poll(&fds, 1, timeout) : cprocess_poll_wakeable(&fds, 1, timeout)
             if ready < 0 {
-                if errno == EINTR { continue }
+                if errno == EINTR {
+                    if wake?.isSignalled == true { return .woken }
+                    continue
+                }
                 return .endOfFile
             }
             if ready == 0 { continue }  // recheck the deadline
@@ -169,9 +177,6 @@ final class WorkerChannel: @unchecked Sendable {
                 }
                 return .message(message)
             }
-            if fds[1].revents != 0 { return .woken }
-            // Only once the socket holds nothing more: the last words of a dying worker still count.
-            if fds[2].revents != 0 { return .endOfFile }
         }
     }
 
@@ -266,37 +271,62 @@ final class WorkerChannel: @unchecked Sendable {
     private func cmsgLength(_ length: Int) -> Int { cmsgAlign(MemoryLayout<cmsghdr>.size) + length }
 }
 
-/// A self-pipe (a socket pair) that wakes a thread blocked in ``WorkerChannel/receive(until:wake:)``.
-final class Wakeup: @unchecked Sendable {
-    /// The end to poll.
-    let descriptor: Int32
-    private let writeEnd: Int32
-
-    /// - Throws: when no descriptors are left (`EMFILE`, `ENFILE`).
-    init() throws(Errno) {
-        var ends: [Int32] = [-1, -1]
-        // A socket pair rather than pipe2, which Glibc's Swift module does not export.
-        guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue),
-                         0, &ends) == 0 else {
-            throw Errno(errno)
-        }
-        descriptor = ends[0]
-        writeEnd = ends[1]
+/// Wakes a host thread blocked in ``WorkerChannel/receive(until:wake:)``
+/// when a stop is ordered, without a descriptor: a signal
+/// (`cprocess_wake_signal`) sent to that thread alone interrupts its wait.
+/// A descriptor per worker would be a second one in the host for every
+/// process-isolated service.
+///
+/// No wake-up is lost: the flag is set before the signal is sent, the waiter
+/// registers itself and reads the flag under the same lock, and the signal is
+/// blocked in the waiting thread outside its `ppoll` (see `cprocess_poll_wakeable`).
+final class Wakeup: Sendable {
+    private struct State {
+        var waiter: pthread_t?
+        var signalled = false
     }
 
+    private let state = Mutex(State())
+
+    /// Installs the handler that lets the signal interrupt a wait (one that
+    /// does nothing: the default would end the process); once per process.
+    static func installHandler() {
+        _ = handlerInstalled
+    }
+
+    private static let handlerInstalled: Bool = csignal_install_noop(cprocess_wake_signal()) == 0
+
+    init() {}
+
+    /// Wakes the waiting thread, or the next wait.
     func signal() {
-        var one: UInt8 = 1
-        _ = write(writeEnd, &one, 1)
+        state.withLock { state in
+            state.signalled = true
+            // Under the lock: the waiter cannot leave (and end) meanwhile.
+            if let waiter = state.waiter { _ = cprocess_wake(waiter) }
+        }
     }
 
-    /// Consumes pending signals.
+    /// Consumes a wake-up.
     func clear() {
-        var drain = [UInt8](repeating: 0, count: 64)
-        while read(descriptor, &drain, drain.count) > 0 {}
+        state.withLock { $0.signalled = false }
     }
 
-    deinit {
-        close(descriptor)
-        close(writeEnd)
+    var isSignalled: Bool { state.withLock { $0.signalled } }
+
+    /// Whether a thread waits now (for tests: a wake-up that must interrupt a wait in progress).
+    var hasWaiter: Bool { state.withLock { $0.waiter != nil } }
+
+    /// Registers the calling thread as the waiter; whether a wake-up is pending already.
+    fileprivate func enter() -> Bool {
+        cprocess_block_wake_signal()
+        return state.withLock { state in
+            state.waiter = pthread_self()
+            return state.signalled
+        }
+    }
+
+    fileprivate func leave() {
+        state.withLock { $0.waiter = nil }
     }
 }

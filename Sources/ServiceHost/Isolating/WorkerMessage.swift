@@ -44,11 +44,15 @@ enum WorkerMessage: Sendable, Equatable {
     case spawnScan
     /// Collect the exit status of this child, which has exited or been killed.
     case reap(pid: Int32)
+    /// The host is done with this worker (it read its exit status on the
+    /// worker's socket): reap it once it is dead. Not answered.
+    case release(pid: Int32)
 
     // Fork server to host.
     /// The child forked for the last spawn request (-1: fork failed).
     case spawned(pid: Int32)
-    /// The child's exit status.
+    /// The child's exit status; also the fork server's last word on a
+    /// worker's own socket, once the worker has died (see ``ForkServer``).
     case reaped(ExitStatus)
 }
 
@@ -106,7 +110,7 @@ extension WorkerMessage {
 
     private enum Tag: UInt8 {
         case start = 1, stop, loaded = 4, loadFailed, created, createFailed, log, hung, stopped, alive
-        case scan, loading, spawnWorker, spawnScan, reap, spawned, reaped
+        case scan, loading, spawnWorker, spawnScan, reap, spawned, reaped, release
     }
 
     func encoded() -> [UInt8] {
@@ -169,6 +173,9 @@ extension WorkerMessage {
             out.byte(Tag.spawnScan.rawValue)
         case .reap(let pid):
             out.byte(Tag.reap.rawValue)
+            out.int64(Int64(pid))
+        case .release(let pid):
+            out.byte(Tag.release.rawValue)
             out.int64(Int64(pid))
         case .spawned(let pid):
             out.byte(Tag.spawned.rawValue)
@@ -242,6 +249,9 @@ extension WorkerMessage {
         case .reap:
             guard let pid = input.int64().flatMap(Int32.init(exactly:)), pid > 0 else { return nil }
             self = .reap(pid: pid)
+        case .release:
+            guard let pid = input.int64().flatMap(Int32.init(exactly:)), pid > 0 else { return nil }
+            self = .release(pid: pid)
         case .spawned:
             guard let pid = input.int64().flatMap(Int32.init(exactly:)) else { return nil }
             self = .spawned(pid: pid)

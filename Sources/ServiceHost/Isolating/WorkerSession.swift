@@ -14,7 +14,9 @@ import Glibc
 /// (`watchdog_ms`), the start deadline (`start_timeout_ms`, loading included),
 /// an ordered stop and its deadline, a malformed message, its death. It
 /// returns only what the step decides on: a message, or how the worker ended.
-/// Every wait has a deadline or is ended by the worker's death (its pidfd).
+/// Every wait has a deadline or is ended by the worker's death: the fork
+/// server writes its exit status on the channel and ends the channel then,
+/// even when a process the plugin forked holds the worker's end open.
 final class WorkerSession: @unchecked Sendable {
     /// The loop turns of this worker's run, as it last reported them (only
     /// the service's thread, which reads its messages, writes it).
@@ -63,11 +65,8 @@ final class WorkerSession: @unchecked Sendable {
     let channel: WorkerChannel
     let forked: WorkerLauncher.Forked
     var pid: pid_t { forked.pid }
-    /// A pidfd of the worker, readable once it exited; -1 if the kernel gave none.
-    private let process: Int32
-    /// Wakes the service's thread from a wait when a stop is ordered. Made
-    /// per worker, so that a service holds no descriptor while it is not running.
-    private let wakeup: Wakeup
+    /// Wakes the service's thread from a wait when a stop is ordered.
+    private let wakeup = Wakeup()
     private let launcher: WorkerLauncher
     private let settings: Settings
     private let logger: Logger
@@ -89,13 +88,17 @@ final class WorkerSession: @unchecked Sendable {
     private var killedForStop = false
     private var overranStop = false
     private var ending: Ending?
+    /// When the worker last said anything, or was last looked at (see ``deathCheckInterval(in:)``).
+    private var lastHeard = ContinuousClock.now
+    /// The exit status the fork server wrote on the channel when the worker died.
+    private var reportedStatus: ExitStatus?
+    /// The channel reached its end: the worker is dead (or its fork server is).
+    private var reachedEnd = false
 
-    init(launched: (channel: WorkerChannel, forked: WorkerLauncher.Forked, process: Int32), wakeup: Wakeup,
+    init(launched: (channel: WorkerChannel, forked: WorkerLauncher.Forked),
          launcher: WorkerLauncher, settings: Settings, logger: Logger) {
         channel = launched.channel
         forked = launched.forked
-        process = launched.process
-        self.wakeup = wakeup
         self.launcher = launcher
         self.settings = settings
         self.logger = logger
@@ -127,6 +130,15 @@ final class WorkerSession: @unchecked Sendable {
         watchdog.map { max($0 * 4, .seconds(1)) }
     }
 
+    /// How long a worker may stay silent before the host looks whether it
+    /// died unreported: its fork server reports every death at once, so this
+    /// only matters when the server is stopped or stuck (which the next
+    /// request to it then finds out and mends). Longer than an idle worker's
+    /// heartbeat, so that an idle service's wait is not woken for it.
+    static func deathCheckInterval(in step: Step) -> Duration {
+        step == .stop ? .milliseconds(100) : .milliseconds(1_500)
+    }
+
     /// Passes an ordered stop on to the worker and wakes the service's wait;
     /// from any thread.
     func orderStop() {
@@ -153,9 +165,24 @@ final class WorkerSession: @unchecked Sendable {
                 [watchesLiveness(in: step) ? liveness.deadline(or: stopDeadline) : stopDeadline,
                  step == .create ? startDeadline : nil].compactMap { $0 }.min()
             }
-            let received = channel.receive(until: deadline, wake: step == .stop ? nil : wakeup.descriptor, process: process)
-            if case .message = received { liveness.heard() }
+            // A silent worker may have died under a fork server that cannot say
+            // so (stopped or stuck): looked at now and then, between the deadlines.
+            let deathCheck = killDeadline == nil ? lastHeard + Self.deathCheckInterval(in: step) : nil
+            let wait = [deadline, deathCheck].compactMap { $0 }.min()
+            let received = channel.receive(until: wait, wake: step == .stop ? nil : wakeup)
+            if case .message = received {
+                liveness.heard()
+                lastHeard = .now
+            }
+            if case .timedOut = received, let deathCheck, wait == deathCheck, deadline.map({ ContinuousClock.now < $0 }) ?? true {
+                lastHeard = .now
+                if ExitStatus.isZombie(pid) { return .ended(end(malformed: nil)) }
+                continue
+            }
             switch received {
+            case .message(.reaped(let status)):
+                // The fork server's word that the worker died; the end of file follows.
+                reportedStatus = status
             case .message(.log(let level, let message)):
                 logger.pluginLine(level: level, message)
             case .message(.hung(let call, let elapsed)):
@@ -187,6 +214,7 @@ final class WorkerSession: @unchecked Sendable {
                 kill(pid, SIGKILL)
                 return .ended(end(malformed: what))
             case .endOfFile:
+                reachedEnd = true
                 return .ended(end(malformed: nil))
             case .timedOut:
                 timedOut(in: step)
@@ -254,39 +282,63 @@ final class WorkerSession: @unchecked Sendable {
         return ended
     }
 
-    /// Reaps the worker, whose channel reached its end or which was killed.
+    /// Collects the exit status of a worker whose channel reached its end or
+    /// which was killed, and releases it to the fork server.
     ///
-    /// A worker can close its socket and live on (a plugin that closes every
-    /// descriptor): it gets a stop timeout to exit, then is killed, so that
-    /// the fork server's wait for it never blocks.
+    /// Before its channel's end, a worker is alive or an unreaped zombie, so
+    /// signalling its pid is safe; after the release it may be reaped and its
+    /// pid reused, so nothing here signals it after that.
     private func finish() -> ExitStatus {
+        // Dead when its channel ended, or a zombie whose fork server did not
+        // say so (stopped or stuck): its status is then asked for, which
+        // replaces a server that does not answer.
+        if !reachedEnd, !ExitStatus.isZombie(pid), !awaitEnd(by: .now + settings.stopTimeout), !ExitStatus.isZombie(pid) {
+            // A worker that said its last word and lives on, or that the host
+            // killed and is not dead a stop timeout later (stuck in the kernel).
+            let killedAlready = killDeadline != nil
+            if !killedAlready { kill(pid, SIGKILL) }
+            if killedAlready || !(awaitEnd(by: .now + settings.stopTimeout) || ExitStatus.isZombie(pid)) {
+                closeChannel()
+                // Asking the fork server to reap it would stall the server,
+                // and with it every other worker; it reaps it when it dies.
+                launcher.release(forked)
+                logger.error("worker \(pid) did not die within stop_timeout_ms of SIGKILL; it is left to its fork server")
+                return ExitStatus(.survivedKill)
+            }
+        }
+        closeChannel()
+        let status: ExitStatus
+        if let reportedStatus {
+            launcher.release(forked)
+            status = reportedStatus
+        } else {
+            // The fork server could not write it (the host had left the
+            // channel's queue full) or is gone: asked for, or known to be lost.
+            status = launcher.reap(forked)
+        }
+        return status == ExitStatus(.exited(WorkerProcess.socketClosedStatus)) ? ExitStatus(.closedItsConnection) : status
+    }
+
+    /// Reads the channel to its end (keeping the fork server's exit status),
+    /// by `deadline`; whether it ended.
+    private func awaitEnd(by deadline: ContinuousClock.Instant) -> Bool {
+        while true {
+            switch channel.receive(until: deadline) {
+            case .message(.reaped(let status)): reportedStatus = status
+            case .message, .woken, .malformed: continue
+            case .endOfFile:
+                reachedEnd = true
+                return true
+            case .timedOut: return false
+            }
+        }
+    }
+
+    private func closeChannel() {
         finished.withLock { finished in
             finished = true
             channel.close()
         }
-        var closedAlive = false
-        if process >= 0 {
-            defer { close(process) }
-            if !ExitStatus.exited(pidfd: process, by: .now + settings.stopTimeout) {
-                if killDeadline == nil {
-                    // Its socket closed and it lives on: the plugin closed it.
-                    closedAlive = true
-                    kill(pid, SIGKILL)
-                }
-                if killDeadline != nil || !ExitStatus.exited(pidfd: process, by: .now + settings.stopTimeout) {
-                    // Killed and still there a stop timeout later (stuck in the
-                    // kernel): asking the fork server to wait for it would
-                    // stall the server, and with it every other worker.
-                    logger.error("worker \(pid) did not die within stop_timeout_ms of SIGKILL; it is left to its fork server")
-                    return ExitStatus(.survivedKill)
-                }
-            }
-        } else {
-            // No pidfd: a killed worker's status is kept all the same, and a zombie ignores the signal.
-            kill(pid, SIGKILL)
-        }
-        let status = launcher.reap(forked)
-        return closedAlive || status == ExitStatus(.exited(WorkerProcess.socketClosedStatus)) ? ExitStatus(.closedItsConnection) : status
     }
 
     /// Reaps a worker that said its last word (its load or `svc_create`
