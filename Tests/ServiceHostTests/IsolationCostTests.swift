@@ -40,6 +40,21 @@ struct IsolationCostTests {
         #expect(open[1] - open[0] == 16, "\(open[0]) descriptors open with 8 workers, \(open[1]) with 24")
     }
 
+    /// Without a watchdog a worker needs no heartbeat: two threads (the
+    /// plugin's and the one that reads the host's orders), and its loop count
+    /// still reaches the host (here in its stop report).
+    @Test func aWorkerWithoutAWatchdogRunsTwoThreads() async throws {
+        let host = try await TestHost(isolation: .process, probes: [("P.so", "interval_ms = 10\n[config]\nlog_loops = true\n")])
+        try await host.logs.waitFor { $0.service == "P" && $0.message == "loop 2" }
+        let worker = try host.workerRunningAPlugin()
+        let threads = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(worker)/task")) ?? []
+        #expect(threads.count == 2, "\(threads)")
+        try await host.scheduler.stop("P")
+        let loops = try #require(host.scheduler.samples().first { $0.name == "P" }).loops
+        #expect(loops >= 2)
+        await host.scheduler.shutdown()
+    }
+
     /// A stop ordered while the service's thread waits for its worker reaches
     /// that wait at once, however late or early it comes: before the wait
     /// (kept for it), during it (the signal interrupts `ppoll`), and again after a clear.

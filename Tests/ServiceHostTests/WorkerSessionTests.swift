@@ -252,14 +252,6 @@ struct WorkerSessionTests {
     }
 
     /// The worker that has the runtime directory's copy of a plugin mapped (not the spare).
-    private func workerRunningAPlugin(of host: TestHost) throws -> Int32 {
-        let server = try #require(host.scheduler.forkServerPID)
-        let running = ProcessCensus.children(of: server).filter {
-            (ProcessCensus.read("/proc/\($0)/maps") ?? "").contains(host.scheduler.runtimeDirectory)
-        }
-        return try #require(running.first)
-    }
-
     @Test func aStoppedWorkerIsKilledByTheHostsWatchdog() async throws {
         let watchdog = Duration.milliseconds(250)
         let host = try await TestHost(isolation: .process, probes: [("P.so", """
@@ -270,7 +262,7 @@ struct WorkerSessionTests {
             log_loops = true
             """)])
         try await host.logs.waitFor { $0.service == "P" && $0.message == "loop 3" }
-        let worker = try workerRunningAPlugin(of: host)
+        let worker = try host.workerRunningAPlugin()
         let stoppedAt = ContinuousClock.now
         kill(worker, SIGSTOP)
         let why = try await firstFailure(of: "P", in: host, timeout: watchdog * 100)
@@ -320,7 +312,7 @@ struct WorkerSessionTests {
     @Test func aWorkerHasNoSignalBlockedOrIgnoredAndNamesItsThreads() async throws {
         let host = try await TestHost(isolation: .process, probes: [("P.so", "interval_ms = 10\nwatchdog_ms = 60000\n[config]\nlog_loops = true\n")])
         try await host.logs.waitFor { $0.service == "P" && $0.message == "loop 2" }
-        let worker = try workerRunningAPlugin(of: host)
+        let worker = try host.workerRunningAPlugin()
         let status = try #require(ProcessCensus.read("/proc/\(worker)/status"))
         let fields = Dictionary(status.split(separator: "\n").compactMap { line -> (String, String)? in
             let parts = line.split(separator: ":", maxSplits: 1)

@@ -42,10 +42,15 @@ enum WorkerProcess {
         // needs no ignoring.
         cprocess_reset_signals()
         guard case .message(.start(let assignment)) = channel.receive() else { _exit(64) }
-        // Also how the host learns the loop count: every second without a watchdog.
         let loops = LoopCounter()
-        startHeartbeat(channel: channel, every: assignment.watchdog.map { $0 / 2 } ?? .seconds(1),
-                       loops: loops, always: assignment.watchdog != nil)
+        if let watchdog = assignment.watchdog {
+            // Proves the process runs (not stopped or frozen) every half
+            // watchdog period, and carries the loop count. Without a watchdog
+            // nothing needs that proof, and the service's own thread reports
+            // the count (``WorkerService/loopReportPeriod``): no thread, and
+            // no wake-up of worker or host, for it.
+            startHeartbeat(channel: channel, every: watchdog / 2, loops: loops)
+        }
 
         // The host staged and checked the copy; the worker only loads it.
         let staged = StagedPlugin(file: assignment.file, identity: FileIdentity(stat()), privateCopy: assignment.privateCopy,
@@ -159,17 +164,12 @@ extension WorkerProcess {
     /// Tells the host every `period` that this process still runs, so that
     /// the host can kill a worker that was stopped (SIGSTOP) or frozen, which
     /// the worker's own watchdog cannot notice; and how many loop turns ran.
-    /// Unless `always` (a watchdog counts on it), silent while the count stands still.
-    static func startHeartbeat(channel: WorkerChannel, every period: Duration, loops: LoopCounter, always: Bool) {
+    static func startHeartbeat(channel: WorkerChannel, every period: Duration, loops: LoopCounter) {
         let micros = UInt32(clamping: max(1_000, period.nanoseconds / 1_000))
         spawnOrExit(name: "worker:alive", channel: channel) {
-            var reported: UInt64 = 0
             while true {
                 usleep(micros)
-                let count = loops.value
-                guard always || count != reported else { continue }
-                reported = count
-                WorkerProcess.sendOrExit(.alive(loops: count), on: channel)
+                WorkerProcess.sendOrExit(.alive(loops: loops.value), on: channel)
             }
         }
     }
@@ -190,6 +190,8 @@ final class WorkerService: BaseService, HostCallbackTarget, @unchecked Sendable 
     init(assignment: WorkerAssignment, image: PluginImage, channel: WorkerChannel, loops: LoopCounter) {
         self.image = image
         self.channel = channel
+        reportsLoops = assignment.watchdog == nil
+        clockReadEvery = assignment.interval > .zero ? 1 : 1_024
         super.init(name: assignment.name, configuration: ServiceConfiguration(
             interval: assignment.interval, watchdog: assignment.watchdog, startTimeout: assignment.startTimeout,
             settings: assignment.settings), loopCounter: loops)
@@ -206,7 +208,34 @@ final class WorkerService: BaseService, HostCallbackTarget, @unchecked Sendable 
 
     override func onLoop() -> LoopOutcome {
         let result = loopCall.unsafelyUnwrapped()
+        if reportsLoops {
+            turnsSinceClockRead &+= 1
+            if turnsSinceClockRead >= clockReadEvery { reportLoopsIfDue() }
+        }
         return result == 0 ? .continue : LoopOutcome(pluginResult: result, file: image.file)
+    }
+
+    /// How often, at most, the service's thread tells the host its loop
+    /// count when no heartbeat does (no watchdog); the stop report has the
+    /// last. Metrics of a process-isolated service lag by up to this much.
+    static let loopReportPeriod = Duration.seconds(5)
+    /// No heartbeat thread reports the count: this thread does.
+    private let reportsLoops: Bool
+    /// A busy loop (no interval) reads the clock once per so many turns only.
+    private let clockReadEvery: UInt32
+    private var turnsSinceClockRead: UInt32 = 0
+    private var nextLoopReport = ContinuousClock.now + loopReportPeriod
+    private var reportedLoops: UInt64 = 0
+
+    private func reportLoopsIfDue() {
+        turnsSinceClockRead = 0
+        let now = ContinuousClock.now
+        guard now >= nextLoopReport else { return }
+        nextLoopReport = now + Self.loopReportPeriod
+        let count = loopCounter.value
+        guard count != reportedLoops else { return }
+        reportedLoops = count
+        WorkerProcess.sendOrExit(.alive(loops: count), on: channel)
     }
 
     override func onStop() {

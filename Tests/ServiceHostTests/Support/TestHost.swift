@@ -1,4 +1,5 @@
 import Foundation
+import Testing
 @testable import ServiceHost
 
 /// A scheduler over a temporary plugins folder, with its log and events
@@ -93,5 +94,16 @@ enum ProcessCensus {
         guard let statm = read("/proc/\(pid)/statm") else { return 0 }
         let fields = statm.split(separator: " ")
         return (fields.count > 1 ? Int(fields[1]) ?? 0 : 0) * Int(sysconf(Int32(_SC_PAGESIZE)))
+    }
+}
+
+extension TestHost {
+    /// The worker process that has this host's staged plugin copies mapped (the spare has none).
+    func workerRunningAPlugin() throws -> Int32 {
+        let server = try #require(scheduler.forkServerPID)
+        let running = ProcessCensus.children(of: server).filter {
+            (ProcessCensus.read("/proc/\($0)/maps") ?? "").contains(scheduler.runtimeDirectory)
+        }
+        return try #require(running.first)
     }
 }
