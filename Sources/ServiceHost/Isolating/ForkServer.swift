@@ -85,7 +85,17 @@ public enum ForkServer {
                         .stopped(WorkerStopReport(kind: .finished))] {
             _ = message.encoded().withUnsafeBytes { WorkerMessage(decoding: $0) }
         }
-        _ = LoopCounter()
+        // One run of the event loop every worker goes through (no thread:
+        // the worker runs it on its main thread too).
+        final class Rehearsal: BaseService, @unchecked Sendable {
+            override func onLoop() -> LoopOutcome { .done }
+        }
+        let rehearsal = Rehearsal(name: "warm-up", configuration: ServiceConfiguration(
+            interval: .milliseconds(1), watchdog: nil, startTimeout: nil, settings: ["key": "value"]), loopCounter: LoopCounter())
+        if (try? rehearsal.start()) == .some(nil) {
+            _ = rehearsal.runEventLoop()
+            try? rehearsal.stop()
+        }
     }
 }
 
