@@ -134,10 +134,16 @@ int cprocess_epoll_wait(int epoll, uint64_t *tags, int capacity, int timeout_ms)
     return ready;
 }
 
-int cprocess_peek_exit(pid_t pid, int *status) {
+int cprocess_peek_exit(pid_t pid, int *status, int wait) {
     siginfo_t info;
     info.si_pid = 0;
-    if (waitid(P_PID, (id_t)pid, &info, WEXITED | WNOHANG | WNOWAIT) != 0) return -1;
+    int result;
+    /* Blocking when asked: a pidfd turns readable as the process exits, and
+     * waitid must not race the last step that makes it a zombie. */
+    do {
+        result = waitid(P_PID, (id_t)pid, &info, WEXITED | WNOWAIT | (wait ? 0 : WNOHANG));
+    } while (result != 0 && errno == EINTR);
+    if (result != 0) return -1;
     if (info.si_pid == 0) return 0;
     *status = info.si_code == CLD_EXITED ? (info.si_status & 0xff) << 8 : (info.si_status & 0x7f);
     return 1;

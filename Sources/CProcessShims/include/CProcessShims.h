@@ -63,9 +63,9 @@ long cprocess_raise_descriptor_limit(void);
 /* The wait status (as waitpid(2) gives it) of a child that has exited,
  * without reaping it (waitid with WNOWAIT: its pid stays taken until it is
  * reaped, so nobody can kill a stranger by that number). Returns 1 with
- * `*status` set, 0 while it runs, -1 with errno on failure. siginfo_t's
+ * `*status` set, 0 while it runs (without `wait`; with it, waits for its exit), -1 with errno on failure. siginfo_t's
  * fields are macros over unions Swift cannot name. */
-int cprocess_peek_exit(pid_t pid, int *status);
+int cprocess_peek_exit(pid_t pid, int *status, int wait);
 
 /* epoll, whose struct epoll_event is packed on x86-64 (Swift cannot import a
  * packed struct faithfully): watch `descriptor` for input with `tag` as its

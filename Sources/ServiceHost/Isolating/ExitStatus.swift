@@ -1,3 +1,4 @@
+import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -92,7 +93,11 @@ struct ExitStatus: Sendable, Equatable, CustomStringConvertible {
         defer { close(descriptor) }
         var bytes = [UInt8](repeating: 0, count: 512)
         let count = read(descriptor, &bytes, bytes.count)
-        guard count > 0, let close = bytes[..<count].lastIndex(of: UInt8(ascii: ")")), close + 2 < count else { return false }
-        return bytes[close + 2] == UInt8(ascii: "Z")
+        guard count > 0, let close = bytes[..<count].lastIndex(of: UInt8(ascii: ")")), close + 2 < count,
+              bytes[close + 2] == UInt8(ascii: "Z") else { return false }
+        // A leader whose other threads still run shows as a zombie too: the
+        // process is dead only once its task list holds the leader alone.
+        let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
+        return tasks.count <= 1
     }
 }

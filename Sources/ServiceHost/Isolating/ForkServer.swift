@@ -258,7 +258,8 @@ private struct ForkServerChildren {
         guard let child = watched.removeValue(forKey: pid) else { return }
         close(child.pidfd)  // also leaves the epoll set
         var waitStatus: Int32 = 0
-        let exited = cprocess_peek_exit(pid, &waitStatus) == 1
+        // Its pidfd is readable: it has exited, or is about to.
+        let exited = cprocess_peek_exit(pid, &waitStatus, 1) == 1
         if child.socket >= 0 {
             if exited {
                 // A socket whose queue the host left full gets no status: the host asks for it (``reap``).
@@ -284,7 +285,7 @@ private struct ForkServerChildren {
     /// that still runs (a scan is reaped after the host has seen it end).
     private mutating func reap(_ pid: pid_t) -> ExitStatus {
         var waitStatus: Int32 = 0
-        if watched[pid] != nil, cprocess_peek_exit(pid, &waitStatus) == 1 {
+        if watched[pid] != nil, cprocess_peek_exit(pid, &waitStatus, 0) == 1 {
             // Dead, and its pidfd's turn has not come yet in this loop.
             died(pid)
         }

@@ -292,7 +292,11 @@ final class WorkerSession: @unchecked Sendable {
         // Dead when its channel ended, or a zombie whose fork server did not
         // say so (stopped or stuck): its status is then asked for, which
         // replaces a server that does not answer.
-        if !reachedEnd, !ExitStatus.isZombie(pid), !awaitEnd(by: .now + settings.stopTimeout), !ExitStatus.isZombie(pid) {
+        // A zombie's server gets a moment to report it (it may be busy with
+        // many deaths at once) before it is asked.
+        let dead = !reachedEnd && ExitStatus.isZombie(pid)
+        let wait = dead ? min(settings.stopTimeout, Self.deathCheckInterval(in: .stop) * 2) : settings.stopTimeout
+        if !reachedEnd, !awaitEnd(by: .now + wait), !dead, !ExitStatus.isZombie(pid) {
             // A worker that said its last word and lives on, or that the host
             // killed and is not dead a stop timeout later (stuck in the kernel).
             let killedAlready = killDeadline != nil
