@@ -667,14 +667,11 @@ def scale_process(args, build, work):
             logged = failure_reasons(log, work)
             before_stop = file_size(log)
             stop_s = stop_tree(process, "servicehost")
-    counts = status_counts(status)
-    running = counts.get("running", 0)
-    seconds = round(ready_at - begun, 3)
+    start = ready_result(status, begun, ready_at, "process")
+    running, seconds = start["started"], start["seconds"]
     result = {
         "services": services,
-        "start": {"seconds": seconds, "ready_status": status, "started": running,
-                  "failed": counts.get("failed", 0),
-                  "how": "spawn of `servicehost run --isolation process` to READY=1 on NOTIFY_SOCKET"},
+        "start": start,
         "states_after_settling": states,
         "nofile_limit": {"soft_at_spawn": soft, "hard_at_spawn": "unlimited" if hard == resource.RLIM_INFINITY else hard,
                          "host_proc_limits": host_limit,
@@ -689,12 +686,21 @@ def scale_process(args, build, work):
         "targets": {"all_started_within_s": SCALE_PROCESS_START_TARGET_S,
                     "host_descriptors_per_service_at_most": SCALE_PROCESS_DESCRIPTORS_TARGET},
     }
-    result["met"] = {"start": running == services and seconds <= SCALE_PROCESS_START_TARGET_S,
-                     "host_descriptors": descriptors / services <= SCALE_PROCESS_DESCRIPTORS_TARGET}
+    # The descriptors' verdict needs a host with no worker to compare with (the
+    # idle thread-isolation run): render-performance.py gives it.
+    result["met"] = {"start": running == services and seconds <= SCALE_PROCESS_START_TARGET_S}
     progress(f"scale process: {running} of {services} running in {seconds} s "
              f"(target all within {SCALE_PROCESS_START_TARGET_S:g} s); {descriptors} host descriptors, "
              f"{descriptors / services:.2f} per service (target ≤ {SCALE_PROCESS_DESCRIPTORS_TARGET:g})")
     return result
+
+
+def ready_result(status, begun, ready_at, isolation):
+    """How a scale run's start went: seconds to READY=1 and its STATUS= counts."""
+    counts = status_counts(status)
+    return {"seconds": round(ready_at - begun, 3), "ready_status": status, "started": counts.get("running", 0),
+            "failed": counts.get("failed", 0),
+            "how": f"spawn of `servicehost run --isolation {isolation}` to READY=1 on NOTIFY_SOCKET"}
 
 
 def scale_thread(args, build, work):
@@ -721,15 +727,12 @@ def scale_thread(args, build, work):
             reasons = failure_reasons(log, work)
             before_stop = file_size(log)
             stop_s = stop_tree(process, "servicehost")
-    counts = status_counts(status)
-    running = counts.get("running", 0)
-    seconds = round(ready_at - begun, 3)
+    start = ready_result(status, begun, ready_at, "thread")
+    running, seconds = start["started"], start["seconds"]
     beyond = host_pss - plugins_pss if host_pss is not None else None
     result = {
         "services": services,
-        "start": {"seconds": seconds, "ready_status": status, "started": running,
-                  "failed": counts.get("failed", 0),
-                  "how": "spawn of `servicehost run --isolation thread` to READY=1 on NOTIFY_SOCKET"},
+        "start": start,
         "states_after_settling": states,
         "failure_reasons": reasons,
         "log_while_stopping": failure_reasons(log, work, start=before_stop),

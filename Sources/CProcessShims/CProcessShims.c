@@ -68,13 +68,24 @@ int cprocess_wake_signal(void) {
     return SIGRTMIN + 6;
 }
 
+/* The set holding the wake signal alone. */
+static void cprocess_wake_set(sigset_t *set) {
+    sigemptyset(set);
+    sigaddset(set, cprocess_wake_signal());
+}
+
+void cprocess_block_wake_signal(void) {
+    sigset_t wake;
+    cprocess_wake_set(&wake);
+    pthread_sigmask(SIG_BLOCK, &wake, NULL);
+}
+
 int cprocess_poll_wakeable(struct pollfd *fds, nfds_t count, int timeout_ms) {
     sigset_t wake;
     sigset_t during;
-    sigemptyset(&wake);
-    sigaddset(&wake, cprocess_wake_signal());
-    /* Blocked from here on in this thread: a wake-up sent before ppoll stays
-     * pending and interrupts it at once. */
+    cprocess_wake_set(&wake);
+    /* Blocked from here on in this thread (if the caller has not already):
+     * a wake-up sent before ppoll stays pending and interrupts it at once. */
     pthread_sigmask(SIG_BLOCK, &wake, &during);
     sigdelset(&during, cprocess_wake_signal());
     struct timespec timeout;
@@ -83,13 +94,6 @@ int cprocess_poll_wakeable(struct pollfd *fds, nfds_t count, int timeout_ms) {
         timeout.tv_nsec = (long)(timeout_ms % 1000) * 1000000L;
     }
     return ppoll(fds, count, timeout_ms >= 0 ? &timeout : NULL, &during);
-}
-
-void cprocess_block_wake_signal(void) {
-    sigset_t wake;
-    sigemptyset(&wake);
-    sigaddset(&wake, cprocess_wake_signal());
-    pthread_sigmask(SIG_BLOCK, &wake, NULL);
 }
 
 int cprocess_wake(pthread_t thread) {
@@ -103,16 +107,6 @@ void cprocess_close_from(int lowest) {
     for (long descriptor = lowest; descriptor < highest; descriptor++) close((int)descriptor);
 }
 
-long cprocess_raise_descriptor_limit(void) {
-    struct rlimit limit;
-    if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return -1;
-    if (limit.rlim_cur < limit.rlim_max) {
-        struct rlimit raised = { limit.rlim_max, limit.rlim_max };
-        if (setrlimit(RLIMIT_NOFILE, &raised) == 0) limit = raised;
-    }
-    return limit.rlim_cur == RLIM_INFINITY ? -1 : (long)limit.rlim_cur;
-}
-
 int cprocess_epoll_create(void) {
     return epoll_create1(EPOLL_CLOEXEC);
 }
@@ -120,10 +114,6 @@ int cprocess_epoll_create(void) {
 int cprocess_epoll_add(int epoll, int descriptor, uint64_t tag) {
     struct epoll_event event = { .events = EPOLLIN, .data.u64 = tag };
     return epoll_ctl(epoll, EPOLL_CTL_ADD, descriptor, &event);
-}
-
-int cprocess_epoll_remove(int epoll, int descriptor) {
-    return epoll_ctl(epoll, EPOLL_CTL_DEL, descriptor, NULL);
 }
 
 int cprocess_epoll_wait(int epoll, uint64_t *tags, int capacity, int timeout_ms) {

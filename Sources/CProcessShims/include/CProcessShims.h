@@ -56,15 +56,12 @@ int cprocess_wake(pthread_t thread);
  * _GNU_SOURCE). Falls back to closing one by one up to the soft limit. */
 void cprocess_close_from(int lowest);
 
-/* Raises the soft RLIMIT_NOFILE to the hard one (as systemd advises for
- * programs that do not use select()). Returns the soft limit now in force. */
-long cprocess_raise_descriptor_limit(void);
-
 /* The wait status (as waitpid(2) gives it) of a child that has exited,
  * without reaping it (waitid with WNOWAIT: its pid stays taken until it is
  * reaped, so nobody can kill a stranger by that number). Returns 1 with
- * `*status` set, 0 while it runs (without `wait`; with it, waits for its exit), -1 with errno on failure. siginfo_t's
- * fields are macros over unions Swift cannot name. */
+ * `*status` set; 0 while it runs (only without `wait`, which waits for the
+ * exit); -1 with errno on failure. siginfo_t's fields are macros over unions
+ * Swift cannot name. */
 int cprocess_peek_exit(pid_t pid, int *status, int wait);
 
 /* epoll, whose struct epoll_event is packed on x86-64 (Swift cannot import a
@@ -72,7 +69,6 @@ int cprocess_peek_exit(pid_t pid, int *status, int wait);
  * data; wait for at most `capacity` tags. Return as the epoll calls do. */
 int cprocess_epoll_create(void);
 int cprocess_epoll_add(int epoll, int descriptor, uint64_t tag);
-int cprocess_epoll_remove(int epoll, int descriptor);
 int cprocess_epoll_wait(int epoll, uint64_t *tags, int capacity, int timeout_ms);
 
 #endif

@@ -51,7 +51,7 @@ public enum ForkServer {
         signal(SIGPIPE, SIG_IGN)
         signal(SIGINT, SIG_IGN)
         // Two descriptors per worker (its pidfd and socket) are held here.
-        _ = cprocess_raise_descriptor_limit()
+        HostLimits.raiseDescriptorLimit(logger: nil)
         warmUp()
         var children = ForkServerChildren(control: control)
         children.run()
@@ -143,7 +143,8 @@ private struct ForkServerChildren {
             }
             for tag in tags.prefix(Int(ready)) {
                 if tag == Self.controlTag {
-                    guard serveRequest() else { return end() }
+                    // The caller ends the process group, the spare with it.
+                    guard serveRequest() else { return }
                 } else {
                     died(pid_t(truncatingIfNeeded: tag))
                 }
@@ -263,8 +264,7 @@ private struct ForkServerChildren {
         if child.socket >= 0 {
             if exited {
                 // A socket whose queue the host left full gets no status: the host asks for it (``reap``).
-                let last = WorkerMessage.reaped(ExitStatus(waitStatus: waitStatus)).encoded()
-                _ = last.withUnsafeBytes { Glibc.send(child.socket, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT)) }
+                _ = WorkerChannel.sendWithoutWaiting(.reaped(ExitStatus(waitStatus: waitStatus)), on: child.socket)
             }
             // An end of file for the host, whoever else holds the socket.
             shutdown(child.socket, Int32(SHUT_RDWR))
@@ -327,12 +327,5 @@ private struct ForkServerChildren {
             return nil
         }
         return (pid, server)
-    }
-
-    /// Ends the spare; the caller ends the process group.
-    private mutating func end() {
-        if let spare {
-            kill(spare.pid, SIGKILL)
-        }
     }
 }

@@ -76,6 +76,17 @@ final class WorkerChannel: @unchecked Sendable {
         }
     }
 
+    /// Sends one message that fits a datagram on a socket held only as a
+    /// descriptor (the fork server's copy of a worker's end), without waiting
+    /// for room; false if the other side's queue is full or gone.
+    static func sendWithoutWaiting(_ message: WorkerMessage, on descriptor: Int32) -> Bool {
+        let bytes = message.encoded()
+        guard bytes.count <= fragmentSize else { return false }
+        return bytes.withUnsafeBytes {
+            Glibc.send(descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT)) == $0.count
+        }
+    }
+
     private func sendFragments(_ bytes: [UInt8], until deadline: ContinuousClock.Instant?) -> SendResult {
         var start = 0
         while start < bytes.count {

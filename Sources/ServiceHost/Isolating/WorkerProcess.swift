@@ -190,8 +190,8 @@ final class WorkerService: BaseService, HostCallbackTarget, @unchecked Sendable 
     init(assignment: WorkerAssignment, image: PluginImage, channel: WorkerChannel, loops: LoopCounter) {
         self.image = image
         self.channel = channel
-        reportsLoops = assignment.watchdog == nil
-        clockReadEvery = assignment.interval > .zero ? 1 : 1_024
+        // A heartbeat reports the count when there is a watchdog.
+        clockReadEvery = assignment.watchdog != nil ? nil : assignment.interval > .zero ? 1 : 1_024
         super.init(name: assignment.name, configuration: ServiceConfiguration(
             interval: assignment.interval, watchdog: assignment.watchdog, startTimeout: assignment.startTimeout,
             settings: assignment.settings), loopCounter: loops)
@@ -208,7 +208,7 @@ final class WorkerService: BaseService, HostCallbackTarget, @unchecked Sendable 
 
     override func onLoop() -> LoopOutcome {
         let result = loopCall.unsafelyUnwrapped()
-        if reportsLoops {
+        if let clockReadEvery {
             turnsSinceClockRead &+= 1
             if turnsSinceClockRead >= clockReadEvery { reportLoopsIfDue() }
         }
@@ -219,10 +219,10 @@ final class WorkerService: BaseService, HostCallbackTarget, @unchecked Sendable 
     /// count when no heartbeat does (no watchdog); the stop report has the
     /// last. Metrics of a process-isolated service lag by up to this much.
     static let loopReportPeriod = Duration.seconds(5)
-    /// No heartbeat thread reports the count: this thread does.
-    private let reportsLoops: Bool
-    /// A busy loop (no interval) reads the clock once per so many turns only.
-    private let clockReadEvery: UInt32
+    /// Every how many turns this thread reads the clock to see whether the
+    /// count is due (a busy loop, with no interval, only once per 1,024);
+    /// `nil` when a heartbeat thread reports it instead.
+    private let clockReadEvery: UInt32?
     private var turnsSinceClockRead: UInt32 = 0
     private var nextLoopReport = ContinuousClock.now + loopReportPeriod
     private var reportedLoops: UInt64 = 0

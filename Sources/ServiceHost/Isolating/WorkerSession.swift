@@ -88,8 +88,6 @@ final class WorkerSession: @unchecked Sendable {
     private var killedForStop = false
     private var overranStop = false
     private var ending: Ending?
-    /// When the worker last said anything, or was last looked at (see ``deathCheckInterval(in:)``).
-    private var lastHeard = ContinuousClock.now
     /// The exit status the fork server wrote on the channel when the worker died.
     private var reportedStatus: ExitStatus?
     /// The channel reached its end: the worker is dead (or its fork server is).
@@ -167,15 +165,12 @@ final class WorkerSession: @unchecked Sendable {
             }
             // A silent worker may have died under a fork server that cannot say
             // so (stopped or stuck): looked at now and then, between the deadlines.
-            let deathCheck = killDeadline == nil ? lastHeard + Self.deathCheckInterval(in: step) : nil
+            let deathCheck = killDeadline == nil ? liveness.lastLooked + Self.deathCheckInterval(in: step) : nil
             let wait = [deadline, deathCheck].compactMap { $0 }.min()
             let received = channel.receive(until: wait, wake: step == .stop ? nil : wakeup)
-            if case .message = received {
-                liveness.heard()
-                lastHeard = .now
-            }
-            if case .timedOut = received, let deathCheck, wait == deathCheck, deadline.map({ ContinuousClock.now < $0 }) ?? true {
-                lastHeard = .now
+            if case .message = received { liveness.heard() }
+            if case .timedOut = received, let deathCheck, deadline.map({ deathCheck < $0 }) ?? true {
+                liveness.looked()
                 if ExitStatus.isZombie(pid) { return .ended(end(malformed: nil)) }
                 continue
             }
@@ -292,16 +287,22 @@ final class WorkerSession: @unchecked Sendable {
         // Dead when its channel ended, or a zombie whose fork server did not
         // say so (stopped or stuck): its status is then asked for, which
         // replaces a server that does not answer.
-        // A zombie's server gets a moment to report it (it may be busy with
-        // many deaths at once) before it is asked.
-        let dead = !reachedEnd && ExitStatus.isZombie(pid)
-        let wait = dead ? min(settings.stopTimeout, Self.deathCheckInterval(in: .stop) * 2) : settings.stopTimeout
-        if !reachedEnd, !awaitEnd(by: .now + wait), !dead, !ExitStatus.isZombie(pid) {
-            // A worker that said its last word and lives on, or that the host
-            // killed and is not dead a stop timeout later (stuck in the kernel).
-            let killedAlready = killDeadline != nil
-            if !killedAlready { kill(pid, SIGKILL) }
-            if killedAlready || !(awaitEnd(by: .now + settings.stopTimeout) || ExitStatus.isZombie(pid)) {
+        if !reachedEnd {
+            // A zombie's server gets a moment to report it (it may be busy
+            // with many deaths at once) before it is asked.
+            var dead = true
+            if ExitStatus.isZombie(pid) {
+                _ = awaitEnd(by: .now + min(settings.stopTimeout, Self.zombieReportGrace))
+            } else {
+                dead = awaitDeath(within: settings.stopTimeout)
+            }
+            if !dead, killDeadline == nil {
+                // It said its last word and lives on.
+                kill(pid, SIGKILL)
+                dead = awaitDeath(within: settings.stopTimeout)
+            }
+            guard dead else {
+                // Killed, and not dead a stop timeout later (stuck in the kernel).
                 closeChannel()
                 // Asking the fork server to reap it would stall the server,
                 // and with it every other worker; it reaps it when it dies.
@@ -321,6 +322,15 @@ final class WorkerSession: @unchecked Sendable {
             status = launcher.reap(forked)
         }
         return status == ExitStatus(.exited(WorkerProcess.socketClosedStatus)) ? ExitStatus(.closedItsConnection) : status
+    }
+
+    /// How long the fork server may take to report a worker the host already
+    /// saw die before it is asked.
+    static let zombieReportGrace = Duration.milliseconds(200)
+
+    /// Whether the worker is dead within `limit`: its channel ended, or it is a zombie by then.
+    private func awaitDeath(within limit: Duration) -> Bool {
+        awaitEnd(by: .now + limit) || ExitStatus.isZombie(pid)
     }
 
     /// Reads the channel to its end (keeping the fork server's exit status),
@@ -366,10 +376,17 @@ final class WorkerSession: @unchecked Sendable {
 private struct Liveness {
     let limit: Duration?
     private var lastHeard = ContinuousClock.now
+    /// When it was last heard from or looked at in `/proc` (see ``WorkerSession/deathCheckInterval(in:)``).
+    private(set) var lastLooked = ContinuousClock.now
 
     init(limit: Duration?) { self.limit = limit }
 
-    mutating func heard() { lastHeard = .now }
+    mutating func heard() {
+        lastHeard = .now
+        lastLooked = lastHeard
+    }
+
+    mutating func looked() { lastLooked = .now }
 
     var silence: Duration { .now - lastHeard }
 
