@@ -164,6 +164,30 @@ struct WorkerSessionTests {
         withExtendedLifetime(workerEnd) {}
     }
 
+    /// A process whose leader thread has ended while another runs shows as a
+    /// zombie in `/proc/PID/stat`; it is not dead, and not taken for dead.
+    @Test func aZombieLeaderWithALiveThreadIsNotTakenForDead() async throws {
+        let folder = try TemporaryDirectory("leader")
+        let program = folder.file("leader_exits")
+        try PluginBuilder.run(["cc", "-O2", "-pthread", "-o", program.path,
+                               PluginBuilder.fixtures.appendingPathComponent("leader_exits.c").path])
+        let process = Process()
+        process.executableURL = program
+        try process.run()
+        let pid = process.processIdentifier
+        defer {
+            kill(pid, SIGKILL)
+            process.waitUntilExit()
+        }
+        let deadline = ContinuousClock.now + .seconds(20)
+        func leaderState() -> Character? {
+            ProcessCensus.read("/proc/\(pid)/stat").flatMap { stat in stat.lastIndex(of: ")").map { stat[stat.index($0, offsetBy: 2)] } }
+        }
+        while leaderState() != "Z", ContinuousClock.now < deadline { await Task.yield() }
+        #expect(leaderState() == "Z")
+        #expect(!ExitStatus.isZombie(pid))
+    }
+
     // MARK: Worker death seen through the process, not its socket
 
     /// The reason of the first failed run of `name`.
