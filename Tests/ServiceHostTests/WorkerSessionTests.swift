@@ -396,6 +396,28 @@ struct WorkerSessionTests {
 
     // MARK: The fork server
 
+    /// A fork server out of descriptors (the kernel drops a socket passed
+    /// past its limit) answers the request for a worker with that reason: the
+    /// service's start fails saying so, and the server is not taken for stuck
+    /// and replaced, which would have ended every other worker.
+    @Test func aForkServerOutOfDescriptorsSaysSoAndIsKept() async throws {
+        let host = try await TestHost(isolation: .process, probes: [("P.so", "restart = \"never\"\n")])
+        try await host.events.first("P") { $0.isStarted }
+        let server = try #require(host.scheduler.forkServerPID)
+        // The limit bounds descriptor numbers: 0-4 are the server's own (the
+        // standard ones, its control socket, its epoll set), so at 5 it can take no new one.
+        try PluginBuilder.run(["prlimit", "--pid", "\(server)", "--nofile=5:"])
+        try await host.scheduler.restart("P")
+        let why = try await firstFailure(of: "P", in: host, timeout: WorkerLauncher.answerTimeout * 10)
+        #expect(why.contains("the fork server could not fork a worker: Too many open files"), "\(why)")
+        #expect(host.scheduler.forkServerPID == server)
+        #expect(!host.logs.entries.contains { $0.message.contains("a new one is started") })
+        try PluginBuilder.run(["prlimit", "--pid", "\(server)", "--nofile=1024:"])
+        try host.scheduler.start("P")
+        try await host.events.next("P") { $0 == .started(starts: 2) }
+        await host.scheduler.shutdown()
+    }
+
     @Test func aStoppedForkServerIsReplacedAndNeverHangsStartsOrShutdown() async throws {
         let host = try await TestHost(isolation: .process, probes: [("P.so", "stop_timeout_ms = 500\n"),
                                                                      ("Q.so", "backoff_initial_ms = 0\n")])
