@@ -22,7 +22,8 @@ public enum HostThread {
     /// The name a service's thread carries.
     static func name(forService service: String) -> String { "svc:\(service)" }
 
-    /// Starts a detached thread named `name` that runs `body`.
+    /// Starts a thread named `name` that runs `body`; nobody joins it (its
+    /// stack is reused once it has ended: see CHostThread.c).
     public static func spawn(name: String, _ body: @escaping @Sendable () -> Void) throws(SpawnError) {
         let box = Unmanaged.passRetained(Body(body)).toOpaque()
         let result = name.withCString { cName in
@@ -34,6 +35,15 @@ public enum HostThread {
             Unmanaged<Body>.fromOpaque(box).release()
             throw SpawnError(name: name, errorNumber: result)
         }
+    }
+
+    /// The calling thread's stack (lowest address and size), as the thread
+    /// library knows it; `nil` if it cannot say.
+    static var currentStack: (low: UnsafeMutableRawPointer, size: Int)? {
+        var low: UnsafeMutableRawPointer?
+        var size = 0
+        guard cthread_current_stack(&low, &size) == 0, let low else { return nil }
+        return (low, size)
     }
 
     /// The calling thread's kernel id, as in `/proc/self/task/<tid>`.

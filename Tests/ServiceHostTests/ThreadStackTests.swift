@@ -1,0 +1,114 @@
+import Foundation
+import Synchronization
+import Testing
+
+@testable import ServiceHost
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Service threads' stacks come from shared slabs with a guard region below
+/// each (MADV_GUARD_INSTALL), instead of two mappings per thread: what lets
+/// 10,000 thread-isolated services fit under the default vm.max_map_count.
+@Suite("Thread stacks")
+struct ThreadStackTests {
+    /// Guard regions that do not split a mapping came with Linux 6.13; before,
+    /// threads get glibc's stacks (two mappings each) and these counts do not hold.
+    static let kernelHasGuardRegions: Bool = {
+        var name = utsname()
+        uname(&name)
+        let release = withUnsafeBytes(of: &name.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        let numbers = release.split(whereSeparator: { !$0.isNumber }).prefix(2).compactMap { Int($0) }
+        guard numbers.count == 2 else { return false }
+        return (numbers[0], numbers[1]) >= (6, 13)
+    }()
+
+    /// Whether the kernel can read the byte at `address`: write(2) from it
+    /// fails with EFAULT where a plain load would crash the process.
+    private static func readable(_ address: UnsafeRawPointer) -> Bool {
+        var ends: [Int32] = [0, 0]
+        guard pipe(&ends) == 0 else { return false }
+        defer { close(ends[0]); close(ends[1]) }
+        return write(ends[1], address, 1) == 1
+    }
+
+    /// An overflow off the bottom of a service thread's stack faults instead
+    /// of writing into a neighbour's: the 64 KiB below the stack are a guard.
+    @Test(.enabled(if: kernelHasGuardRegions)) func theRegionBelowAHostThreadsStackFaults() throws {
+        let probed = Completion()
+        let results = Mutex<[String: Bool]>([:])
+        try HostThread.spawn(name: "test:stack") {
+            guard let (low, size) = HostThread.currentStack else { return probed.complete() }
+            results.withLock {
+                $0["lowest byte"] = Self.readable(low)
+                $0["highest byte"] = Self.readable(low + size - 1)
+                $0["byte below"] = Self.readable(low - 1)
+                $0["64 KiB below"] = Self.readable(low - 64 * 1024)
+            }
+            probed.complete()
+        }
+        #expect(probed.waitBlocking(timeout: .seconds(60)))
+        #expect(results.withLock { $0 } == ["lowest byte": true, "highest byte": true, "byte below": false, "64 KiB below": false])
+    }
+
+    /// Two hosts, 8 and 72 thread-isolated services: besides the plugins'
+    /// own copies, 64 more services add far less than a mapping each (glibc's
+    /// stacks took two).
+    @Test(.enabled(if: kernelHasGuardRegions)) func threadServicesAddNoMappingsBeyondTheirPlugins() async throws {
+        var counts: [(all: Int, copies: Int)] = []
+        for count in [8, 72] {
+            let folder = try PluginFolder()
+            for index in 0..<count {
+                try await folder.add(as: "Idle\(index).so", sidecar: "interval_ms = 1000\n")
+            }
+            let host = try HostProcess(["run", "--plugins", folder.path, "--isolation", "thread"])
+            try await host.waitForOutput("initial start complete: \(count) running, 0 failed")
+            let maps = (ProcessCensus.read("/proc/\(host.pid)/maps") ?? "").split(separator: "\n")
+            counts.append((maps.count, maps.filter { $0.contains("/servicehost-") && $0.contains(".so") }.count))
+            host.send(SIGTERM)
+            #expect(try await host.waitForExit() == 0)
+        }
+        let beyondCopies = (counts[1].all - counts[1].copies) - (counts[0].all - counts[0].copies)
+        #expect(counts[1].copies > counts[0].copies, "the plugins' copies were not recognized: \(counts)")
+        #expect(beyondCopies < 16 && beyondCopies > -16, "64 more services took \(beyondCopies) mappings besides their plugins' copies: \(counts)")
+    }
+
+    /// A stack is used again once its thread has ended: 320 restarts of
+    /// thread services (a new thread each) leave the slabs' size as it was,
+    /// give or take one slab, where fresh stacks would take five more.
+    @Test(.enabled(if: kernelHasGuardRegions)) func theStackOfAnEndedThreadIsUsedAgain() async throws {
+        let folder = try PluginFolder()
+        let names = (0..<8).map { "Idle\($0)" }
+        for name in names {
+            try await folder.add(as: "\(name).so", sidecar: "interval_ms = 1000\n")
+        }
+        let host = try HostProcess(["run", "--plugins", folder.path, "--isolation", "thread"])
+        try await host.waitForOutput("initial start complete: 8 running, 0 failed")
+        /// Bytes in anonymous read-write mappings of 256 MiB or more: the
+        /// slabs (64 stacks each); malloc's arenas are 64 MiB.
+        func slabBytes() -> Int {
+            (ProcessCensus.read("/proc/\(host.pid)/maps") ?? "").split(separator: "\n").reduce(0) { sum, line in
+                let fields = line.split(separator: " ", omittingEmptySubsequences: true)
+                guard fields.count == 5, fields[1] == "rw-p" else { return sum }
+                let bounds = fields[0].split(separator: "-").compactMap { Int($0, radix: 16) }
+                let size = bounds.count == 2 ? bounds[1] - bounds[0] : 0
+                return size >= 256 << 20 ? sum + size : sum
+            }
+        }
+        let before = slabBytes()
+        var stack = rlimit()
+        getrlimit(Int32(RLIMIT_STACK.rawValue), &stack)
+        let stackSize = max(256 << 10, stack.rlim_cur == rlim_t.max ? 8 << 20 : Int(stack.rlim_cur))
+        let slab = 64 * (stackSize + (64 << 10))
+        for _ in 0..<40 {
+            let restart = try await HostProcess.run(["ctl", "--socket", host.controlSocket, "restart"] + names)
+            #expect(restart.status == 0, "\(restart.output)")
+        }
+        let after = slabBytes()
+        #expect(before > 0, "no slab found")
+        #expect(after - before <= slab, "slabs grew from \(before >> 20) MiB to \(after >> 20) MiB over 320 restarts")
+        host.send(SIGTERM)
+        #expect(try await host.waitForExit() == 0)
+    }
+}
