@@ -40,9 +40,10 @@ final class IsolatedPluginService: BaseService, @unchecked Sendable {
         let reloadReason: String?
     }
 
+    /// - Parameter staged: `file` already staged (see ``Prefetcher``); by default it is staged here.
     init(name: String, file: String, configuration: ServiceConfiguration, loader: PluginLoader,
-         launcher: WorkerLauncher, logger: Logger) throws(PluginError) {
-        let staged = try loader.stage(file: file, scanTimeout: configuration.startTimeout)
+         launcher: WorkerLauncher, logger: Logger, staged: StagedPlugin? = nil) throws(PluginError) {
+        let staged = if let staged { staged } else { try loader.stage(file: file, scanTimeout: configuration.startTimeout) }
         self.file = file
         self.loader = loader
         self.launcher = launcher

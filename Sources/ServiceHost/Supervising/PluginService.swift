@@ -23,8 +23,11 @@ final class PluginService: BaseService, HostCallbackTarget, @unchecked Sendable 
 
     /// Loads `file` now, so that a file that cannot be used is reported when
     /// the service is added rather than at its first start.
-    init(name: String, file: String, configuration: ServiceConfiguration, loader: PluginLoader, logger: Logger) throws(PluginError) {
-        let image = try loader.load(file: file, scanTimeout: configuration.startTimeout)
+    /// - Parameter staged: `file` already staged (see ``Prefetcher``); by default it is staged here.
+    init(name: String, file: String, configuration: ServiceConfiguration, loader: PluginLoader, logger: Logger,
+         staged: StagedPlugin? = nil) throws(PluginError) {
+        let staged = if let staged { staged } else { try loader.stage(file: file, scanTimeout: configuration.startTimeout) }
+        let image = try PluginLoader.open(staged)
         self.file = file
         self.loader = loader
         var logger = logger

@@ -105,6 +105,12 @@ public final class Scheduler: Sendable {
     /// - Returns: the service's name.
     @discardableResult
     public func addPlugin(file: String, name: String? = nil, configuration: ServiceConfiguration? = nil) throws(PluginError) -> String {
+        try addPlugin(file: file, name: name, configuration: configuration, staged: nil)
+    }
+
+    /// ``addPlugin(file:name:configuration:)`` with the file already staged, or not (`nil`).
+    private func addPlugin(file: String, name: String?, configuration: ServiceConfiguration?,
+                           staged: StagedPlugin?) throws(PluginError) -> String {
         // Before anything is staged: shutdown removes the runtime directory.
         guard !manager.hasShutDown else { throw PluginError(.loadFailed, file: file, reason: "the scheduler has shut down") }
         let fileName = file.split(separator: "/").last.map(String.init) ?? file
@@ -122,9 +128,10 @@ public final class Scheduler: Sendable {
                 throw PluginError(.loadFailed, file: file, reason: "process isolation needs the servicehost executable to fork workers from (Scheduler.Configuration.workerExecutable)")
             }
             service = try IsolatedPluginService(name: name, file: file, configuration: configuration, loader: loader,
-                                                launcher: launcher, logger: logger)
+                                                launcher: launcher, logger: logger, staged: staged)
         default:
-            service = try PluginService(name: name, file: file, configuration: configuration, loader: loader, logger: logger)
+            service = try PluginService(name: name, file: file, configuration: configuration, loader: loader, logger: logger,
+                                        staged: staged)
         }
         do {
             try manager.add(service)
@@ -229,6 +236,7 @@ public final class Scheduler: Sendable {
         let (_, entries, scanErrors) = try scan(directory)
         var errors = scanErrors
         var added: [String] = []
+        var new: [PluginDirectory.Entry] = []
         for entry in entries {
             if skippingKnown, let known = manager.service(named: entry.name) {
                 if let plugin = known as? any ReloadableService, plugin.file != entry.file {
@@ -237,10 +245,18 @@ public final class Scheduler: Sendable {
                 }
                 continue
             }
+            new.append(entry)
+        }
+        // Each file is staged (sidecar, checks, copy, scan) ahead, on the
+        // other cores, while this thread opens the ones before it.
+        let staging = Prefetcher(count: new.count, helpers: Prefetcher<StagingResult>.helpers(atMost: 4)) { [self, new] index in
+            stageAhead(new[index])
+        }
+        defer { staging.cancel() }
+        for (index, entry) in new.enumerated() {
             do {
-                var configuration = ServiceConfiguration()
-                if let sidecar = entry.sidecar { configuration = try loadSidecar(sidecar) }
-                added.append(try addPlugin(file: entry.file, name: entry.name, configuration: configuration))
+                let (configuration, staged) = try staging.take(index).get()
+                added.append(try addPlugin(file: entry.file, name: entry.name, configuration: configuration, staged: staged))
             } catch {
                 errors.append(error)
             }
@@ -249,6 +265,21 @@ public final class Scheduler: Sendable {
             logger.error("\(error)", metadata: ["file": "\(error.file)", "code": "\(error.code)"])
         }
         return (added, errors)
+    }
+
+    private typealias StagingResult = Result<(ServiceConfiguration, StagedPlugin?), PluginError>
+
+    /// A directory entry's configuration and its file staged, as
+    /// ``addPlugin(file:name:configuration:)`` would make them; the file is
+    /// left unstaged when the configuration will be refused anyway.
+    private func stageAhead(_ entry: PluginDirectory.Entry) -> StagingResult {
+        Result { () throws(PluginError) in
+            // As in addPlugin: shutdown removes the runtime directory the copy would go to.
+            guard !manager.hasShutDown else { throw PluginError(.loadFailed, file: entry.file, reason: "the scheduler has shut down") }
+            let configuration = if let sidecar = entry.sidecar { try loadSidecar(sidecar) } else { ServiceConfiguration() }
+            guard configuration.problem == nil else { return (configuration, nil) }
+            return (configuration, try loader.stage(file: entry.file, scanTimeout: configuration.startTimeout))
+        }
     }
 
     /// Warns about each stray sidecar once while it stays stray, not on every reload.
