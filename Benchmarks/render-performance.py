@@ -220,7 +220,8 @@ def side_rows(side, why_not, verdict):
                      f"{why}",
                      f"`vm.max_map_count` {count(thread['vm_max_map_count'])}: the host had "
                      f"{count(thread['host_mappings']['count'])} mappings, "
-                     f"{thread['host_mappings']['per_running_service']:.1f} per running service",
+                     f"{thread['host_mappings']['per_running_service']:.1f} per running service"
+                     f"{bare_dlopen_text(thread)}",
                      "all started, ≤ 3 s", verdict(start["started"] == n and start["seconds"] <= 3)))
         memory = thread["host_memory"]
         per_service = memory["beyond_plugins_kib_per_running_service"]
@@ -330,6 +331,15 @@ def side_by_side_section(side, why_not):
     return out
 
 
+def bare_dlopen_text(thread):
+    """'; a bare C process dlopens the same files in S s' for row 15, or why not."""
+    floor = thread.get("bare_dlopen") or {}
+    if "seconds" not in floor:
+        return f"; bare dlopen floor: {floor.get('error', 'not measured')}"
+    return (f"; a bare C process `dlopen`s the same {count(floor['files'])} files in {floor['seconds']:.2f} s "
+            f"(the first 1,000 in {floor['first_1000_s']:.2f} s)")
+
+
 def scale_section(side, why_not):
     """## Scale: the two scale runs side by side, and the reasons of the failures."""
     out = ["## Scale", ""]
@@ -387,6 +397,7 @@ def scale_section(side, why_not):
                       count(dig(side, "parameters", "scale_thread_services") or empty)]),
         ("`run` → READY=1, its status", both(ready, ready)),
         ("the limit that counts", both(limits, lambda r: f"`vm.max_map_count` {count(r['vm_max_map_count'])}")),
+        ("`dlopen` of the same files in a bare C process", both(lambda r: None, lambda r: bare_dlopen_text(r)[2:])),
         ("host descriptors", both(descriptors, lambda r: None)),
         ("host mappings", both(lambda r: None, lambda r: f"{count(r['host_mappings']['count'])}, "
                                f"{r['host_mappings']['per_running_service']:.2f} per running service")),
