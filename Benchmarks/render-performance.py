@@ -450,7 +450,8 @@ def scale_section(side, why_not):
         f"{dig(side, 'parameters', 'settle_s') or 3:g} s of settling: descriptors are the entries of the host's "
         "`/proc/PID/fd`, mappings the lines of its `/proc/PID/maps`, the plugins' own memory the `Pss` of its mappings "
         "of its staged plugin copies (`/proc/PID/smaps`). The bare threads are `Benchmarks/Fixtures/side_bare_threads.c` "
-        "with as many threads as services ran, 64 KiB stacks and the host's 10 ms timer slack, measured right after "
+        "with as many threads as services ran, the default stack size (as the host's service threads) and the host's "
+        "10 ms timer slack, measured right after "
         "the host stopped, over a window as long.")
     out.append("")
     return out
@@ -477,8 +478,8 @@ HOW_SIDE_BY_SIDE = """11. **Crash loop**, from `Benchmarks/side-by-side.py`: one
    staged plugin copies (`/proc/PID/smaps`), divided by the services running: the host's own fixed memory is
    included, spread over them.
 17. **Idle, thread isolation**: the host's CPU (schedstat of each of its threads) over 10 s after (15) settled; then
-   the same for a C program with as many bare threads as services ran, each looping on `nanosleep(1 s)` (64 KiB
-   stacks, the host's 10 ms timer slack).
+   the same for a C program with as many bare threads as services ran, each looping on `nanosleep(1 s)` (the default
+   stack size, as the host's service threads have, and the host's 10 ms timer slack).
 """
 
 

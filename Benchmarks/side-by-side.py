@@ -53,7 +53,8 @@ What is measured
         and its CPU over the idle window (schedstat, the host alone).
      c. The bare-thread floor, right after (b): side_bare_threads.c with as
         many threads as services ran in (b), each looping on nanosleep(1 s)
-        (64 KiB stacks, the host's 10 ms timer slack), over the same window.
+        (the default stack size, as the host's service threads have, and the
+        host's 10 ms timer slack), over the same window.
         Target: the host's idle CPU at most 1.2 x the floor's.
 
 Why it is fair
@@ -851,7 +852,7 @@ def bare_threads_floor(build, work, threads, window):
         pss = pss_kib(process.pid)
         stop_s = stop_tree(process, "bare threads")
     return {"threads": threads, "program_said": line, "tasks": tasks, "pss_kib": pss, "cpu": cpu, "stop_s": stop_s,
-            "how": (f"Benchmarks/Fixtures/side_bare_threads.c: {threads} pthreads (64 KiB stacks, timer slack "
+            "how": (f"Benchmarks/Fixtures/side_bare_threads.c: {threads} pthreads (default stack size, as the host's service threads, timer slack "
                     f"{BARE_THREADS_SLACK_NS // 1_000_000} ms as the host gives interval_ms = 1000) looping on "
                     "nanosleep(1 s); schedstat of its tasks over the same window, after the same settling")}
 

@@ -1,5 +1,6 @@
 /* Bare-thread floor for Benchmarks/side-by-side.py's scale workload: starts
- * argv[1] threads (64 KiB stacks) that each loop on nanosleep(1 s) and do
+ * argv[1] threads (glibc's default stack size, from RLIMIT_STACK, as the
+ * host's service threads have) that each loop on nanosleep(1 s) and do
  * nothing else, with the timer slack in argv[2] nanoseconds (default 10 ms,
  * what the host gives a service with interval_ms = 1000), then sleeps
  * forever. What the kernel charges for that many threads waking once a
@@ -34,7 +35,6 @@ int main(int argc, char **argv) {
     if (argc > 2) slack_ns = strtoul(argv[2], NULL, 10);
     pthread_attr_t attributes;
     pthread_attr_init(&attributes);
-    pthread_attr_setstacksize(&attributes, 64 * 1024);
     pthread_attr_setdetachstate(&attributes, PTHREAD_CREATE_DETACHED);
     long started = 0;
     int error = 0;
