@@ -21,11 +21,14 @@
  * mapping below it for its guard: two of the vm.max_map_count (65,530 by
  * default) mappings a process may have. With a thread per service, 10,000
  * services took 20,000 mappings for stacks alone, and past the limit threads
- * could not be created. Here stacks are cut from slabs of CTHREAD_SLAB_STACKS,
- * each slab one mapping, with a guard region below every stack installed by
+ * could not be created. Here stacks are cut from slabs, each slab one
+ * mapping, with a guard region below every stack installed by
  * MADV_GUARD_INSTALL: the kernel faults on those pages like on a PROT_NONE
  * mapping, without splitting the slab's mapping. The guards are larger than
  * glibc's one page, at no cost, so a large stack frame does not jump over one.
+ * Slabs double from CTHREAD_FIRST_SLAB_STACKS stacks to CTHREAD_SLAB_STACKS,
+ * so that a worker process with two threads reserves the address space of 4
+ * stacks, not 64.
  * Where the kernel has no guard install (before 6.13), or a slab cannot be
  * mapped, a thread gets glibc's own stack and guard as before.
  *
@@ -36,6 +39,7 @@
  * thread held up after its body (in a thread-local destructor of a plugin)
  * only keeps its own stack from reuse. */
 
+#define CTHREAD_FIRST_SLAB_STACKS 4
 #define CTHREAD_SLAB_STACKS 64
 #define CTHREAD_GUARD_SIZE (64 * 1024)
 #define CTHREAD_REUSE_TRIES 4
@@ -63,6 +67,7 @@ static void pool_forget_in_child(void) {
     pthread_mutex_init(&pool.lock, NULL);
     pool.ready = NULL;
     pool.exited = pool.exited_tail = NULL;
+    pool.slabs = 0;
 }
 
 static void pool_setup(void) {
@@ -81,18 +86,20 @@ static void pool_setup(void) {
 
 /* Maps one more slab onto the ready list; returns 0 or an error number. */
 static int pool_grow_locked(void) {
+    size_t count = CTHREAD_SLAB_STACKS;
+    if (pool.slabs < 4) count = (size_t)CTHREAD_FIRST_SLAB_STACKS << pool.slabs;
     size_t slot = CTHREAD_GUARD_SIZE + pool.stack_size;
-    size_t length = slot * CTHREAD_SLAB_STACKS;
+    size_t length = slot * count;
     char *slab = mmap(NULL, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
     if (slab == MAP_FAILED) return errno;
-    struct cthread_stack *stacks = calloc(CTHREAD_SLAB_STACKS, sizeof *stacks);
+    struct cthread_stack *stacks = calloc(count, sizeof *stacks);
     if (stacks == NULL) {
         munmap(slab, length);
         return ENOMEM;
     }
     /* Stacks touch a few pages each: never a 2 MiB huge page for one. */
     (void)madvise(slab, length, MADV_NOHUGEPAGE);
-    for (size_t index = 0; index < CTHREAD_SLAB_STACKS; index++) {
+    for (size_t index = 0; index < count; index++) {
         if (madvise(slab + index * slot, CTHREAD_GUARD_SIZE, MADV_GUARD_INSTALL) != 0) {
             int error = errno;
             munmap(slab, length);
@@ -100,7 +107,7 @@ static int pool_grow_locked(void) {
             return error;
         }
     }
-    for (size_t index = CTHREAD_SLAB_STACKS; index-- > 0;) {
+    for (size_t index = count; index-- > 0;) {
         stacks[index].low = slab + index * slot + CTHREAD_GUARD_SIZE;
         stacks[index].next = pool.ready;
         pool.ready = &stacks[index];
