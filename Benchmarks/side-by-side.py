@@ -82,6 +82,11 @@ Why it is fair
     a file, which made the staging of 10,000 copies, not ServiceHost, the
     largest cost of the scale run. The C programs under supervisord are
     loaded from the scratch directory, as they are exec'd without copies.
+  - Before every timed start the plugin or program files are synced and the
+    machine is waited on until it is 90 % idle over half a second (at most
+    30 s): thousands of processes and files of the workload before are
+    still being freed by the kernel for a while, and a start measured
+    meanwhile came out up to twice as slow.
   - Each supervisor has its control socket on: supervisord's XML-RPC server,
     ServiceHost's control API (--control-socket, in the scratch directory).
   - Readiness: ServiceHost says it itself (READY=1 on $NOTIFY_SOCKET once no
@@ -489,6 +494,37 @@ def write_plugins(directory, plugin, services, sidecar):
         os.chmod(directory / f"{name}.toml", 0o644)
     # Written back now, not by the kernel's flusher during the start measured next.
     os.sync()
+    wait_until_quiet()
+
+
+QUIET_IDLE_SHARE = 0.9  # of all CPUs over one sample
+QUIET_SAMPLE_S = 0.5
+QUIET_DEADLINE_S = 30.0
+
+
+def cpu_idle_share(seconds):
+    """The share of CPU time the whole machine spent idle over `seconds` (/proc/stat)."""
+    def read():
+        fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        return fields[3] + fields[4], sum(fields)  # idle + iowait, all
+    idle_before, all_before = read()
+    time.sleep(seconds)
+    idle_after, all_after = read()
+    return (idle_after - idle_before) / max(1, all_after - all_before)
+
+
+def wait_until_quiet():
+    """Waits (at most QUIET_DEADLINE_S) until the machine is at least 90 % idle
+    over half a second: the kernel's work left from the previous workload (freeing
+    thousands of files and processes) would otherwise be timed with the next start."""
+    end = time.monotonic() + QUIET_DEADLINE_S
+    waited = time.monotonic()
+    while (share := cpu_idle_share(QUIET_SAMPLE_S)) < QUIET_IDLE_SHARE and time.monotonic() < end:
+        pass
+    if share < QUIET_IDLE_SHARE:
+        progress(f"the machine was still {100 * (1 - share):.0f} % busy after {QUIET_DEADLINE_S:.0f} s; measuring anyway")
+    elif time.monotonic() - waited > 2 * QUIET_SAMPLE_S:
+        progress(f"waited {time.monotonic() - waited:.1f} s for the machine to be quiet")
 
 
 def servicehost_argv(executable, work, plugins):
@@ -1003,6 +1039,8 @@ def supervisord_crash(args, build, work):
 def supervisord_idle(args, build, work):
     command = shlex.quote(str(build / "side_idle_program"))
     conf = supervisord_conf(work, args.services, program_section("idle", command, args.services))
+    os.sync()
+    wait_until_quiet()
     begun = time.monotonic()
     with supervisor(supervisord_argv(conf), environment(work), work / "supervisord.out", "supervisord") as process:
         running_at, polls = wait_all_running(work, process, args.services)
