@@ -120,3 +120,28 @@ struct ThreadStackTests {
         #expect(try await host.waitForExit() == 0)
     }
 }
+
+/// libffi's closures for `svc_host` need executable memory, which an
+/// exhausted address space (`vm.max_map_count`, `RLIMIT_AS`) refuses: the one
+/// service that hits it fails with that reason, and the host runs on (it used
+/// to stop with a fatal error).
+@Suite("Callback memory")
+struct CallbackMemoryTests {
+    @Test func aThreadServiceWhoseCallbacksCannotBeMadeIsRefusedAlone() async throws {
+        let host = try await TestHost(probes: [("Fine.so", "interval_ms = 1000\n")], start: false)
+        let file = try await host.folder.add(as: "Starved.so", sidecar: "interval_ms = 1000\n")
+        let error = HostBinding.$closuresFail.withValue(true) {
+            #expect(throws: PluginError.self) { try host.scheduler.addPlugin(file: file) }
+        }
+        #expect(error?.code == .loadFailed)
+        #expect(error?.file == file)
+        #expect(error?.reason.hasPrefix("cannot make its svc_host callbacks: libffi could not map executable memory") == true,
+                "\(error?.reason ?? "")")
+        // The next one, with memory, is added and runs beside the first.
+        try host.scheduler.addPlugin(file: file)
+        host.scheduler.startAll()
+        try await host.events.first("Starved") { $0.isStarted }
+        try await host.events.first("Fine") { $0.isStarted }
+        await host.scheduler.shutdown()
+    }
+}

@@ -36,7 +36,13 @@ final class HostBinding: @unchecked Sendable {
     private let settings: [String: UnsafeMutablePointer<CChar>]
     private var closures: [UnsafeMutableRawPointer] = []
 
-    init(serviceName name: String, settings: [String: String], target: any HostCallbackTarget) {
+    /// Why a binding could not be made: libffi found no executable memory
+    /// for a closure (it maps a page, which `vm.max_map_count` or
+    /// `RLIMIT_AS` can refuse).
+    static let allocationFailure = "cannot make its svc_host callbacks: libffi could not map executable memory for them (vm.max_map_count or RLIMIT_AS reached?)"
+
+    /// Fails, for this one service, when libffi has no executable memory left.
+    init?(serviceName name: String, settings: [String: String], target: any HostCallbackTarget) {
         self.target = target
         serviceName = strdup(name)
         self.settings = settings.mapValues { strdup($0) }
@@ -49,45 +55,44 @@ final class HostBinding: @unchecked Sendable {
 
         let userData = Unmanaged.passUnretained(self).toOpaque()
         let signatures = CallbackSignatures.shared
-        host.pointee.log = unsafeBitCast(
-            makeClosure(signatures.log, userData: userData, handler: { _, _, arguments, userData in
+        guard let log = makeClosure(signatures.log, userData: userData, handler: { _, _, arguments, userData in
                 guard let arguments, let userData else { return }
                 let binding = Unmanaged<HostBinding>.fromOpaque(userData).takeUnretainedValue()
                 let level = arguments[0]!.load(as: Int32.self)
                 let message = arguments[1]!.load(as: UnsafePointer<CChar>?.self)
                 binding.target?.pluginLog(level: level, message: message.map { String(cString: $0) } ?? "")
             }),
-            to: (@convention(c) (Int32, UnsafePointer<CChar>?) -> Void).self)
-        host.pointee.config = unsafeBitCast(
-            makeClosure(signatures.config, userData: userData, handler: { _, result, arguments, userData in
+            let config = makeClosure(signatures.config, userData: userData, handler: { _, result, arguments, userData in
                 guard let result, let arguments, let userData else { return }
                 let binding = Unmanaged<HostBinding>.fromOpaque(userData).takeUnretainedValue()
                 let key = arguments[0]!.load(as: UnsafePointer<CChar>?.self)
                 let value = key.flatMap { binding.settings[String(cString: $0)] }
                 result.storeBytes(of: UnsafePointer(value), as: UnsafePointer<CChar>?.self)
             }),
-            to: (@convention(c) (UnsafePointer<CChar>?) -> UnsafePointer<CChar>?).self)
-        host.pointee.request_stop = unsafeBitCast(
-            makeClosure(signatures.requestStop, userData: userData, handler: { _, _, _, userData in
+            let requestStop = makeClosure(signatures.requestStop, userData: userData, handler: { _, _, _, userData in
                 guard let userData else { return }
                 Unmanaged<HostBinding>.fromOpaque(userData).takeUnretainedValue().target?.pluginRequestedStop()
             }),
-            to: (@convention(c) () -> Void).self)
-        host.pointee.stop_requested = unsafeBitCast(
-            makeClosure(signatures.stopRequested, userData: userData, handler: { _, result, _, userData in
+            let stopRequested = makeClosure(signatures.stopRequested, userData: userData, handler: { _, result, _, userData in
                 guard let result, let userData else { return }
                 let stop = Unmanaged<HostBinding>.fromOpaque(userData).takeUnretainedValue().target?.pluginAsksWhetherToStop() ?? true
                 // libffi widens an integer result to a full register (ffi_arg).
                 result.storeBytes(of: ffi_arg(stop ? 1 : 0), as: ffi_arg.self)
             }),
-            to: (@convention(c) () -> Int32).self)
-        host.pointee.stop_descriptor = unsafeBitCast(
-            makeClosure(signatures.stopDescriptor, userData: userData, handler: { _, result, _, userData in
+            let stopDescriptor = makeClosure(signatures.stopDescriptor, userData: userData, handler: { _, result, _, userData in
                 guard let result, let userData else { return }
                 let descriptor = Unmanaged<HostBinding>.fromOpaque(userData).takeUnretainedValue().target?.pluginAsksForStopDescriptor() ?? -1
                 result.storeBytes(of: ffi_sarg(descriptor), as: ffi_sarg.self)
-            }),
-            to: (@convention(c) () -> Int32).self)
+            })
+        else {
+            // deinit frees the closures made so far.
+            return nil
+        }
+        host.pointee.log = unsafeBitCast(log, to: (@convention(c) (Int32, UnsafePointer<CChar>?) -> Void).self)
+        host.pointee.config = unsafeBitCast(config, to: (@convention(c) (UnsafePointer<CChar>?) -> UnsafePointer<CChar>?).self)
+        host.pointee.request_stop = unsafeBitCast(requestStop, to: (@convention(c) () -> Void).self)
+        host.pointee.stop_requested = unsafeBitCast(stopRequested, to: (@convention(c) () -> Int32).self)
+        host.pointee.stop_descriptor = unsafeBitCast(stopDescriptor, to: (@convention(c) () -> Int32).self)
     }
 
     private typealias Handler = @convention(c) (
@@ -95,11 +100,18 @@ final class HostBinding: @unchecked Sendable {
         UnsafeMutablePointer<UnsafeMutableRawPointer?>?, UnsafeMutableRawPointer?
     ) -> Void
 
-    /// Makes a libffi closure and returns its executable address.
-    private func makeClosure(_ signature: CallInterface, userData: UnsafeMutableRawPointer, handler: Handler) -> UnsafeMutableRawPointer {
+    /// Tests make closure allocation fail here, as an exhausted address space would.
+    @TaskLocal static var closuresFail = false
+
+    /// Makes a libffi closure and returns its executable address, or `nil`
+    /// when libffi has no executable memory left.
+    private func makeClosure(_ signature: CallInterface, userData: UnsafeMutableRawPointer, handler: Handler) -> UnsafeMutableRawPointer? {
+        guard !Self.closuresFail else { return nil }
         var code: UnsafeMutableRawPointer? = nil
-        guard let closure = cffi_closure_alloc(&code), let code else {
-            fatalError("ffi_closure_alloc failed: out of executable memory")
+        guard let closure = cffi_closure_alloc(&code) else { return nil }
+        guard let code else {
+            ffi_closure_free(closure)
+            return nil
         }
         let status = ffi_prep_closure_loc(closure.assumingMemoryBound(to: ffi_closure.self), signature.cif, handler, userData, code)
         precondition(status == FFI_OK, "ffi_prep_closure_loc failed with status \(status)")

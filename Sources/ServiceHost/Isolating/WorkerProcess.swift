@@ -199,7 +199,8 @@ final class WorkerService: BaseService, HostCallbackTarget, @unchecked Sendable 
     }
 
     override func onCreate() throws(ServiceFailure) {
-        switch PluginInstance.create(image: image, binding: binding!) {
+        guard let binding else { throw ServiceFailure(code: -1, message: "\(image.file): \(HostBinding.allocationFailure)") }
+        switch PluginInstance.create(image: image, binding: binding) {
         case .success(let created): instance = created
         case .failure(let failure):
             throw ServiceFailure(code: failure.code, message: "\(image.file): svc_create returned \(failure.code)")

@@ -96,7 +96,9 @@ public final class DirectoryWatcher: @unchecked Sendable {
         guard !stopped.exchange(true, ordering: .relaxed) else { return }
         var byte: UInt8 = 1
         _ = write(stopPipe.write, &byte, 1)
-        finished.waitBlocking()
+        // Bounded like every wait; a thread that has not ended may still poll
+        // the descriptors, so they are then left open rather than reused under it.
+        guard finished.waitBlocking(timeout: .seconds(5)) else { return }
         close(inotify)
         close(stopPipe.read)
         close(stopPipe.write)

@@ -36,6 +36,7 @@ final class PluginService: BaseService, HostCallbackTarget, @unchecked Sendable 
         versions = PluginVersions(file: file, current: image, name: image.version)
         super.init(name: name, configuration: configuration)
         binding = HostBinding(serviceName: name, settings: configuration.settings, target: self)
+        guard binding != nil else { throw PluginError(.loadFailed, file: file, reason: HostBinding.allocationFailure) }
         updateMetadata {
             $0.pluginFile = file
             $0.pluginVersion = image.version
