@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import Testing
 @testable import ServiceHost
 
@@ -102,5 +103,43 @@ struct HotReloadTests {
         #expect(second.started.isEmpty)
         #expect(host.scheduler.snapshot(of: "Old")?.metadata.starts == 1)
         await host.scheduler.shutdown()
+    }
+}
+
+/// A file rewritten in place with as many bytes within one timestamp step of
+/// being read keeps its identity (size, inode, times); the content tells.
+@Suite("Racy rewrites")
+struct RacyRewriteTests {
+    private static func version(of path: String, readAt: timespec, content: [UInt8]) throws -> StagedPlugin {
+        StagedPlugin(file: path, identity: try FileIdentity.of(path: path).get(), privateCopy: "/nonexistent",
+                     containsSwiftCode: false, ownsCopy: false, content: ContentDigest(content), readAt: readAt)
+    }
+
+    private static func shifted(_ time: timespec, by nanoseconds: Int64) -> timespec {
+        let total = Int64(time.tv_sec) * 1_000_000_000 + Int64(time.tv_nsec) + nanoseconds
+        return timespec(tv_sec: Int(total / 1_000_000_000), tv_nsec: Int(total % 1_000_000_000))
+    }
+
+    @Test func aSameIdentityRewriteIsFoundByContentOnlyWhileItCouldHaveKeptItsIdentity() throws {
+        let folder = try PluginFolder()
+        let written: [UInt8] = Array("the version on disk".utf8)
+        let path = try folder.write(written, as: "P.so")
+        let changed = try FileIdentity.of(path: path).get().changed
+        let logger = Logger(label: "test")
+        let racy = Self.shifted(changed, by: 1_000_000)  // read a millisecond after the last change
+
+        // Read that soon, with other bytes than the file has now: a rewrite kept the identity.
+        let rewritten = PluginVersions(file: path, current: try Self.version(of: path, readAt: racy, content: Array("the version we loaded".utf8)), name: nil)
+        #expect(rewritten.fileChanged)
+        #expect(rewritten.changedFile(logger: logger) != nil)
+
+        // The same bytes: unchanged.
+        let same = PluginVersions(file: path, current: try Self.version(of: path, readAt: racy, content: written), name: nil)
+        #expect(!same.fileChanged)
+
+        // Read a full step after the last change: a rewrite would have moved the timestamps, so identity decides.
+        let settled = Self.shifted(changed, by: PluginVersions<StagedPlugin>.timestampStep + 1)
+        let late = PluginVersions(file: path, current: try Self.version(of: path, readAt: settled, content: Array("other".utf8)), name: nil)
+        #expect(!late.fileChanged)
     }
 }

@@ -46,6 +46,8 @@ struct PluginLoader: Sendable {
 
     private func stageUnscanned(file: String) throws(PluginError) -> StagedPlugin {
         if checksSafety { try FileSafety.check(file, as: .plugin) }
+        var readAt = timespec()
+        clock_gettime(CLOCK_REALTIME, &readAt)
         let (bytes, identity) = try Self.read(file: file, maxSize: maxPluginSize)
         let elf = try bytes.withUnsafeBytes { buffer in
             Result { () throws(PluginError) in try ELFImage.inspect(buffer, file: file) }
@@ -54,7 +56,7 @@ struct PluginLoader: Sendable {
         let copy = runtimeDirectory.uniquePath(for: name)
         try Self.write(bytes, to: copy, file: file)
         return StagedPlugin(file: file, identity: identity, privateCopy: copy, containsSwiftCode: elf.containsSwiftCode,
-                            content: ContentDigest(bytes))
+                            content: ContentDigest(bytes), readAt: readAt)
     }
 
     /// Loads a staged copy: `dlopen`, the required symbols, the ABI version.

@@ -21,12 +21,16 @@ final class StagedPlugin: @unchecked Sendable {
     let containsSwiftCode: Bool
     /// A digest of the bytes that were read (see ``ContentDigest``); `nil` when not computed.
     let content: ContentDigest?
+    /// The wall-clock time just before `file` was read, to tell whether a
+    /// rewrite could have kept its identity (see ``PluginVersions``); `nil` when not known.
+    let readAt: timespec?
     private let ownsCopy: Bool
     private let digest = Mutex<String?>(nil)
 
     init(file: String, identity: FileIdentity, privateCopy: String, containsSwiftCode: Bool, ownsCopy: Bool = true,
-         content: ContentDigest? = nil) {
+         content: ContentDigest? = nil, readAt: timespec? = nil) {
         self.content = content
+        self.readAt = readAt
         self.file = file
         self.identity = identity
         self.privateCopy = privateCopy

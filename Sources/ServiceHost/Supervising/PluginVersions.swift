@@ -1,6 +1,10 @@
 import Logging
 import Synchronization
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// One loaded or staged version of a plugin file.
 protocol PluginFileVersion: Sendable {
     /// The identity of the plugin file when this version was read.
@@ -25,7 +29,15 @@ final class PluginVersions<Version: PluginFileVersion>: @unchecked Sendable {
         var name: String?
         /// A changed file that failed; not tried again until the file changes again.
         var rejected: FileIdentity?
+        /// Whether the file's content was found unchanged at a check a full
+        /// timestamp step after its last change: from then on its identity says enough.
+        var contentVerified = false
     }
+
+    /// How far apart two changes of a file must be for its timestamps to
+    /// differ: the kernel stamps files from a coarse clock (a jiffy, up to
+    /// 10 ms, on ext4), and some file systems keep whole seconds or two.
+    static var timestampStep: Int64 { 2_000_000_000 }
 
     let file: String
     private let state: Mutex<State>
@@ -43,7 +55,33 @@ final class PluginVersions<Version: PluginFileVersion>: @unchecked Sendable {
     /// Whether the file differs from the version in use and has not been refused already.
     var fileChanged: Bool {
         guard case .success(let identity) = FileIdentity.of(path: file) else { return false }
-        return state.withLock { identity != $0.current.identity && identity != $0.rejected }
+        return differs(identity)
+    }
+
+    /// Whether the file, now of `identity`, differs from the version in use
+    /// and was not refused already. A file rewritten with as many bytes within
+    /// one timestamp step of being read keeps its identity (a build writing
+    /// twice in a row, a deploy script): while the version in use was read
+    /// that soon after its last change, the content is compared as well.
+    private func differs(_ identity: FileIdentity) -> Bool {
+        let (current, rejected, verified) = state.withLock { ($0.current, $0.rejected, $0.contentVerified) }
+        if identity == rejected { return false }
+        if identity != current.identity { return true }
+        guard !verified, let readAt = current.staged.readAt, let content = current.staged.content,
+              Self.nanoseconds(readAt) - Self.nanoseconds(identity.changed) < Self.timestampStep else { return false }
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        // A file that cannot be read now is left to the next check.
+        guard let (bytes, reread) = try? PluginLoader.read(file: file), reread == identity else { return false }
+        if ContentDigest(bytes) != content { return true }
+        if Self.nanoseconds(now) - Self.nanoseconds(identity.changed) >= Self.timestampStep {
+            state.withLock { if $0.current.identity == identity { $0.contentVerified = true } }
+        }
+        return false
+    }
+
+    private static func nanoseconds(_ time: timespec) -> Int64 {
+        Int64(time.tv_sec) * 1_000_000_000 + Int64(time.tv_nsec)
     }
 
     /// The identity of the file when it changed and deserves a try; `nil`
@@ -51,7 +89,7 @@ final class PluginVersions<Version: PluginFileVersion>: @unchecked Sendable {
     func changedFile(logger: Logger) -> FileIdentity? {
         switch FileIdentity.of(path: file) {
         case .success(let identity):
-            return state.withLock { identity != $0.current.identity && identity != $0.rejected } ? identity : nil
+            return differs(identity) ? identity : nil
         case .failure(let error):
             logger.warning("\(file): cannot be examined (\(error)); keeping version \(currentName)")
             return nil
@@ -62,7 +100,7 @@ final class PluginVersions<Version: PluginFileVersion>: @unchecked Sendable {
     @discardableResult
     func adopt(_ version: Version, name: String?) -> String {
         state.withLock { state in
-            defer { state = State(current: version, name: name, rejected: nil) }
+            defer { state = State(current: version, name: name, rejected: nil, contentVerified: false) }
             return state.name ?? "(no version)"
         }
     }
