@@ -138,7 +138,60 @@ typedef struct svc_host {
      * owns it: never read, write or close it. -1 when the host could not
      * make one (no descriptor left): then poll stop_requested(). */
     int32_t (*stop_descriptor)(void);
+
+    /* ---- Kept state (appended later in ABI 1; check with SVC_HOST_HAS) ----
+     * The host keeps one byte string per service across the service's runs:
+     * restarts, recoveries and reloads to another version of the file, and
+     * gives the old bytes back when a new version is refused or its
+     * svc_create fails. It is dropped when the service is removed, and not
+     * written to disk: a new host process starts with none.
+     * The bytes are the plugin's own format, and another version of the
+     * plugin may read them: begin them with a tag and a format version, and
+     * accept every format you have ever written (see the example below). */
+
+    /* Keep `size` bytes at `bytes` (copied before the call returns) in place
+     * of what was kept before; size 0 keeps nothing. Call it whenever the
+     * state is worth keeping (a checkpoint: what a crash between two calls
+     * loses is what changed since the last one) and in svc_stop. Any thread,
+     * any time between svc_create and the return of svc_stop. Returns 0;
+     * -E2BIG past SVC_STATE_MAX_SIZE, -EINVAL for a NULL `bytes` with a
+     * nonzero size, -ENOMEM when the host has no memory for the copy: what was
+     * kept before stays kept. NULL in process isolation for now. */
+    int32_t (*state_save)(const void *bytes, size_t size);
+    /* What was kept when this run began (before svc_create was called): a
+     * pointer to *size bytes, owned by the host and valid until svc_stop
+     * returns, or NULL with *size 0 when nothing was kept. state_save calls
+     * of this run do not change it. NULL in process isolation for now. */
+    const void *(*state_load)(size_t *size);
 } svc_host;
+
+/* The most bytes state_save keeps (16 MiB). */
+#define SVC_STATE_MAX_SIZE (16u * 1024u * 1024u)
+
+/* A kept state that survives a change of format, e.g. a counter whose
+ * version 2 added a field:
+ *
+ *     struct counter_state_v1 { char tag[4]; uint32_t format; uint64_t count; };
+ *     struct counter_state_v2 { char tag[4]; uint32_t format; uint64_t count; uint64_t reloads; };
+ *
+ *     size_t size = 0;
+ *     const unsigned char *kept = SVC_HOST_HAS(host, state_load) ? host->state_load(&size) : NULL;
+ *     struct counter_state_v2 state = { "CNTR", 2, 0, 0 };
+ *     if (kept != NULL && size >= 8 && memcmp(kept, "CNTR", 4) == 0) {
+ *         uint32_t format;
+ *         memcpy(&format, kept + 4, sizeof format);
+ *         if (format == 1 && size == sizeof(struct counter_state_v1)) {
+ *             memcpy(&state.count, kept + 8, sizeof state.count);
+ *         } else if (format == 2 && size == sizeof state) {
+ *             memcpy(&state, kept, sizeof state);
+ *         }   // an unknown format: start afresh rather than misread it
+ *     }
+ *     ...
+ *     if (SVC_HOST_HAS(host, state_save)) host->state_save(&state, sizeof state);
+ *
+ * Copy the bytes out with memcpy: the host's buffer has no particular
+ * alignment. An older version that must read the newer format reads the
+ * fields it knows (here `count`, at the same offset in both). */
 
 /* Whether the running host has `member` of svc_host (it was appended after
  * the plugin's oldest supported host): struct_size covers it. */

@@ -10,6 +10,8 @@ ffi_type *cffi_type_void(void);
 ffi_type *cffi_type_uint32(void);
 ffi_type *cffi_type_sint32(void);
 ffi_type *cffi_type_pointer(void);
+/* size_t as libffi describes it (uint64 on LP64, uint32 on ILP32). */
+ffi_type *cffi_type_size(void);
 
 /* FFI_DEFAULT_ABI is a macro whose value is an enumerator that depends on the
  * platform; Swift cannot import it. */

@@ -12,7 +12,7 @@ final class CallInterface: @unchecked Sendable {
     private let argumentCount: Int
 
     enum CType {
-        case void, uint32, sint32, pointer
+        case void, uint32, sint32, pointer, size
 
         var ffiType: UnsafeMutablePointer<ffi_type> {
             switch self {
@@ -20,6 +20,7 @@ final class CallInterface: @unchecked Sendable {
             case .uint32: cffi_type_uint32()
             case .sint32: cffi_type_sint32()
             case .pointer: cffi_type_pointer()
+            case .size: cffi_type_size()
             }
         }
     }

@@ -14,6 +14,16 @@ protocol HostCallbackTarget: AnyObject, Sendable {
     func pluginAsksWhetherToStop() -> Bool
     /// The descriptor readable once the run should end (`svc_host.stop_descriptor`).
     func pluginAsksForStopDescriptor() -> Int32
+    /// `svc_host.state_save`: 0 or a negative error number.
+    func pluginSavesState(_ bytes: UnsafeRawPointer?, count: Int) -> Int32
+    /// `svc_host.state_load`: what was kept when the run began.
+    func pluginLoadsState() -> UnsafeRawBufferPointer?
+}
+
+extension HostCallbackTarget {
+    // Reached only through a binding that offers kept state (see HostBinding.init).
+    func pluginSavesState(_ bytes: UnsafeRawPointer?, count: Int) -> Int32 { -ENOSYS }
+    func pluginLoadsState() -> UnsafeRawBufferPointer? { nil }
 }
 
 extension HostCallbackTarget where Self: BaseService {
@@ -42,7 +52,9 @@ final class HostBinding: @unchecked Sendable {
     static let allocationFailure = "cannot make its svc_host callbacks: libffi could not map executable memory for them (vm.max_map_count or RLIMIT_AS reached?)"
 
     /// Fails, for this one service, when libffi has no executable memory left.
-    init?(serviceName name: String, settings: [String: String], target: any HostCallbackTarget) {
+    /// - Parameter offersState: whether `state_save` and `state_load` are set
+    ///   (thread isolation); without, they are NULL and `SVC_HOST_HAS` says so.
+    init?(serviceName name: String, settings: [String: String], target: any HostCallbackTarget, offersState: Bool = false) {
         self.target = target
         serviceName = strdup(name)
         self.settings = settings.mapValues { strdup($0) }
@@ -51,7 +63,8 @@ final class HostBinding: @unchecked Sendable {
             abi_version: UInt32(SVC_ABI_VERSION),
             struct_size: UInt32(MemoryLayout<svc_host>.size),
             service_name: UnsafePointer(serviceName),
-            log: nil, config: nil, request_stop: nil, stop_requested: nil, stop_descriptor: nil))
+            log: nil, config: nil, request_stop: nil, stop_requested: nil, stop_descriptor: nil,
+            state_save: nil, state_load: nil))
 
         let userData = Unmanaged.passUnretained(self).toOpaque()
         let signatures = CallbackSignatures.shared
@@ -93,6 +106,27 @@ final class HostBinding: @unchecked Sendable {
         host.pointee.request_stop = unsafeBitCast(requestStop, to: (@convention(c) () -> Void).self)
         host.pointee.stop_requested = unsafeBitCast(stopRequested, to: (@convention(c) () -> Int32).self)
         host.pointee.stop_descriptor = unsafeBitCast(stopDescriptor, to: (@convention(c) () -> Int32).self)
+        guard offersState else { return }
+        guard let stateSave = makeClosure(signatures.stateSave, userData: userData, handler: { _, result, arguments, userData in
+                guard let result, let arguments, let userData else { return }
+                let bytes = arguments[0]!.load(as: UnsafeRawPointer?.self)
+                let count = arguments[1]!.load(as: Int.self)
+                let code = Unmanaged<HostBinding>.fromOpaque(userData).takeUnretainedValue().target?
+                    .pluginSavesState(bytes, count: count) ?? -ENOSYS
+                result.storeBytes(of: ffi_sarg(code), as: ffi_sarg.self)
+            }),
+            let stateLoad = makeClosure(signatures.stateLoad, userData: userData, handler: { _, result, arguments, userData in
+                guard let result, let arguments, let userData else { return }
+                let size = arguments[0]!.load(as: UnsafeMutablePointer<Int>?.self)
+                let read = Unmanaged<HostBinding>.fromOpaque(userData).takeUnretainedValue().target?.pluginLoadsState()
+                size?.pointee = read?.count ?? 0
+                result.storeBytes(of: read.flatMap { $0.count > 0 ? $0.baseAddress : nil }, as: UnsafeRawPointer?.self)
+            })
+        else {
+            return nil
+        }
+        host.pointee.state_save = unsafeBitCast(stateSave, to: (@convention(c) (UnsafeRawPointer?, Int) -> Int32).self)
+        host.pointee.state_load = unsafeBitCast(stateLoad, to: (@convention(c) (UnsafeMutablePointer<Int>?) -> UnsafeRawPointer?).self)
     }
 
     private typealias Handler = @convention(c) (
@@ -141,4 +175,8 @@ private final class CallbackSignatures: Sendable {
     let stopRequested = CallInterface(returning: .sint32, arguments: [])
     /// `int32_t stop_descriptor(void)`
     let stopDescriptor = CallInterface(returning: .sint32, arguments: [])
+    /// `int32_t state_save(const void *bytes, size_t size)`
+    let stateSave = CallInterface(returning: .sint32, arguments: [.pointer, .size])
+    /// `const void *state_load(size_t *size)`
+    let stateLoad = CallInterface(returning: .pointer, arguments: [.pointer])
 }

@@ -13,6 +13,8 @@ final class PluginService: BaseService, HostCallbackTarget, @unchecked Sendable 
     private let logger: Logger
     private let versions: PluginVersions<PluginImage>
     private var binding: HostBinding?
+    /// What the plugin keeps across its runs and versions (`state_save`).
+    let keptState = KeptState()
     /// Touched only on the service's own thread (create, loop, stop).
     private var instance: PluginInstance? {
         didSet { loopCall = instance?.loopCall }
@@ -35,7 +37,7 @@ final class PluginService: BaseService, HostCallbackTarget, @unchecked Sendable 
         self.logger = logger
         versions = PluginVersions(file: file, current: image, name: image.version)
         super.init(name: name, configuration: configuration)
-        binding = HostBinding(serviceName: name, settings: configuration.settings, target: self)
+        binding = HostBinding(serviceName: name, settings: configuration.settings, target: self, offersState: true)
         guard binding != nil else { throw PluginError(.loadFailed, file: file, reason: HostBinding.allocationFailure) }
         updateMetadata {
             $0.pluginFile = file
@@ -59,6 +61,8 @@ final class PluginService: BaseService, HostCallbackTarget, @unchecked Sendable 
         }
         let (current, candidate) = imageToTry()
         if let candidate {
+            // What the old version kept goes back to it if the new one's create fails.
+            let kept = keptState.beginRun()
             switch PluginInstance.create(image: candidate, binding: binding!) {
             case .success(let created):
                 instance = created
@@ -72,14 +76,20 @@ final class PluginService: BaseService, HostCallbackTarget, @unchecked Sendable 
                 report(.reloaded(from: previous, to: candidate.versionDescription))
                 return
             case .failure(let failure):
+                keptState.endRun()
+                keptState.restore(kept)
                 versions.reject(candidate.identity, reason: "svc_create of the new version \(candidate.versionDescription) returned \(failure.code)",
                                 as: .rolledBack, for: self, logger: logger)
             }
         }
+        let kept = keptState.beginRun()
         switch PluginInstance.create(image: current, binding: binding!) {
         case .success(let created):
             instance = created
         case .failure(let failure):
+            // A failed create's saves are dropped: the next run reads what this one did.
+            keptState.endRun()
+            keptState.restore(kept)
             throw ServiceFailure(code: failure.code, message: "\(file): svc_create returned \(failure.code)")
         }
     }
@@ -93,6 +103,7 @@ final class PluginService: BaseService, HostCallbackTarget, @unchecked Sendable 
     override func onStop() {
         instance?.stop()
         instance = nil
+        keptState.endRun()
     }
 
     // MARK: Reload
@@ -117,6 +128,14 @@ final class PluginService: BaseService, HostCallbackTarget, @unchecked Sendable 
 
     func pluginRequestedStop() {
         requestStop()
+    }
+
+    func pluginSavesState(_ bytes: UnsafeRawPointer?, count: Int) -> Int32 {
+        keptState.save(bytes, count: count)
+    }
+
+    func pluginLoadsState() -> UnsafeRawBufferPointer? {
+        keptState.readByCurrentRun
     }
 }
 

@@ -1,0 +1,129 @@
+import Foundation
+import Testing
+
+@testable import ServiceHost
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `svc_host.state_save` / `state_load`: a service's bytes survive its
+/// restarts and reloads to other versions, go back to the old version when a
+/// new one's create fails, are bounded, and go with the service.
+@Suite("Kept state")
+struct KeptStateTests {
+    /// The counts of the counter's "create" and "stop" lines, in order.
+    private static func counts(_ logs: LogCapture) -> [(step: String, count: Int)] {
+        logs.entries { $0.service == "Counter" }.compactMap { entry in
+            let words = entry.message.split(separator: " ")
+            guard let step = words.first, step == "create" || step == "stop",
+                  let field = words.first(where: { $0.hasPrefix("count=") }),
+                  let count = Int(field.dropFirst("count=".count)) else { return nil }
+            return (String(step), count)
+        }
+    }
+
+    private static let version2 = ["COUNTER_FORMAT=2", "COUNTER_VERSION=\"2.0.0\""]
+
+    /// 100 reloads alternating two versions that write different formats,
+    /// then a version whose create saves its own state and fails: every run
+    /// begins with the count the run before it ended with.
+    @Test func aCountSurvivesAHundredReloadsAlternatingTwoVersionsAndARollback() async throws {
+        let host = try await TestHost(plugins: [(file: "Counter.so", fixture: "counter_state.c",
+                                                 sidecar: "interval_ms = 1\n[config]\nlog_at = 3\n")])
+        let (folder, logs, scheduler, events) = (host.folder, host.logs, host.scheduler, host.events)
+        // The count has moved before the first reload.
+        try await logs.waitFor { $0.service == "Counter" && $0.message == "count 3" }
+        let versions = [try await BuiltFixtures.shared.bytes("counter_state.c", defines: Self.version2),
+                        try await BuiltFixtures.shared.bytes("counter_state.c")]
+        for reload in 0..<100 {
+            try folder.overwriteInPlace("Counter.so", with: versions[reload % 2])
+            try await scheduler.restart("Counter")
+            try await logs.waitFor(count: reload + 2, "the create line after reload \(reload)") {
+                $0.service == "Counter" && $0.message.hasPrefix("create ")
+            }
+        }
+        #expect(scheduler.snapshot(of: "Counter")?.metadata.reloadsByResult[.ok] == 100)
+
+        try folder.overwriteInPlace("Counter.so", with: try await BuiltFixtures.shared.bytes(
+            "counter_state.c", defines: ["COUNTER_CREATE_FAILS", "COUNTER_VERSION=\"3.0.0\""]))
+        try await scheduler.restart("Counter")
+        let rejected = try await events.next("Counter") { $0.isReloadRejected }
+        #expect(rejected.kind == .reloadRejected(reason: "svc_create of the new version 3.0.0 returned -7"))
+        try await events.next("Counter") { $0.isStarted }
+        try await scheduler.stop("Counter")
+
+        let steps = Self.counts(logs)
+        #expect(steps.count == 2 * 102, "\(steps.count) create and stop lines")
+        for (index, step) in steps.enumerated() where step.step == "create" && index > 0 {
+            #expect(steps[index - 1].step == "stop" && steps[index - 1].count == step.count,
+                    "run \(index / 2) began with \(step.count) after \(steps[index - 1])")
+        }
+        #expect(steps.last!.count >= 3, "the count was lost: \(steps.last!)")
+        await scheduler.shutdown()
+    }
+
+    /// The kept bytes are bounded by SVC_STATE_MAX_SIZE: one byte more is
+    /// refused with -E2BIG, exactly as many are kept.
+    @Test func aSaveLargerThanTheLimitIsRefusedAndTheLimitItselfIsKept() async throws {
+        #expect(KeptState.maxSize == 16 * 1024 * 1024)
+        let host = try await TestHost(plugins: [(file: "Counter.so", fixture: "counter_state.c",
+                                                 sidecar: "interval_ms = 1000\n[config]\noversize = true\n")])
+        let line = try await host.logs.waitFor { $0.service == "Counter" && $0.message.hasPrefix("oversize save") }
+        #expect(line.message == "oversize save returned \(-E2BIG), max save returned 0")
+        await host.scheduler.shutdown()
+    }
+
+    /// A removed service's state goes with it: added again, it starts from nothing.
+    @Test func aRemovedServiceForgetsItsState() async throws {
+        let host = try await TestHost(plugins: [(file: "Counter.so", fixture: "counter_state.c",
+                                                 sidecar: "interval_ms = 1\n[config]\nlog_at = 3\n")])
+        let (logs, scheduler) = (host.logs, host.scheduler)
+        try await logs.waitFor { $0.service == "Counter" && $0.message == "count 3" }
+        try await scheduler.restart("Counter")
+        try await logs.waitFor(count: 2) { $0.service == "Counter" && $0.message.hasPrefix("create ") }
+        #expect(Self.counts(logs).last!.count > 0)
+        try await scheduler.remove("Counter")
+        try scheduler.addPlugin(file: "\(host.folder.path)/Counter.so")
+        try scheduler.start("Counter")
+        let created = try await logs.waitFor(count: 3) { $0.service == "Counter" && $0.message.hasPrefix("create ") }
+        #expect(created.message == "create version=1.0.0 count=0 kept=0")
+        await scheduler.shutdown()
+    }
+
+    /// Saves count only during a run: a plugin thread left behind after
+    /// svc_stop cannot change what the next run reads; and what a run reads
+    /// stays as it was when the run began.
+    @Test func savesOutsideARunAreRefusedAndARunReadsItsSnapshot() {
+        let state = KeptState()
+        var bytes: [UInt8] = [1, 2, 3]
+        #expect(state.save(&bytes, count: 3) == -EPERM)
+        state.beginRun()
+        #expect(state.readByCurrentRun == nil)
+        #expect(state.save(&bytes, count: 3) == 0)
+        #expect(state.save(nil, count: 1) == -EINVAL)
+        #expect(state.readByCurrentRun == nil, "a run's own saves do not change what it read")
+        state.endRun()
+        #expect(state.save(&bytes, count: 1) == -EPERM)
+        let snapshot = state.beginRun()
+        #expect(state.readByCurrentRun.map(Array.init) == [1, 2, 3])
+        var other: [UInt8] = [9]
+        #expect(state.save(&other, count: 1) == 0)
+        state.restore(snapshot)
+        state.endRun()
+        state.beginRun()
+        #expect(state.readByCurrentRun.map(Array.init) == [1, 2, 3], "a restored snapshot is what the next run reads")
+        #expect(state.save(nil, count: 0) == 0)
+        state.endRun()
+        #expect(state.keptCount == 0)
+    }
+
+    /// Until process isolation carries it, its workers offer no kept state,
+    /// and say so through struct_size-checked NULL members.
+    @Test func aProcessIsolatedPluginSeesNoKeptState() async throws {
+        let host = try await TestHost(isolation: .process,
+                                      plugins: [(file: "Counter.so", fixture: "counter_state.c", sidecar: "interval_ms = 1000\n")])
+        try await host.logs.waitFor { $0.service == "Counter" && $0.message == "no kept state in this host" }
+        await host.scheduler.shutdown()
+    }
+}
