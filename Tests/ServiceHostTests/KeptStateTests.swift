@@ -39,9 +39,8 @@ struct KeptStateTests {
         for reload in 0..<100 {
             try folder.overwriteInPlace("Counter.so", with: versions[reload % 2])
             try await scheduler.restart("Counter")
-            try await logs.waitFor(count: reload + 2, "the create line after reload \(reload)") {
-                $0.service == "Counter" && $0.message.hasPrefix("create ")
-            }
+            // Reported once the new version's create returned and it was adopted.
+            try await events.next("Counter") { $0.isReloaded }
         }
         #expect(scheduler.snapshot(of: "Counter")?.metadata.reloadsByResult[.ok] == 100)
 
