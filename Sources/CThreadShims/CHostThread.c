@@ -167,12 +167,6 @@ static void pool_put_exited(struct cthread_stack *stack, pthread_t thread) {
     pthread_mutex_unlock(&pool.lock);
 }
 
-size_t cthread_pooled_slabs(void) {
-    pthread_mutex_lock(&pool.lock);
-    size_t slabs = pool.slabs;
-    pthread_mutex_unlock(&pool.lock);
-    return slabs;
-}
 
 /* ---- Threads -------------------------------------------------------------- */
 

@@ -17,10 +17,6 @@ typedef void (*cthread_body)(void *context);
  * nobody joins it. Returns 0, or the error number of pthread_create. */
 int cthread_spawn(const char *name, int clear_mask, cthread_body body, void *context);
 
-/* How many slabs of thread stacks have been mapped (see CHostThread.c):
- * each is one mapping however many of its stacks are in use. */
-size_t cthread_pooled_slabs(void);
-
 /* The calling thread's stack: its lowest address and its size. Swift's Glibc
  * module does not export the GNU pthread_getattr_np. Returns 0 or an error number. */
 int cthread_current_stack(void **low, size_t *size);

@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 extension Duration {
     /// The duration in seconds, as a floating-point number.
     public var seconds: Double {
@@ -26,4 +30,9 @@ extension Duration {
         if sumOverflow { return extra < 0 ? .min : .max }
         return sum
     }
+}
+
+extension timespec {
+    /// The time as whole nanoseconds since its clock's epoch.
+    var nanoseconds: Int64 { Int64(tv_sec) * 1_000_000_000 + Int64(tv_nsec) }
 }

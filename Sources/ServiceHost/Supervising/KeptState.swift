@@ -81,6 +81,14 @@ final class KeptState: Sendable {
         state.withLock { $0.kept = snapshot.bytes }
     }
 
+    /// Ends a run whose `svc_create` failed, dropping what it saved (``restore(_:)``).
+    func abandonRun(restoring snapshot: Snapshot) {
+        state.withLock { state in
+            state.running = false
+            state.kept = snapshot.bytes
+        }
+    }
+
     /// `state_load`: what the current run read at its start; valid until the next ``beginRun()``.
     var readByCurrentRun: UnsafeRawBufferPointer? {
         state.withLock { state in state.read.map { UnsafeRawBufferPointer($0.buffer) } }

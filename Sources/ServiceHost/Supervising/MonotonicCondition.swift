@@ -59,7 +59,7 @@ final class MonotonicCondition: @unchecked Sendable {
         guard left > .zero else { return false }
         var now = timespec()
         clock_gettime(clock, &now)
-        let end = Int64(now.tv_sec) * 1_000_000_000 + Int64(now.tv_nsec) + left.nanoseconds
+        let end = now.nanoseconds + left.nanoseconds
         var target = timespec(tv_sec: Int(end / 1_000_000_000), tv_nsec: Int(end % 1_000_000_000))
         return pthread_cond_timedwait(condition, mutex, &target) != ETIMEDOUT
     }

@@ -76,8 +76,7 @@ final class PluginService: BaseService, HostCallbackTarget, @unchecked Sendable 
                 report(.reloaded(from: previous, to: candidate.versionDescription))
                 return
             case .failure(let failure):
-                keptState.endRun()
-                keptState.restore(kept)
+                keptState.abandonRun(restoring: kept)
                 versions.reject(candidate.identity, reason: "svc_create of the new version \(candidate.versionDescription) returned \(failure.code)",
                                 as: .rolledBack, for: self, logger: logger)
             }
@@ -88,8 +87,7 @@ final class PluginService: BaseService, HostCallbackTarget, @unchecked Sendable 
             instance = created
         case .failure(let failure):
             // A failed create's saves are dropped: the next run reads what this one did.
-            keptState.endRun()
-            keptState.restore(kept)
+            keptState.abandonRun(restoring: kept)
             throw ServiceFailure(code: failure.code, message: "\(file): svc_create returned \(failure.code)")
         }
     }

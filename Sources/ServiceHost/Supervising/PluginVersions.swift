@@ -68,21 +68,18 @@ final class PluginVersions<Version: PluginFileVersion>: @unchecked Sendable {
         if identity == rejected { return false }
         if identity != current.identity { return true }
         guard !verified, let readAt = current.staged.readAt, let content = current.staged.content,
-              Self.nanoseconds(readAt) - Self.nanoseconds(identity.changed) < Self.timestampStep else { return false }
+              readAt.nanoseconds - identity.changed.nanoseconds < Self.timestampStep else { return false }
         var now = timespec()
         clock_gettime(CLOCK_REALTIME, &now)
         // A file that cannot be read now is left to the next check.
         guard let (bytes, reread) = try? PluginLoader.read(file: file), reread == identity else { return false }
         if ContentDigest(bytes) != content { return true }
-        if Self.nanoseconds(now) - Self.nanoseconds(identity.changed) >= Self.timestampStep {
+        if now.nanoseconds - identity.changed.nanoseconds >= Self.timestampStep {
             state.withLock { if $0.current.identity == identity { $0.contentVerified = true } }
         }
         return false
     }
 
-    private static func nanoseconds(_ time: timespec) -> Int64 {
-        Int64(time.tv_sec) * 1_000_000_000 + Int64(time.tv_nsec)
-    }
 
     /// The identity of the file when it changed and deserves a try; `nil`
     /// when it did not change, was refused already, or cannot be examined.

@@ -111,8 +111,7 @@ public final class Scheduler: Sendable {
     /// ``addPlugin(file:name:configuration:)`` with the file already staged, or not (`nil`).
     private func addPlugin(file: String, name: String?, configuration: ServiceConfiguration?,
                            staged: StagedPlugin?) throws(PluginError) -> String {
-        // Before anything is staged: shutdown removes the runtime directory.
-        guard !manager.hasShutDown else { throw PluginError(.loadFailed, file: file, reason: "the scheduler has shut down") }
+        try refuseAfterShutdown(file)
         let fileName = file.split(separator: "/").last.map(String.init) ?? file
         guard let name = name ?? PluginDirectory.serviceName(forFileName: fileName) else {
             throw PluginError(.notSharedObject, file: file, reason: "is not named like a plugin (NAME.so or libNAME.so)")
@@ -267,6 +266,11 @@ public final class Scheduler: Sendable {
         return (added, errors)
     }
 
+    /// Nothing is staged after shutdown, which removes the runtime directory the copies go to.
+    private func refuseAfterShutdown(_ file: String) throws(PluginError) {
+        guard !manager.hasShutDown else { throw PluginError(.loadFailed, file: file, reason: "the scheduler has shut down") }
+    }
+
     private typealias StagingResult = Result<(ServiceConfiguration, StagedPlugin?), PluginError>
 
     /// A directory entry's configuration and its file staged, as
@@ -274,8 +278,7 @@ public final class Scheduler: Sendable {
     /// left unstaged when the configuration will be refused anyway.
     private func stageAhead(_ entry: PluginDirectory.Entry) -> StagingResult {
         Result { () throws(PluginError) in
-            // As in addPlugin: shutdown removes the runtime directory the copy would go to.
-            guard !manager.hasShutDown else { throw PluginError(.loadFailed, file: entry.file, reason: "the scheduler has shut down") }
+            try refuseAfterShutdown(entry.file)
             let configuration = if let sidecar = entry.sidecar { try loadSidecar(sidecar) } else { ServiceConfiguration() }
             guard configuration.problem == nil else { return (configuration, nil) }
             return (configuration, try loader.stage(file: entry.file, scanTimeout: configuration.startTimeout))

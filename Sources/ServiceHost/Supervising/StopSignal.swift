@@ -112,7 +112,7 @@ final class StopSignal: @unchecked Sendable {
     func pause(for duration: Duration, unless level: Request = .requested, grid: Duration? = nil) -> Bool {
         var now = timespec()
         clock_gettime(CLOCK_MONOTONIC, &now)
-        var end = Int64(now.tv_sec) * 1_000_000_000 + Int64(now.tv_nsec) + duration.nanoseconds
+        var end = now.nanoseconds + duration.nanoseconds
         if let grid, grid > .zero {
             let step = grid.nanoseconds
             end = (end + step - 1) / step * step

@@ -99,7 +99,7 @@ final class CallClock: @unchecked Sendable {
     static func now() -> Int64 {
         var now = timespec()
         clock_gettime(CLOCK_MONOTONIC, &now)
-        return Int64(now.tv_sec) * 1_000_000_000 + Int64(now.tv_nsec)
+        return now.nanoseconds
     }
 
     @inline(__always) func loopBegins() { loopStarted.store(Self.now(), ordering: .relaxed) }
