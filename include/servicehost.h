@@ -156,12 +156,14 @@ typedef struct svc_host {
      * any time between svc_create and the return of svc_stop. Returns 0;
      * -E2BIG past SVC_STATE_MAX_SIZE, -EINVAL for a NULL `bytes` with a
      * nonzero size, -ENOMEM when the host has no memory for the copy: what was
-     * kept before stays kept. NULL in process isolation for now. */
+     * kept before stays kept. In process isolation the bytes reach the host
+     * before the call returns (in a sealed memfd over the worker's socket), so
+     * what was saved survives a crash of the worker right after. */
     int32_t (*state_save)(const void *bytes, size_t size);
     /* What was kept when this run began (before svc_create was called): a
      * pointer to *size bytes, owned by the host and valid until svc_stop
      * returns, or NULL with *size 0 when nothing was kept. state_save calls
-     * of this run do not change it. NULL in process isolation for now. */
+     * of this run do not change it. */
     const void *(*state_load)(size_t *size);
 } svc_host;
 

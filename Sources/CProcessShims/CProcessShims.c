@@ -2,7 +2,10 @@
 #include "CProcessShims.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/epoll.h>
 #include <sys/pidfd.h>
 #include <sys/prctl.h>
@@ -137,4 +140,37 @@ int cprocess_peek_exit(pid_t pid, int *status, int wait) {
     if (info.si_pid == 0) return 0;
     *status = info.si_code == CLD_EXITED ? (info.si_status & 0xff) << 8 : (info.si_status & 0x7f);
     return 1;
+}
+
+int cprocess_sealed_memfd(const void *bytes, size_t size) {
+    int descriptor = memfd_create("servicehost-state", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (descriptor < 0) return -errno;
+    size_t written = 0;
+    while (written < size) {
+        ssize_t count = write(descriptor, (const char *)bytes + written, size - written);
+        if (count < 0 && errno == EINTR) continue;
+        if (count <= 0) {
+            int error = count < 0 ? errno : EIO;
+            close(descriptor);
+            return -error;
+        }
+        written += (size_t)count;
+    }
+    if (fcntl(descriptor, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL) != 0) {
+        int error = errno;
+        close(descriptor);
+        return -error;
+    }
+    return descriptor;
+}
+
+int cprocess_check_sealed(int descriptor, size_t size) {
+    int seals = fcntl(descriptor, F_GET_SEALS);
+    if (seals < 0) return -errno;
+    int needed = F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK;
+    if ((seals & needed) != needed) return -EPERM;
+    struct stat info;
+    if (fstat(descriptor, &info) != 0) return -errno;
+    if (info.st_size < 0 || (size_t)info.st_size != size) return -EINVAL;
+    return 0;
 }

@@ -11,6 +11,8 @@
  *                         a broken new version whose saves must be dropped.
  * [config]:
  *   log_at    int, 0       log "count <n>" when a loop brings the count to it
+ *   crash_at  int, 0       raise SIGSEGV right after the loop that brings the
+ *                          count to it has saved it (process isolation only)
  *   oversize  bool, false  in svc_create, try to save SVC_STATE_MAX_SIZE + 1
  *                          bytes and then exactly SVC_STATE_MAX_SIZE bytes,
  *                          and log both results
@@ -26,6 +28,7 @@
 #include "servicehost.h"
 #include "fixture_support.h"
 
+#include <signal.h>
 #include <string.h>
 
 #ifndef COUNTER_FORMAT
@@ -43,6 +46,7 @@ typedef struct counter {
     uint64_t count;
     uint64_t runs;
     int64_t log_at;
+    int64_t crash_at;
 } counter;
 
 static void save(counter *self) {
@@ -88,6 +92,7 @@ SVC_EXPORT int32_t svc_create(const svc_host *host, void **ctx) {
     }
     self->runs += 1;
     svc_config_int(host, "log_at", 0, &self->log_at);
+    svc_config_int(host, "crash_at", 0, &self->crash_at);
     fixture_log(host, SVC_LOG_INFO, "create version=%s count=%llu kept=%zu", COUNTER_VERSION,
                 (unsigned long long)self->count, size);
     int oversize = 0;
@@ -110,6 +115,9 @@ SVC_EXPORT int32_t svc_loop(void *ctx) {
     save(self);
     if (self->log_at > 0 && self->count == (uint64_t)self->log_at) {
         fixture_log(self->host, SVC_LOG_INFO, "count %llu", (unsigned long long)self->count);
+    }
+    if (self->crash_at > 0 && self->count == (uint64_t)self->crash_at) {
+        raise(SIGSEGV);
     }
     return SVC_CONTINUE;
 }

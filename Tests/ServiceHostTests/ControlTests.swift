@@ -172,6 +172,8 @@ struct ControlTests {
         #expect(FileManager.default.fileExists(atPath: first.controlSocket))
         let third = try HostProcess(["run", "--plugins", folder.path, "--control-socket", first.controlSocket])
         try await third.waitForOutput("control API on \(first.controlSocket)")
+        // status exits 3 while a service is still starting.
+        try await third.waitForOutput("service=Fine [ServiceHost] started")
         #expect(try await HostProcess.run(["ctl", "--socket", first.controlSocket, "status"]).status == 0)
         third.send(SIGTERM)
         #expect(try await third.waitForExit() == 0)
@@ -266,7 +268,7 @@ struct ControlTests {
 
     /// The same against the real binary: a client that connects and sends
     /// nothing is cut off after the host's 5 s, and `ctl status` is answered meanwhile.
-    @Test func aSilentClientOfTheHostIsCutOffAndCtlIsAnsweredMeanwhile() async throws {
+    @Test(.timed) func aSilentClientOfTheHostIsCutOffAndCtlIsAnsweredMeanwhile() async throws {
         let folder = try PluginFolder()
         try await folder.add(as: "Fine.so", sidecar: "interval_ms = 50\n")
         let host = try HostProcess(["run", "--plugins", folder.path])

@@ -10,7 +10,7 @@ import Glibc
 /// a host shutdown that always finishes.
 @Suite("Hangs and shutdown")
 struct HangTests {
-    @Test(arguments: ["thread", "process"])
+    @Test(.timed, arguments: ["thread", "process"])
     func shutdownWithAHungPluginFinishesWithinItsStopTimeout(isolation: String) async throws {
         let folder = try PluginFolder()
         let stopTimeout = Duration.milliseconds(500)
@@ -111,7 +111,7 @@ struct HangTests {
         #expect(done.waitBlocking(timeout: .zero))
     }
 
-    @Test func aThreadThatIgnoresTheStopTimeoutIsAbandonedAndTheServiceMarkedHung() async throws {
+    @Test(.timed) func aThreadThatIgnoresTheStopTimeoutIsAbandonedAndTheServiceMarkedHung() async throws {
         let host = try await TestHost(plugins: [(file: "Stuck.so", fixture: "faulty.c", sidecar: """
             stop_timeout_ms = 1000
             interval_ms = 10

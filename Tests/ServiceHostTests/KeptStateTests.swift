@@ -28,8 +28,9 @@ struct KeptStateTests {
     /// 100 reloads alternating two versions that write different formats,
     /// then a version whose create saves its own state and fails: every run
     /// begins with the count the run before it ended with.
-    @Test func aCountSurvivesAHundredReloadsAlternatingTwoVersionsAndARollback() async throws {
-        let host = try await TestHost(plugins: [(file: "Counter.so", fixture: "counter_state.c",
+    @Test(arguments: [Isolation.thread, .process])
+    func aCountSurvivesAHundredReloadsAlternatingTwoVersionsAndARollback(isolation: Isolation) async throws {
+        let host = try await TestHost(isolation: isolation, plugins: [(file: "Counter.so", fixture: "counter_state.c",
                                                  sidecar: "interval_ms = 1\n[config]\nlog_at = 3\n")])
         let (folder, logs, scheduler, events) = (host.folder, host.logs, host.scheduler, host.events)
         // The count has moved before the first reload.
@@ -64,18 +65,32 @@ struct KeptStateTests {
 
     /// The kept bytes are bounded by SVC_STATE_MAX_SIZE: one byte more is
     /// refused with -E2BIG, exactly as many are kept.
-    @Test func aSaveLargerThanTheLimitIsRefusedAndTheLimitItselfIsKept() async throws {
+    @Test(arguments: [Isolation.thread, .process])
+    func aSaveLargerThanTheLimitIsRefusedAndTheLimitItselfIsKept(isolation: Isolation) async throws {
         #expect(KeptState.maxSize == 16 * 1024 * 1024)
-        let host = try await TestHost(plugins: [(file: "Counter.so", fixture: "counter_state.c",
-                                                 sidecar: "interval_ms = 1000\n[config]\noversize = true\n")])
+        let host = try await TestHost(isolation: isolation, plugins: [(file: "Counter.so", fixture: "counter_state.c",
+                                                                      sidecar: "interval_ms = 1000\n[config]\noversize = true\n")])
         let line = try await host.logs.waitFor { $0.service == "Counter" && $0.message.hasPrefix("oversize save") }
         #expect(line.message == "oversize save returned \(-E2BIG), max save returned 0")
         await host.scheduler.shutdown()
     }
 
+    /// In process isolation each save reaches the host before state_save
+    /// returns: a worker that dies right after saving loses nothing.
+    @Test func aCountSavedJustBeforeAWorkerCrashSurvivesTheCrash() async throws {
+        let host = try await TestHost(isolation: .process, plugins: [(file: "Counter.so", fixture: "counter_state.c",
+                                                                      sidecar: "interval_ms = 1\n[config]\ncrash_at = 5\n")])
+        let restarted = try await host.logs.waitFor(count: 2) { $0.service == "Counter" && $0.message.hasPrefix("create ") }
+        #expect(restarted.message.hasPrefix("create version=1.0.0 count=5 "), "\(restarted.message)")
+        let crash = try #require(host.logs.entries { $0.service == "Counter" && $0.message.contains("SIGSEGV") }.first)
+        #expect(crash.level == .error)
+        await host.scheduler.shutdown()
+    }
+
     /// A removed service's state goes with it: added again, it starts from nothing.
-    @Test func aRemovedServiceForgetsItsState() async throws {
-        let host = try await TestHost(plugins: [(file: "Counter.so", fixture: "counter_state.c",
+    @Test(arguments: [Isolation.thread, .process])
+    func aRemovedServiceForgetsItsState(isolation: Isolation) async throws {
+        let host = try await TestHost(isolation: isolation, plugins: [(file: "Counter.so", fixture: "counter_state.c",
                                                  sidecar: "interval_ms = 1\n[config]\nlog_at = 3\n")])
         let (logs, scheduler) = (host.logs, host.scheduler)
         try await logs.waitFor { $0.service == "Counter" && $0.message == "count 3" }
@@ -115,14 +130,5 @@ struct KeptStateTests {
         #expect(state.save(nil, count: 0) == 0)
         state.endRun()
         #expect(state.keptCount == 0)
-    }
-
-    /// Until process isolation carries it, its workers offer no kept state,
-    /// and say so through struct_size-checked NULL members.
-    @Test func aProcessIsolatedPluginSeesNoKeptState() async throws {
-        let host = try await TestHost(isolation: .process,
-                                      plugins: [(file: "Counter.so", fixture: "counter_state.c", sidecar: "interval_ms = 1000\n")])
-        try await host.logs.waitFor { $0.service == "Counter" && $0.message == "no kept state in this host" }
-        await host.scheduler.shutdown()
     }
 }

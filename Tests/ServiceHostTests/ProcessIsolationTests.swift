@@ -79,7 +79,7 @@ struct ProcessIsolationTests {
                                   reason: "hung: svc_create ran for")
     }
 
-    @Test func aHangInStopIsKilledAfterTheStopTimeout() async throws {
+    @Test(.timed) func aHangInStopIsKilledAfterTheStopTimeout() async throws {
         let stopTimeout = Duration.milliseconds(300)
         let host = try await TestHost(isolation: .process, plugins: [
             (file: "Stuck.so", fixture: "faulty.c", sidecar: "stop_timeout_ms = \(stopTimeout.milliseconds)\n[config]\nfault = \"hang\"\nfault_in = \"stop\"\n"),
@@ -98,7 +98,7 @@ struct ProcessIsolationTests {
         await host.scheduler.shutdown()
     }
 
-    @Test func aLoopThatIgnoresAStopIsKilledAfterTheStopTimeout() async throws {
+    @Test(.timed) func aLoopThatIgnoresAStopIsKilledAfterTheStopTimeout() async throws {
         let stopTimeout = Duration.milliseconds(300)
         let host = try await TestHost(isolation: .process, plugins: [
             (file: "Busy.so", fixture: "faulty.c", sidecar: "stop_timeout_ms = \(stopTimeout.milliseconds)\n[config]\nfault = \"hang\"\nfault_after = 1\n"),

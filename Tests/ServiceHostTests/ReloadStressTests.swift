@@ -61,7 +61,7 @@ struct ReloadStressTests {
         }
     }
 
-    @Test(arguments: SwiftPlugin.allCases)
+    @Test(.loadsTheMachine, arguments: SwiftPlugin.allCases)
     func aSwiftPluginReloadedAHundredTimesWithDynamicCastsInBetween(plugin: SwiftPlugin) async throws {
         let folder = try PluginFolder()
         let name = plugin.rawValue
@@ -87,7 +87,7 @@ struct ReloadStressTests {
         #expect(dynamicCasts())
     }
 
-    @Test func aCPluginReloadedAThousandTimesDoesNotGrowTheMappedImages() async throws {
+    @Test(.loadsTheMachine) func aCPluginReloadedAThousandTimesDoesNotGrowTheMappedImages() async throws {
         let folder = try PluginFolder()
         let file = try await folder.add(as: "C.so")
         let scheduler = try Scheduler(logger: LogCapture().logger)

@@ -13,7 +13,7 @@ import Glibc
 /// the test runner does at the same time counts.
 @Suite("Soak")
 struct SoakTests {
-    @Test func fiveHundredConsecutiveWorkerCrashes() async throws {
+    @Test(.loadsTheMachine) func fiveHundredConsecutiveWorkerCrashes() async throws {
         let crashes = 500
         let folder = try PluginFolder()
         func crashing(_ file: String, times: Int) async throws {

@@ -55,7 +55,7 @@ struct ThreadStackTests {
     /// Two hosts, 8 and 72 thread-isolated services: besides the plugins'
     /// own copies, 64 more services add far less than a mapping each (glibc's
     /// stacks took two).
-    @Test(.enabled(if: kernelHasGuardRegions)) func threadServicesAddNoMappingsBeyondTheirPlugins() async throws {
+    @Test(.enabled(if: kernelHasGuardRegions), .loadsTheMachine) func threadServicesAddNoMappingsBeyondTheirPlugins() async throws {
         var counts: [(all: Int, copies: Int)] = []
         for count in [8, 72] {
             let folder = try PluginFolder()
@@ -77,7 +77,7 @@ struct ThreadStackTests {
     /// A stack is used again once its thread has ended: 320 restarts of
     /// thread services (a new thread each) leave the stacks' address space as
     /// it was, give or take one slab of 64, where fresh stacks would take five such.
-    @Test(.enabled(if: kernelHasGuardRegions)) func theStackOfAnEndedThreadIsUsedAgain() async throws {
+    @Test(.enabled(if: kernelHasGuardRegions), .loadsTheMachine) func theStackOfAnEndedThreadIsUsedAgain() async throws {
         let folder = try PluginFolder()
         let names = (0..<8).map { "Idle\($0)" }
         for name in names {

@@ -101,6 +101,7 @@ struct WorkerSessionTests {
         WorkerMessage.scan(privateCopy: "/run/x/libP.so"), .loading, .spawnWorker, .spawnScan, .reap(pid: 4242),
         .spawned(pid: -1), .spawned(pid: 77), .reaped(ExitStatus(.exited(3))), .reaped(ExitStatus(.killed(SIGSEGV))),
         .reaped(ExitStatus(.unknown)), .loaded(version: nil), .loadFailed(code: "missing symbol", reason: "no svc_loop"),
+        .keptState(size: 0), .keptState(size: UInt64(Limits.maxKeptState)), .stateSaved(size: 12),
     ])
     func everyMessageSurvivesTheCodecAndACutOneIsRefused(message: WorkerMessage) {
         let bytes = message.encoded()
@@ -108,6 +109,48 @@ struct WorkerSessionTests {
         if bytes.count > 1 {
             #expect(bytes.dropLast().withUnsafeBytes { WorkerMessage(decoding: $0) } == nil)
         }
+    }
+
+    @Test func keptStateLargerThanTheLimitIsRefused() {
+        for message in [WorkerMessage.keptState(size: UInt64(Limits.maxKeptState) + 1), .stateSaved(size: UInt64(Limits.maxKeptState) + 1)] {
+            #expect(message.encoded().withUnsafeBytes { WorkerMessage(decoding: $0) } == nil, "\(message)")
+        }
+    }
+
+    /// Kept state crosses in a sealed memfd: it arrives whole; one the sender
+    /// could still change (not sealed) is refused; and a descriptor nobody
+    /// asked for is closed by the next receive, never left open.
+    @Test func sealedBytesArriveWholeAndAnythingElseIsClosed() throws {
+        let (host, worker) = try WorkerChannel.pair()
+        let bytes: [UInt8] = Array("kept across runs".utf8)
+        try bytes.withUnsafeBytes { try worker.send(.stateSaved(size: UInt64($0.count)), withSealedCopyOf: $0, until: .now + .seconds(5)) }
+        #expect(host.receive(until: .now + .seconds(5)) == .message(.stateSaved(size: UInt64(bytes.count))))
+        #expect(host.withPassedSealedBytes(size: bytes.count) { Array($0) } == bytes)
+
+        // A plain pipe is no sealed memfd.
+        var ends: [Int32] = [0, 0]
+        #expect(pipe(&ends) == 0)
+        defer { close(ends[0]); close(ends[1]) }
+        // Descriptors of this process open on the pipe (other tests open theirs meanwhile).
+        let pipe = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\(ends[0])")
+        let open = {
+            ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []).filter {
+                (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\($0)")) == pipe
+            }.count
+        }
+        let before = open()
+        try worker.send(.stateSaved(size: 1), passing: ends[0])
+        #expect(host.receive(until: .now + .seconds(5)) == .message(.stateSaved(size: 1)))
+        #expect(host.withPassedSealedBytes(size: 1) { _ in true } == nil)
+        #expect(open() == before, "the refused descriptor stayed open")
+
+        // Sent unasked with a message nobody takes it for: closed by the next receive.
+        try worker.send(.loading, passing: ends[0])
+        #expect(host.receive(until: .now + .seconds(5)) == .message(.loading))
+        #expect(open() == before + 1)
+        worker.send(.created)
+        #expect(host.receive(until: .now + .seconds(5)) == .message(.created))
+        #expect(open() == before)
     }
 
     @Test func aRequestToReapNoProcessIsRefused() {
@@ -207,7 +250,7 @@ struct WorkerSessionTests {
     /// The scan's verdict is cached, so a load that hangs only later (here,
     /// once a marker file exists) happens in a worker: start_timeout_ms must
     /// still cut it short, as it does svc_create.
-    @Test func aLoadThatHangsOnlyInTheWorkerIsKilledAtTheStartTimeout() async throws {
+    @Test(.timed) func aLoadThatHangsOnlyInTheWorkerIsKilledAtTheStartTimeout() async throws {
         let startTimeout = Duration.milliseconds(300)
         let markers = try TemporaryDirectory("marker")
         let marker = markers.file("hang").path
@@ -418,7 +461,7 @@ struct WorkerSessionTests {
         await host.scheduler.shutdown()
     }
 
-    @Test func aStoppedForkServerIsReplacedAndNeverHangsStartsOrShutdown() async throws {
+    @Test(.timed) func aStoppedForkServerIsReplacedAndNeverHangsStartsOrShutdown() async throws {
         let host = try await TestHost(isolation: .process, probes: [("P.so", "stop_timeout_ms = 500\n"),
                                                                      ("Q.so", "backoff_initial_ms = 0\n")])
         try await host.events.first("P") { $0.isStarted }

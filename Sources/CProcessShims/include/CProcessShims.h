@@ -71,4 +71,17 @@ int cprocess_epoll_create(void);
 int cprocess_epoll_add(int epoll, int descriptor, uint64_t tag);
 int cprocess_epoll_wait(int epoll, uint64_t *tags, int capacity, int timeout_ms);
 
+/* Kept state crosses between the host and a worker in a memfd passed over the
+ * worker's socket, sealed so that the side that made it cannot change it
+ * while the other reads. memfd_create and the F_ADD_SEALS / F_GET_SEALS
+ * commands are not visible to Swift (fcntl's commands are macros built from
+ * F_LINUX_SPECIFIC_BASE).
+ * A new memfd holding a copy of `size` bytes, sealed against writing,
+ * growing and shrinking and against more seals; the descriptor, or -errno. */
+int cprocess_sealed_memfd(const void *bytes, size_t size);
+/* 0 when `descriptor` is a memfd of exactly `size` bytes sealed against
+ * writing, growing and shrinking; else -errno (-EPERM when not sealed so,
+ * -EINVAL when of another size). */
+int cprocess_check_sealed(int descriptor, size_t size);
+
 #endif

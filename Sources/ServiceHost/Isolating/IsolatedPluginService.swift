@@ -20,6 +20,9 @@ final class IsolatedPluginService: BaseService, @unchecked Sendable {
     private let launcher: WorkerLauncher
     private let logger: Logger
     private let versions: PluginVersions<StagedPlugin>
+    /// What the plugin keeps across its runs and versions (`state_save` in
+    /// the worker, passed to the host at once, and to the next worker).
+    let keptState = KeptState()
     /// Whether the version in use ever loaded and created in a worker.
     private let verified = Atomic<Bool>(false)
     /// The worker of the current run; read by the stop observer from any thread.
@@ -164,12 +167,24 @@ final class IsolatedPluginService: BaseService, @unchecked Sendable {
 
     /// Forks a worker for `staged` and waits until its `svc_create` returned.
     private func startWorker(_ staged: StagedPlugin) -> Result<String?, StartFailure> {
+        let kept = keptState.beginRun()
+        let result = launchAndCreate(staged)
+        if case .failure = result {
+            // A failed create's saves are dropped (a refused new version's
+            // state never reaches the old one): the next run reads what this one did.
+            keptState.endRun()
+            keptState.restore(kept)
+        }
+        return result
+    }
+
+    private func launchAndCreate(_ staged: StagedPlugin) -> Result<String?, StartFailure> {
         let session: WorkerSession
         do {
             session = WorkerSession(launched: try launcher.launch(), launcher: launcher,
                                     settings: .init(file: file, stopTimeout: configuration.stopTimeout,
                                                     startTimeout: configuration.startTimeout, watchdog: configuration.watchdog),
-                                    logger: logger)
+                                    logger: logger, keptState: keptState)
         } catch {
             return .failure(StartFailure(failure: ServiceFailure(code: -1, message: "\(file): \(error)"), isLoadError: false,
                                          reloadReason: nil))
@@ -195,6 +210,20 @@ final class IsolatedPluginService: BaseService, @unchecked Sendable {
             }
             return .failure(StartFailure(failure: ServiceFailure(code: -1, message: "\(file): \(why)"),
                                          isLoadError: false, reloadReason: nil))
+        }
+        // What the service kept follows its assignment, before anything else.
+        let deadline = ContinuousClock.now + configuration.stopTimeout
+        do throws(Errno) {
+            if let bytes = keptState.readByCurrentRun, bytes.count > 0 {
+                try session.channel.send(.keptState(size: UInt64(bytes.count)), withSealedCopyOf: bytes, until: deadline)
+            } else if !session.channel.send(.keptState(size: 0), until: deadline).succeeded {
+                throw Errno(ETIMEDOUT)
+            }
+        } catch {
+            let status = session.abandon()
+            return .failure(StartFailure(failure: ServiceFailure(
+                code: -1, message: "\(file): service '\(name)': cannot hand the worker what it kept: \(error); worker \(status)"),
+                isLoadError: false, reloadReason: nil))
         }
         worker.withLock { $0 = session }
         // A stop ordered before the worker was published could not be passed on.
@@ -237,8 +266,9 @@ final class IsolatedPluginService: BaseService, @unchecked Sendable {
         }
     }
 
-    /// Forgets a worker that ended.
+    /// Forgets a worker that ended; what it saved is all read (its socket's end came after).
     private func unpublish(_ session: WorkerSession) {
+        keptState.endRun()
         worker.withLock {
             guard $0 === session else { return }
             loopsOfEndedRuns.store(loopsOfEndedRuns.value &+ session.loops.value)

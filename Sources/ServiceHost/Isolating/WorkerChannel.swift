@@ -36,6 +36,25 @@ final class WorkerChannel: @unchecked Sendable {
     /// Fragments of a large message received so far.
     private var pending: [UInt8] = []
 
+    /// A descriptor that came with the last message received (`SCM_RIGHTS`),
+    /// until ``takePassedDescriptor()`` claims it; closed when the next
+    /// message arrives or the channel closes, so none the other side sends
+    /// unasked stays open.
+    private var passed: Int32?
+    /// Room for one passed descriptor; more in one message are dropped by the kernel.
+    private let control = UnsafeMutableRawPointer.allocate(byteCount: 64, alignment: 8)
+
+    /// The descriptor that came with the message last received, now the caller's to close.
+    func takePassedDescriptor() -> Int32? {
+        defer { passed = nil }
+        return passed
+    }
+
+    private func dropPassedDescriptor() {
+        if let passed { Glibc.close(passed) }
+        passed = nil
+    }
+
     init(descriptor: Int32) {
         self.descriptor = descriptor
         buffer = .allocate(byteCount: Self.receiveBufferSize, alignment: 8)
@@ -160,10 +179,20 @@ final class WorkerChannel: @unchecked Sendable {
             if ready == 0 { continue }  // recheck the deadline
             if fds[0].revents != 0 {
                 // MSG_TRUNC: the datagram's real length, so that a cut one is noticed.
-                let count = recv(descriptor, buffer.baseAddress, buffer.count, Int32(MSG_TRUNC))
+                var controlLength = 0
+                let space = cmsgSpace(MemoryLayout<Int32>.size)
+                let count: Int = withMessageHeader(payload: buffer, control: control, space: space) { header in
+                    let received = recvmsg(descriptor, &header, Int32(MSG_TRUNC) | Int32(MSG_CMSG_CLOEXEC))
+                    controlLength = header.msg_controllen
+                    return received
+                }
                 if count < 0 {
                     if errno == EINTR || errno == EAGAIN { continue }
                     return .endOfFile
+                }
+                dropPassedDescriptor()
+                if controlLength >= cmsgLength(MemoryLayout<Int32>.size) {
+                    passed = (control + cmsgAlign(MemoryLayout<cmsghdr>.size)).load(as: Int32.self)
                 }
                 if count == 0 { return .endOfFile }
                 guard count <= buffer.count else { return .malformed("a datagram of \(count) bytes (at most \(buffer.count))") }
@@ -174,6 +203,8 @@ final class WorkerChannel: @unchecked Sendable {
                         return .malformed("a message over \(WorkerMessage.maxSize) bytes")
                     }
                     pending.append(contentsOf: datagram[1...])
+                    // Descriptors travel with single-datagram messages only.
+                    dropPassedDescriptor()
                     if datagram[0] == Self.moreFragments { continue }
                     let whole = pending
                     pending = []
@@ -196,7 +227,8 @@ final class WorkerChannel: @unchecked Sendable {
     /// Sends `message` (one datagram: the messages that pass sockets are
     /// small) with `passed` attached as `SCM_RIGHTS`; how the host hands the
     /// fork server the socket of a worker or scan to fork.
-    func send(_ message: WorkerMessage, passing passed: Int32) throws(Errno) {
+    /// With a `deadline`, a full socket is waited on until then (`ETIMEDOUT`).
+    func send(_ message: WorkerMessage, passing passed: Int32, until deadline: ContinuousClock.Instant? = nil) throws(Errno) {
         var bytes = message.encoded()
         let space = cmsgSpace(MemoryLayout<Int32>.size)
         let control = UnsafeMutableRawPointer.allocate(byteCount: space, alignment: 8)
@@ -211,13 +243,56 @@ final class WorkerChannel: @unchecked Sendable {
             withMessageHeader(payload: payload, control: control, space: space) { header in
                 sendLock.withLock { _ in
                     while true {
-                        let sent = sendmsg(descriptor, &header, Int32(MSG_NOSIGNAL))
-                        if sent >= 0 || errno != EINTR { return sent }
+                        let sent = sendmsg(descriptor, &header, Int32(MSG_NOSIGNAL) | (deadline == nil ? 0 : Int32(MSG_DONTWAIT)))
+                        if sent >= 0 { return sent }
+                        if errno == EINTR { continue }
+                        guard let deadline, errno == EAGAIN else { return sent }
+                        let left = deadline - ContinuousClock.now
+                        guard left > .zero else {
+                            errno = ETIMEDOUT
+                            return -1
+                        }
+                        var writable = pollfd(fd: descriptor, events: Int16(POLLOUT), revents: 0)
+                        _ = poll(&writable, 1, Int32(clamping: max(1, left.milliseconds + 1)))
                     }
                 }
             }
         }
         guard result >= 0 else { throw Errno(errno) }
+    }
+
+    // MARK: Passing bytes in a sealed memfd
+
+    /// Sends `message` with a sealed memfd holding a copy of `bytes` (kept
+    /// state, up to 16 MiB, which would take many datagrams and a copy on
+    /// each side otherwise).
+    func send(_ message: WorkerMessage, withSealedCopyOf bytes: UnsafeRawBufferPointer,
+              until deadline: ContinuousClock.Instant? = nil) throws(Errno) {
+        let descriptor = cprocess_sealed_memfd(bytes.baseAddress, bytes.count)
+        guard descriptor >= 0 else { throw Errno(-descriptor) }
+        defer { Glibc.close(descriptor) }
+        try send(message, passing: descriptor, until: deadline)
+    }
+
+    /// Calls `body` with the `size` bytes of the sealed memfd that came with
+    /// the message last received; `nil` (the descriptor closed) when none
+    /// came, or it is not a memfd of that size sealed against writing,
+    /// growing and shrinking.
+    func withPassedSealedBytes<T>(size: Int, _ body: (UnsafeRawBufferPointer) -> T) -> T? {
+        guard let bytes = mapPassedSealedBytes(size: size) else { return nil }
+        defer { munmap(UnsafeMutableRawPointer(mutating: bytes.baseAddress), size) }
+        return body(bytes)
+    }
+
+    /// The `size` bytes of the sealed memfd that came with the message last
+    /// received, mapped read-only for good (the caller may unmap them); `nil`
+    /// as for ``withPassedSealedBytes(size:_:)``.
+    func mapPassedSealedBytes(size: Int) -> UnsafeRawBufferPointer? {
+        guard let descriptor = takePassedDescriptor() else { return nil }
+        defer { Glibc.close(descriptor) }
+        guard size > 0, cprocess_check_sealed(descriptor, size) == 0,
+              let mapped = mmap(nil, size, PROT_READ, MAP_PRIVATE, descriptor, 0), mapped != MAP_FAILED else { return nil }
+        return UnsafeRawBufferPointer(start: mapped, count: size)
     }
 
     /// The next message and the descriptor that came with it, if any; `nil`
@@ -250,12 +325,14 @@ final class WorkerChannel: @unchecked Sendable {
     func close() {
         guard !closed else { return }
         closed = true
+        dropPassedDescriptor()
         Glibc.close(descriptor)
     }
 
     deinit {
         close()
         buffer.deallocate()
+        control.deallocate()
     }
 
     /// Runs `body` with a `msghdr` over one buffer of payload and `space` bytes of control data.

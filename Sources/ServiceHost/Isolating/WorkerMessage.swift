@@ -9,6 +9,9 @@ enum WorkerMessage: Sendable, Equatable {
     case start(WorkerAssignment)
     /// The scheduler ordered the service to stop.
     case stop
+    /// Sent right after `.start`: what the service kept (`state_load`), its
+    /// bytes in a sealed memfd passed with this message (none when 0).
+    case keptState(size: UInt64)
 
     // Worker to host.
     /// The plugin loaded; its version.
@@ -17,6 +20,9 @@ enum WorkerMessage: Sendable, Equatable {
     case loadFailed(code: String, reason: String)
     /// `svc_create` succeeded.
     case created
+    /// The plugin kept these bytes (`state_save`): a sealed memfd passed
+    /// with this message holds them (none when 0: keep nothing).
+    case stateSaved(size: UInt64)
     /// `svc_create` returned a negative code.
     case createFailed(code: Int32)
     /// A line the plugin logged.
@@ -111,6 +117,7 @@ extension WorkerMessage {
     private enum Tag: UInt8 {
         case start = 1, stop, loaded = 4, loadFailed, created, createFailed, log, hung, stopped, alive
         case scan, loading, spawnWorker, spawnScan, reap, spawned, reaped, release
+        case keptState, stateSaved
     }
 
     func encoded() -> [UInt8] {
@@ -132,6 +139,12 @@ extension WorkerMessage {
             }
         case .stop:
             out.byte(Tag.stop.rawValue)
+        case .keptState(let size):
+            out.byte(Tag.keptState.rawValue)
+            out.int64(Int64(bitPattern: size))
+        case .stateSaved(let size):
+            out.byte(Tag.stateSaved.rawValue)
+            out.int64(Int64(bitPattern: size))
         case .loaded(let version):
             out.byte(Tag.loaded.rawValue)
             out.byte(version == nil ? 0 : 1)
@@ -212,6 +225,12 @@ extension WorkerMessage {
                 settings: settings))
         case .stop:
             self = .stop
+        case .keptState:
+            guard let size = input.int64(), size >= 0, size <= Limits.maxKeptState else { return nil }
+            self = .keptState(size: UInt64(size))
+        case .stateSaved:
+            guard let size = input.int64(), size >= 0, size <= Limits.maxKeptState else { return nil }
+            self = .stateSaved(size: UInt64(size))
         case .loaded:
             guard let has = input.byte(), let version = input.string() else { return nil }
             self = .loaded(version: has == 0 ? nil : version)

@@ -42,6 +42,10 @@ enum WorkerProcess {
         // needs no ignoring.
         cprocess_reset_signals()
         guard case .message(.start(let assignment)) = channel.receive() else { _exit(64) }
+        // What the service kept comes right after its assignment.
+        guard case .message(.keptState(let keptSize)) = channel.receive() else { _exit(64) }
+        let kept = keptSize == 0 ? nil : channel.mapPassedSealedBytes(size: Int(keptSize))
+        if keptSize > 0, kept == nil { _exit(64) }
         let loops = LoopCounter()
         if let watchdog = assignment.watchdog {
             // Proves the process runs (not stopped or frozen) every half
@@ -66,7 +70,8 @@ enum WorkerProcess {
         }
         sendOrExit(.loaded(version: image.version), on: channel)
 
-        let service = WorkerService(assignment: assignment, image: image, channel: channel, loops: loops)
+        let service = WorkerService(assignment: assignment, image: image, channel: channel, loops: loops,
+                                    kept: kept)
         if assignment.watchdog != nil || assignment.startTimeout != nil {
             let clock = CallClock(loopLimit: assignment.watchdog, createLimit: assignment.startTimeout) { call, elapsed in
                 // Say why, then die at once: the host sees the reason and the end of file.
@@ -187,15 +192,20 @@ final class WorkerService: BaseService, HostCallbackTarget, @unchecked Sendable 
     /// `instance`'s loop call, read on every loop turn; only this thread touches it.
     @exclusivity(unchecked) private var loopCall: LoopCall?
 
-    init(assignment: WorkerAssignment, image: PluginImage, channel: WorkerChannel, loops: LoopCounter) {
+    /// What the service kept when this run began (`state_load`).
+    private let kept: UnsafeRawBufferPointer?
+
+    init(assignment: WorkerAssignment, image: PluginImage, channel: WorkerChannel, loops: LoopCounter,
+         kept: UnsafeRawBufferPointer?) {
         self.image = image
         self.channel = channel
+        self.kept = kept
         // A heartbeat reports the count when there is a watchdog.
         clockReadEvery = assignment.watchdog != nil ? nil : assignment.interval > .zero ? 1 : 1_024
         super.init(name: assignment.name, configuration: ServiceConfiguration(
             interval: assignment.interval, watchdog: assignment.watchdog, startTimeout: assignment.startTimeout,
             settings: assignment.settings), loopCounter: loops)
-        binding = HostBinding(serviceName: assignment.name, settings: assignment.settings, target: self)
+        binding = HostBinding(serviceName: assignment.name, settings: assignment.settings, target: self, offersState: true)
     }
 
     override func onCreate() throws(ServiceFailure) {
@@ -252,4 +262,23 @@ final class WorkerService: BaseService, HostCallbackTarget, @unchecked Sendable 
     func pluginRequestedStop() {
         requestStop()
     }
+
+    /// Hands the bytes to the host at once, in a sealed memfd: what a run
+    /// saved before it crashed survives the crash.
+    func pluginSavesState(_ bytes: UnsafeRawPointer?, count: Int) -> Int32 {
+        guard count >= 0, bytes != nil || count == 0 else { return -EINVAL }
+        guard count <= Limits.maxKeptState else { return -E2BIG }
+        guard count > 0 else {
+            if case .failed(errno: let code) = channel.send(.stateSaved(size: 0)) { return -code }
+            return 0
+        }
+        do {
+            try channel.send(.stateSaved(size: UInt64(count)), withSealedCopyOf: UnsafeRawBufferPointer(start: bytes, count: count))
+        } catch {
+            return -error.code
+        }
+        return 0
+    }
+
+    func pluginLoadsState() -> UnsafeRawBufferPointer? { kept }
 }

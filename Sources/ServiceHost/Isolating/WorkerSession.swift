@@ -93,8 +93,12 @@ final class WorkerSession: @unchecked Sendable {
     /// The channel reached its end: the worker is dead (or its fork server is).
     private var reachedEnd = false
 
+    /// Where the worker's `state_save`s go; `nil`: nowhere (a test's session).
+    private let keptState: KeptState?
+
     init(launched: (channel: WorkerChannel, forked: WorkerLauncher.Forked),
-         launcher: WorkerLauncher, settings: Settings, logger: Logger) {
+         launcher: WorkerLauncher, settings: Settings, logger: Logger, keptState: KeptState? = nil) {
+        self.keptState = keptState
         channel = launched.channel
         forked = launched.forked
         self.launcher = launcher
@@ -187,6 +191,10 @@ final class WorkerSession: @unchecked Sendable {
                 // A heartbeat read before the stop report may arrive after it: never backwards.
                 loops.store(max(loops.value, count))
                 continue
+            case .message(.stateSaved(let size)):
+                // Taken even from a worker being killed: it was saved before.
+                keep(size: Int(size))
+                continue
             case .message(.loading) where step == .create:
                 startedLoading = true
                 startDeadline = settings.startTimeout.map { ContinuousClock.now + $0 }
@@ -216,6 +224,15 @@ final class WorkerSession: @unchecked Sendable {
                 if let ending { return .ended(ending) }
             }
         }
+    }
+
+    /// Keeps what the worker saved, from the sealed memfd that came with its message.
+    private func keep(size: Int) {
+        guard let keptState else { return }
+        let code = size == 0 ? keptState.save(nil, count: 0)
+            : channel.withPassedSealedBytes(size: size) { keptState.save($0.baseAddress, count: $0.count) }
+        if let code, code == 0 { return }
+        logger.error("\(settings.file): state_save of \(size) bytes was not kept: \(code.map { "\(Errno(-$0))" } ?? "the worker sent no sealed memfd of that size")")
     }
 
     /// Whether silence counts in `step`: not before a starting worker says it
