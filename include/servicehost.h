@@ -156,7 +156,8 @@ typedef struct svc_host {
      * any time between svc_create and the return of svc_stop. Returns 0;
      * -E2BIG past SVC_STATE_MAX_SIZE, -EINVAL for a NULL `bytes` with a
      * nonzero size, -ENOMEM when the host has no memory for the copy: what was
-     * kept before stays kept. In process isolation the bytes reach the host
+     * kept before stays kept; -ESTALE after the run ended or a newer run
+     * began (see reload = "overlap" below). In process isolation the bytes reach the host
      * before the call returns (in a sealed memfd over the worker's socket), so
      * what was saved survives a crash of the worker right after. */
     int32_t (*state_save)(const void *bytes, size_t size);
@@ -165,10 +166,55 @@ typedef struct svc_host {
      * returns, or NULL with *size 0 when nothing was kept. state_save calls
      * of this run do not change it. */
     const void *(*state_load)(size_t *size);
+
+    /* ---- Kept descriptors (appended later in ABI 1; check with SVC_HOST_HAS) ----
+     * The host holds descriptors for a service under names, across its runs
+     * and versions as it holds the state above: a listening socket that
+     * stays bound (connections wait in its backlog instead of being
+     * refused), an eventfd, a memfd with a cache. Rollback and removal as
+     * for the state: a refused version's keeps are dropped, and every kept
+     * descriptor is closed when the service is removed. `ctl status` lists
+     * the names. In process isolation they travel over the worker's socket
+     * (SCM_RIGHTS). A name is 1 to SVC_FD_NAME_MAX bytes of letters, digits,
+     * '.', '_' and '-'. */
+
+    /* Keep a duplicate of `fd` under `name` in place of what was kept under
+     * it before (which the host closes); `fd` -1 forgets `name`. The plugin's
+     * own `fd` stays the plugin's: close it in svc_stop as usual. Same
+     * threads and times as state_save. Returns 0; -EINVAL for a bad name,
+     * -EBADF for a descriptor that is not open, -ENOSPC when the service
+     * keeps SVC_FD_MAX_KEPT already (forget one first; the host logs why),
+     * -EMFILE when the host has no descriptor left, -ESTALE after the run
+     * ended or a newer run began (see reload = "overlap"). */
+    int32_t (*fd_keep)(const char *name, int32_t fd);
+    /* A new descriptor (close-on-exec, the plugin's to close) for what was
+     * kept under `name` when this run began; -ENOENT when nothing was, -EMFILE
+     * when the process has no descriptor left. Each call makes another. */
+    int32_t (*fd_load)(const char *name);
 } svc_host;
 
 /* The most bytes state_save keeps (16 MiB). */
 #define SVC_STATE_MAX_SIZE (16u * 1024u * 1024u)
+/* The most descriptors a service keeps. */
+#define SVC_FD_MAX_KEPT 256
+/* The longest name of a kept descriptor, in bytes. */
+#define SVC_FD_NAME_MAX 64
+
+/* Reloads without a gap. By default a reload stops the old version
+ * (svc_stop) before the new one's svc_create. With `reload = "overlap"` in
+ * the service's sidecar the new version is created while the old one still
+ * runs (in process isolation, in a second worker); it reads what the old one
+ * kept so far, state and descriptors. Only once its svc_create returned 0
+ * is the old one told to stop (stop_requested, stop_descriptor), and from
+ * then on the old one's state_save and fd_keep return -ESTALE: checkpoint
+ * in svc_loop, not only in svc_stop. If the new version fails, the old one
+ * keeps running and keeping as if nothing happened. A server that keeps its
+ * listening socket (fd_keep) and reads it back (fd_load) in svc_create is
+ * reloaded with no connection refused: both versions accept on the same
+ * socket for a moment, then only the new one. Two versions run svc_create
+ * and svc_loop at the same time, each in its own image: a plugin whose
+ * svc_create takes something exclusive (a lock file, a port bound without
+ * fd_keep) must use the default. */
 
 /* A kept state that survives a change of format, e.g. a counter whose
  * version 2 added a field:

@@ -56,10 +56,21 @@ struct CtlStatusCommand: AsyncParsableCommand {
              String(status.restarts), shortened(status.failure ?? status.lastError ?? "-", to: 60)]
         }
         let widths = (0..<5).map { column in rows.map { $0[column].count }.max() ?? 0 }
-        return rows.map { row in
-            (0..<5).map { row[$0].padding(toLength: widths[$0], withPad: " ", startingAt: 0) }.joined(separator: "  ")
+        return zip(rows.indices, rows).map { index, row in
+            let line = (0..<5).map { row[$0].padding(toLength: widths[$0], withPad: " ", startingAt: 0) }.joined(separator: "  ")
                 + "  " + row[5]
+            return index == 0 ? line : line + kept(statuses[index - 1])
         }.joined(separator: "\n") + "\n"
+    }
+
+    /// A line under a service that keeps something across runs: what.
+    static func kept(_ status: ServiceStatus) -> String {
+        var parts: [String] = []
+        if !status.keptDescriptors.isEmpty {
+            parts.append("descriptors \(status.keptDescriptors.joined(separator: ", "))")
+        }
+        if status.keptStateBytes > 0 { parts.append("\(status.keptStateBytes) bytes of state") }
+        return parts.isEmpty ? "" : "\n  kept: " + parts.joined(separator: "; ")
     }
 
     /// Uptime while running, the time left in a backoff, else how long it has been in its state.

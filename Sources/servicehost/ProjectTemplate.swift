@@ -116,6 +116,7 @@ enum ProjectTemplate {
         # start_timeout_ms = 0        # an svc_create longer than this fails the start (0: off)
         # isolation = "thread"        # "thread", or "process": a worker process of its own
         # requires = []               # services that must have started before this one
+        # reload = "restart"          # or "overlap": create the new version before the old one stops
 
         [config]                      # what the plugin reads
         who = "world"

@@ -26,7 +26,7 @@ struct HostCallbackTests {
         let plugin = logs.entries { $0.service == "Greeter" && $0.metadata["origin"] == "plugin" }
         let create = try #require(plugin.first)
         #expect(create.level == .info)
-        #expect(create.message == "create name=Greeter version=1.0.0 greeting=hello world abi=1 size=\(MemoryLayout<Int>.size * 9)")
+        #expect(create.message == "create name=Greeter version=1.0.0 greeting=hello world abi=1 size=\(MemoryLayout<Int>.size * 11)")
         #expect(plugin.contains { $0.level == .warning && $0.message == "warn at 2" })
         #expect(plugin.contains { $0.level == .error && $0.message == "error at 2" })
         #expect(plugin.last?.message == "stop after 2 loops")

@@ -105,30 +105,80 @@ struct KeptStateTests {
         await scheduler.shutdown()
     }
 
-    /// Saves count only during a run: a plugin thread left behind after
-    /// svc_stop cannot change what the next run reads; and what a run reads
-    /// stays as it was when the run began.
-    @Test func savesOutsideARunAreRefusedAndARunReadsItsSnapshot() {
+    /// Saves count only during their run: a plugin thread left behind after
+    /// svc_stop cannot change what the next run reads; what a run reads
+    /// stays as it was when the run began; a failed run's saves are dropped.
+    @Test func savesOutsideTheirRunAreRefusedAndARunReadsItsSnapshot() {
         let state = KeptState()
         var bytes: [UInt8] = [1, 2, 3]
-        #expect(state.save(&bytes, count: 3) == -EPERM)
-        state.beginRun()
-        #expect(state.readByCurrentRun == nil)
-        #expect(state.save(&bytes, count: 3) == 0)
-        #expect(state.save(nil, count: 1) == -EINVAL)
-        #expect(state.readByCurrentRun == nil, "a run's own saves do not change what it read")
-        state.endRun()
-        #expect(state.save(&bytes, count: 1) == -EPERM)
-        let snapshot = state.beginRun()
-        #expect(state.readByCurrentRun.map(Array.init) == [1, 2, 3])
+        let first = state.beginRun()
+        #expect(first.state == nil)
+        #expect(state.save(&bytes, count: 3, by: first) == 0)
+        #expect(state.save(nil, count: 1, by: first) == -EINVAL)
+        #expect(first.state == nil, "a run's own saves do not change what it read")
+        state.endRun(first)
+        #expect(state.save(&bytes, count: 1, by: first) == -ESTALE)
+        let failed = state.beginRun()
+        #expect(failed.state.map(Array.init) == [1, 2, 3])
         var other: [UInt8] = [9]
-        #expect(state.save(&other, count: 1) == 0)
-        state.restore(snapshot)
-        state.endRun()
-        state.beginRun()
-        #expect(state.readByCurrentRun.map(Array.init) == [1, 2, 3], "a restored snapshot is what the next run reads")
-        #expect(state.save(nil, count: 0) == 0)
-        state.endRun()
+        #expect(state.save(&other, count: 1, by: failed) == 0)
+        state.abandonRun(failed)
+        let next = state.beginRun()
+        #expect(next.state.map(Array.init) == [1, 2, 3], "an abandoned run's saves are dropped")
+        #expect(state.save(nil, count: 0, by: next) == 0)
+        state.endRun(next)
         #expect(state.keptCount == 0)
+    }
+
+    /// An overlapping reload: once the new run began, the old one's saves
+    /// and keeps are refused; if the new one fails, the old one's are taken
+    /// again and the new one's dropped.
+    @Test func anOverlappedRunIsRefusedUntilItsSuccessorFails() throws {
+        let state = KeptState()
+        let old = state.beginRun()
+        var bytes: [UInt8] = [1]
+        #expect(state.save(&bytes, count: 1, by: old) == 0)
+        let descriptor = open("/dev/null", O_RDONLY | O_CLOEXEC)
+        defer { close(descriptor) }
+        #expect(state.keep(descriptor, named: "listener", by: old) == 0)
+
+        let new = state.beginRun()
+        #expect(new.state.map(Array.init) == [1])
+        #expect(new.descriptorNames == ["listener"])
+        #expect(state.save(&bytes, count: 1, by: old) == -ESTALE)
+        #expect(state.keep(descriptor, named: "other", by: old) == -ESTALE)
+        #expect(state.keep(descriptor, named: "mine", by: new) == 0)
+        state.abandonRun(new, resuming: old)
+        #expect(state.descriptorNames == ["listener"], "the failed run's keep is dropped")
+        var later: [UInt8] = [2]
+        #expect(state.save(&later, count: 1, by: old) == 0, "the old run is taken again")
+
+        let loaded = new.loadDescriptor(named: "listener")
+        #expect(loaded >= 0 && loaded != descriptor)
+        if loaded >= 0 { close(loaded) }
+        #expect(new.loadDescriptor(named: "absent") == -ENOENT)
+    }
+
+    /// Descriptor names and the per-service limit; a forgotten name frees a place.
+    @Test func keptDescriptorsAreNamedAndBounded() {
+        let state = KeptState()
+        let run = state.beginRun()
+        let descriptor = open("/dev/null", O_RDONLY | O_CLOEXEC)
+        defer { close(descriptor) }
+        for name in ["", "has space", "slash/no", String(repeating: "a", count: KeptState.maxNameLength + 1), "é"] {
+            #expect(state.keep(descriptor, named: name, by: run) == -EINVAL, "\(name)")
+        }
+        #expect(state.keep(descriptor, named: String(repeating: "a", count: KeptState.maxNameLength), by: run) == 0)
+        #expect(state.keep(-5, named: "x", by: run) == -EINVAL)
+        #expect(state.keep(987_654, named: "x", by: run) == -EBADF)
+        for index in 1..<KeptState.maxDescriptors {
+            #expect(state.keep(descriptor, named: "n\(index)", by: run) == 0)
+        }
+        #expect(state.keep(descriptor, named: "one-more", by: run) == -ENOSPC)
+        #expect(state.keep(descriptor, named: "n1", by: run) == 0, "replacing a kept name needs no new place")
+        #expect(state.keep(-1, named: "n1", by: run) == 0)
+        #expect(state.keep(descriptor, named: "one-more", by: run) == 0)
+        #expect(state.descriptorNames.count == KeptState.maxDescriptors)
+        #expect(KeptState.refusal(of: "x", code: -ENOSPC).contains("the most one may (SVC_FD_MAX_KEPT)"))
     }
 }

@@ -123,7 +123,7 @@ struct ProcessIsolationTests {
         let restarted = try await host.events.next("P") { $0.isStarted }
         #expect(restarted.kind == .started(starts: 2))
         let plugin = host.logs.entries { $0.service == "P" && $0.metadata["origin"] == "plugin" }
-        #expect(plugin.first?.message == "create name=P version=1.0.0 greeting=from a worker abi=1 size=\(MemoryLayout<Int>.size * 9)")
+        #expect(plugin.first?.message == "create name=P version=1.0.0 greeting=from a worker abi=1 size=\(MemoryLayout<Int>.size * 11)")
         #expect(plugin.contains { $0.level == .warning && $0.message == "warn at 2" })
         #expect(plugin.contains { $0.level == .error && $0.message == "error at 2" })
         #expect(plugin.contains { $0.message == "stop after 3 loops" })

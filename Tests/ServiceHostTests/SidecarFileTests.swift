@@ -119,7 +119,7 @@ import Testing
     @Test func knownKeysAreTheDocumentedOnes() {
         #expect(Set(SidecarFile.keys.keys) == [
             "backoff_initial_ms", "backoff_max_ms", "config", "delay_ms", "healthy_after_ms",
-            "interval_ms", "isolation", "requires", "restart", "restart_limit", "restart_window_ms",
+            "interval_ms", "isolation", "reload", "requires", "restart", "restart_limit", "restart_window_ms",
             "retries", "start_timeout_ms", "stop_timeout_ms", "watchdog_ms",
         ])
     }
@@ -268,7 +268,7 @@ import Testing
     @Test func reportsAnUnknownKeyWithTheKnownOnes() throws {
         let error = try #require(failure("restrat = \"always\""))
         #expect(error.code == .invalidConfiguration)
-        #expect(error.reason == "unknown key 'restrat' (did you mean 'restart'? known keys: backoff_initial_ms, backoff_max_ms, config, delay_ms, healthy_after_ms, interval_ms, isolation, requires, restart, restart_limit, restart_window_ms, retries, start_timeout_ms, stop_timeout_ms, watchdog_ms)")
+        #expect(error.reason == "unknown key 'restrat' (did you mean 'restart'? known keys: backoff_initial_ms, backoff_max_ms, config, delay_ms, healthy_after_ms, interval_ms, isolation, reload, requires, restart, restart_limit, restart_window_ms, retries, start_timeout_ms, stop_timeout_ms, watchdog_ms)")
         #expect(error.description.contains(Self.file))
         #expect(error.description.contains("'restrat'"))
     }

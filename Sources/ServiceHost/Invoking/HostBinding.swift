@@ -1,6 +1,7 @@
 import CFFIShims
 import CLibFFI
 import CServiceHostABI
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -14,16 +15,22 @@ protocol HostCallbackTarget: AnyObject, Sendable {
     func pluginAsksWhetherToStop() -> Bool
     /// The descriptor readable once the run should end (`svc_host.stop_descriptor`).
     func pluginAsksForStopDescriptor() -> Int32
-    /// `svc_host.state_save`: 0 or a negative error number.
-    func pluginSavesState(_ bytes: UnsafeRawPointer?, count: Int) -> Int32
-    /// `svc_host.state_load`: what was kept when the run began.
-    func pluginLoadsState() -> UnsafeRawBufferPointer?
+    /// `svc_host.state_save` in `run` (the binding's, see ``HostBinding/run``): 0 or a negative error number.
+    func pluginSavesState(_ bytes: UnsafeRawPointer?, count: Int, in run: KeptState.Run?) -> Int32
+    /// `svc_host.state_load`: what was kept when `run` began.
+    func pluginLoadsState(in run: KeptState.Run?) -> UnsafeRawBufferPointer?
+    /// `svc_host.fd_keep`: 0 or a negative error number; `name` is `nil` when not UTF-8.
+    func pluginKeepsDescriptor(_ descriptor: Int32, named name: String?, in run: KeptState.Run?) -> Int32
+    /// `svc_host.fd_load`: a new descriptor or a negative error number.
+    func pluginLoadsDescriptor(named name: String?, in run: KeptState.Run?) -> Int32
 }
 
 extension HostCallbackTarget {
     // Reached only through a binding that offers kept state (see HostBinding.init).
-    func pluginSavesState(_ bytes: UnsafeRawPointer?, count: Int) -> Int32 { -ENOSYS }
-    func pluginLoadsState() -> UnsafeRawBufferPointer? { nil }
+    func pluginSavesState(_ bytes: UnsafeRawPointer?, count: Int, in run: KeptState.Run?) -> Int32 { -ENOSYS }
+    func pluginLoadsState(in run: KeptState.Run?) -> UnsafeRawBufferPointer? { nil }
+    func pluginKeepsDescriptor(_ descriptor: Int32, named name: String?, in run: KeptState.Run?) -> Int32 { -ENOSYS }
+    func pluginLoadsDescriptor(named name: String?, in run: KeptState.Run?) -> Int32 { -ENOSYS }
 }
 
 extension HostCallbackTarget where Self: BaseService {
@@ -45,6 +52,10 @@ final class HostBinding: @unchecked Sendable {
     /// pointers into them, which must stay valid as long as the binding.
     private let settings: [String: UnsafeMutablePointer<CChar>]
     private var closures: [UnsafeMutableRawPointer] = []
+    /// The run whose calls this binding serves, passed with every kept-state
+    /// callback: set before its `svc_create`, kept until the binding serves
+    /// another (what `state_load` returned stays valid that long).
+    let run = Mutex<KeptState.Run?>(nil)
 
     /// Why a binding could not be made: libffi found no executable memory
     /// for a closure (it maps a page, which `vm.max_map_count` or
@@ -52,7 +63,7 @@ final class HostBinding: @unchecked Sendable {
     static let allocationFailure = "cannot make its svc_host callbacks: libffi could not map executable memory for them (vm.max_map_count or RLIMIT_AS reached?)"
 
     /// Fails, for this one service, when libffi has no executable memory left.
-    /// - Parameter offersState: whether `state_save` and `state_load` are set
+    /// - Parameter offersState: whether `state_save`, `state_load`, `fd_keep` and `fd_load` are set
     ///   (thread isolation); without, they are NULL and `SVC_HOST_HAS` says so.
     init?(serviceName name: String, settings: [String: String], target: any HostCallbackTarget, offersState: Bool = false) {
         self.target = target
@@ -64,7 +75,7 @@ final class HostBinding: @unchecked Sendable {
             struct_size: UInt32(MemoryLayout<svc_host>.size),
             service_name: UnsafePointer(serviceName),
             log: nil, config: nil, request_stop: nil, stop_requested: nil, stop_descriptor: nil,
-            state_save: nil, state_load: nil))
+            state_save: nil, state_load: nil, fd_keep: nil, fd_load: nil))
 
         let userData = Unmanaged.passUnretained(self).toOpaque()
         let signatures = CallbackSignatures.shared
@@ -111,22 +122,40 @@ final class HostBinding: @unchecked Sendable {
                 guard let result, let arguments, let userData else { return }
                 let bytes = arguments[0]!.load(as: UnsafeRawPointer?.self)
                 let count = arguments[1]!.load(as: Int.self)
-                let code = Unmanaged<HostBinding>.fromOpaque(userData).takeUnretainedValue().target?
-                    .pluginSavesState(bytes, count: count) ?? -ENOSYS
+                let binding = Unmanaged<HostBinding>.fromOpaque(userData).takeUnretainedValue()
+                let code = binding.target?.pluginSavesState(bytes, count: count, in: binding.run.withLock { $0 }) ?? -ENOSYS
                 result.storeBytes(of: ffi_sarg(code), as: ffi_sarg.self)
             }),
             let stateLoad = makeClosure(signatures.stateLoad, userData: userData, handler: { _, result, arguments, userData in
                 guard let result, let arguments, let userData else { return }
                 let size = arguments[0]!.load(as: UnsafeMutablePointer<Int>?.self)
-                let read = Unmanaged<HostBinding>.fromOpaque(userData).takeUnretainedValue().target?.pluginLoadsState()
+                let binding = Unmanaged<HostBinding>.fromOpaque(userData).takeUnretainedValue()
+                let read = binding.target?.pluginLoadsState(in: binding.run.withLock { $0 })
                 size?.pointee = read?.count ?? 0
                 result.storeBytes(of: read.flatMap { $0.count > 0 ? $0.baseAddress : nil }, as: UnsafeRawPointer?.self)
+            }),
+            let fdKeep = makeClosure(signatures.fdKeep, userData: userData, handler: { _, result, arguments, userData in
+                guard let result, let arguments, let userData else { return }
+                let binding = Unmanaged<HostBinding>.fromOpaque(userData).takeUnretainedValue()
+                let name = arguments[0]!.load(as: UnsafePointer<CChar>?.self).flatMap { String(validatingCString: $0) }
+                let descriptor = arguments[1]!.load(as: Int32.self)
+                let code = binding.target?.pluginKeepsDescriptor(descriptor, named: name, in: binding.run.withLock { $0 }) ?? -ENOSYS
+                result.storeBytes(of: ffi_sarg(code), as: ffi_sarg.self)
+            }),
+            let fdLoad = makeClosure(signatures.fdLoad, userData: userData, handler: { _, result, arguments, userData in
+                guard let result, let arguments, let userData else { return }
+                let binding = Unmanaged<HostBinding>.fromOpaque(userData).takeUnretainedValue()
+                let name = arguments[0]!.load(as: UnsafePointer<CChar>?.self).flatMap { String(validatingCString: $0) }
+                let code = binding.target?.pluginLoadsDescriptor(named: name, in: binding.run.withLock { $0 }) ?? -ENOSYS
+                result.storeBytes(of: ffi_sarg(code), as: ffi_sarg.self)
             })
         else {
             return nil
         }
         host.pointee.state_save = unsafeBitCast(stateSave, to: (@convention(c) (UnsafeRawPointer?, Int) -> Int32).self)
         host.pointee.state_load = unsafeBitCast(stateLoad, to: (@convention(c) (UnsafeMutablePointer<Int>?) -> UnsafeRawPointer?).self)
+        host.pointee.fd_keep = unsafeBitCast(fdKeep, to: (@convention(c) (UnsafePointer<CChar>?, Int32) -> Int32).self)
+        host.pointee.fd_load = unsafeBitCast(fdLoad, to: (@convention(c) (UnsafePointer<CChar>?) -> Int32).self)
     }
 
     private typealias Handler = @convention(c) (
@@ -179,4 +208,8 @@ private final class CallbackSignatures: Sendable {
     let stateSave = CallInterface(returning: .sint32, arguments: [.pointer, .size])
     /// `const void *state_load(size_t *size)`
     let stateLoad = CallInterface(returning: .pointer, arguments: [.pointer])
+    /// `int32_t fd_keep(const char *name, int32_t fd)`
+    let fdKeep = CallInterface(returning: .sint32, arguments: [.pointer, .sint32])
+    /// `int32_t fd_load(const char *name)`
+    let fdLoad = CallInterface(returning: .sint32, arguments: [.pointer])
 }

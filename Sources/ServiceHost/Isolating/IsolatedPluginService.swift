@@ -20,9 +20,12 @@ final class IsolatedPluginService: BaseService, @unchecked Sendable {
     private let launcher: WorkerLauncher
     private let logger: Logger
     private let versions: PluginVersions<StagedPlugin>
-    /// What the plugin keeps across its runs and versions (`state_save` in
-    /// the worker, passed to the host at once, and to the next worker).
-    let keptState = KeptState()
+    /// What the plugin keeps across its runs and versions (`state_save` and
+    /// `fd_keep` in the worker, passed to the host at once, and to the next worker).
+    let keptState: KeptState
+    /// The worker an overlapping reload replaced, while the service's
+    /// thread waits for it to end, and what is told once it has.
+    private let replaced = Mutex<(session: WorkerSession, ended: Completion)?>(nil)
     /// Whether the version in use ever loaded and created in a worker.
     private let verified = Atomic<Bool>(false)
     /// The worker of the current run; read by the stop observer from any thread.
@@ -45,11 +48,13 @@ final class IsolatedPluginService: BaseService, @unchecked Sendable {
 
     /// - Parameter staged: `file` already staged (see ``Prefetcher``); by default it is staged here.
     init(name: String, file: String, configuration: ServiceConfiguration, loader: PluginLoader,
-         launcher: WorkerLauncher, logger: Logger, staged: StagedPlugin? = nil) throws(PluginError) {
+         launcher: WorkerLauncher, logger: Logger, staged: StagedPlugin? = nil,
+         keptState: KeptState = KeptState()) throws(PluginError) {
         let staged = if let staged { staged } else { try loader.stage(file: file, scanTimeout: configuration.startTimeout) }
         self.file = file
         self.loader = loader
         self.launcher = launcher
+        self.keptState = keptState
         var logger = logger
         logger[metadataKey: "service"] = "\(name)"
         self.logger = logger
@@ -84,16 +89,8 @@ final class IsolatedPluginService: BaseService, @unchecked Sendable {
         let (current, candidate) = stagedToTry()
         if let candidate {
             switch startWorker(candidate) {
-            case .success(let version):
-                let previous = versions.adopt(candidate, name: version)
-                verified.store(true, ordering: .relaxed)
-                updateMetadata {
-                    $0.pluginVersion = version
-                    $0.reloadsByResult[.ok, default: 0] += 1
-                }
-                let next = version ?? "(no version)"
-                logger.notice("reloaded \(file): \(previous) -> \(next)", metadata: LifecycleEvent.reload(.ok, from: previous, to: next).metadata())
-                report(.reloaded(from: previous, to: next))
+            case .success(let (version, _)):
+                adopt(candidate, version: version)
                 return
             case .failure(let failure):
                 if let reason = failure.reloadReason, stopSignal.request != .ordered {
@@ -104,7 +101,7 @@ final class IsolatedPluginService: BaseService, @unchecked Sendable {
             }
         }
         switch startWorker(current) {
-        case .success(let version):
+        case .success(let (version, _)):
             versions.name(version)
             verified.store(true, ordering: .relaxed)
             updateMetadata { $0.pluginVersion = version }
@@ -116,12 +113,36 @@ final class IsolatedPluginService: BaseService, @unchecked Sendable {
         }
     }
 
+    /// Makes `candidate` the version in use, and says so.
+    private func adopt(_ candidate: StagedPlugin, version: String?) {
+        let previous = versions.adopt(candidate, name: version)
+        verified.store(true, ordering: .relaxed)
+        updateMetadata {
+            $0.pluginVersion = version
+            $0.reloadsByResult[.ok, default: 0] += 1
+        }
+        let next = version ?? "(no version)"
+        logger.notice("reloaded \(file): \(previous) -> \(next)", metadata: LifecycleEvent.reload(.ok, from: previous, to: next).metadata())
+        report(.reloaded(from: previous, to: next))
+    }
+
     override func onLoop() -> LoopOutcome {
         guard let session = worker.withLock({ $0 }) else {
             return .failed(ServiceFailure(code: -1, message: "\(file): no worker"))
         }
         while true {
-            switch session.next(.loop) {
+            let event = session.next(.loop)
+            // Replaced by an overlapping reload: however this worker ends, the service goes on in the new one.
+            if let ended = replaced.withLock({ $0?.session === session ? $0?.ended : nil }) {
+                if case .message(let message) = event {
+                    guard case .stopped = message else { continue }
+                }
+                finishStopping(session)
+                replaced.withLock { $0 = nil }
+                ended.complete()
+                return .continue
+            }
+            switch event {
             case .message(.stopped(let report)):
                 switch report.kind {
                 case .finished: return .done
@@ -147,7 +168,19 @@ final class IsolatedPluginService: BaseService, @unchecked Sendable {
     }
 
     override func onStop() {
+        // A worker an overlapping reload replaced, whose end the loop did not see.
+        if let (old, ended) = replaced.withLock({ current in defer { current = nil }; return current }) {
+            old.orderStop()
+            finishStopping(old)
+            ended.complete()
+        }
         guard let session = worker.withLock({ $0 }) else { return }
+        finishStopping(session)
+    }
+
+    /// Waits for `session`'s worker to end after its loop did (its `svc_stop`
+    /// runs) and records how it ended, unless it was a clean exit.
+    private func finishStopping(_ session: WorkerSession) {
         while true {
             guard case .ended(let ending) = session.next(.stop) else { continue }
             unpublish(session)
@@ -166,25 +199,30 @@ final class IsolatedPluginService: BaseService, @unchecked Sendable {
     // MARK: Workers
 
     /// Forks a worker for `staged` and waits until its `svc_create` returned.
-    private func startWorker(_ staged: StagedPlugin) -> Result<String?, StartFailure> {
-        let kept = keptState.beginRun()
-        let result = launchAndCreate(staged)
+    /// - Parameters:
+    ///   - publish: whether the worker is the service's at once (a stop is
+    ///     passed on to it); an overlapping reload publishes it only once created.
+    ///   - previous: the run that goes on if this one fails (an overlapping reload's old worker).
+    private func startWorker(_ staged: StagedPlugin, publish: Bool = true, resuming previous: KeptState.Run? = nil)
+        -> Result<(version: String?, session: WorkerSession), StartFailure> {
+        let run = keptState.beginRun()
+        let result = launchAndCreate(staged, run: run, publish: publish)
         if case .failure = result {
-            // A failed create's saves are dropped (a refused new version's
+            // A failed create's keeps are dropped (a refused new version's
             // state never reaches the old one): the next run reads what this one did.
-            keptState.endRun()
-            keptState.restore(kept)
+            keptState.abandonRun(run, resuming: previous)
         }
         return result
     }
 
-    private func launchAndCreate(_ staged: StagedPlugin) -> Result<String?, StartFailure> {
+    private func launchAndCreate(_ staged: StagedPlugin, run: KeptState.Run, publish: Bool)
+        -> Result<(version: String?, session: WorkerSession), StartFailure> {
         let session: WorkerSession
         do {
             session = WorkerSession(launched: try launcher.launch(), launcher: launcher,
                                     settings: .init(file: file, stopTimeout: configuration.stopTimeout,
                                                     startTimeout: configuration.startTimeout, watchdog: configuration.watchdog),
-                                    logger: logger, keptState: keptState)
+                                    logger: logger, keptState: keptState, run: run)
         } catch {
             return .failure(StartFailure(failure: ServiceFailure(code: -1, message: "\(file): \(error)"), isLoadError: false,
                                          reloadReason: nil))
@@ -211,10 +249,15 @@ final class IsolatedPluginService: BaseService, @unchecked Sendable {
             return .failure(StartFailure(failure: ServiceFailure(code: -1, message: "\(file): \(why)"),
                                          isLoadError: false, reloadReason: nil))
         }
-        // What the service kept follows its assignment, before anything else.
+        // What the service kept follows its assignment, before anything else:
+        // its descriptors, then its bytes.
         let deadline = ContinuousClock.now + configuration.stopTimeout
         do throws(Errno) {
-            if let bytes = keptState.readByCurrentRun, bytes.count > 0 {
+            for name in run.descriptorNames {
+                guard let descriptor = run.keptDescriptor(named: name) else { continue }
+                try session.channel.send(.keptDescriptor(name: name), passing: descriptor, until: deadline)
+            }
+            if let bytes = run.state, bytes.count > 0 {
                 try session.channel.send(.keptState(size: UInt64(bytes.count)), withSealedCopyOf: bytes, until: deadline)
             } else if !session.channel.send(.keptState(size: 0), until: deadline).succeeded {
                 throw Errno(ETIMEDOUT)
@@ -225,16 +268,18 @@ final class IsolatedPluginService: BaseService, @unchecked Sendable {
                 code: -1, message: "\(file): service '\(name)': cannot hand the worker what it kept: \(error); worker \(status)"),
                 isLoadError: false, reloadReason: nil))
         }
-        worker.withLock { $0 = session }
-        // A stop ordered before the worker was published could not be passed on.
-        if stopSignal.request == .ordered { session.orderStop() }
+        if publish {
+            worker.withLock { $0 = session }
+            // A stop ordered before the worker was published could not be passed on.
+            if stopSignal.request == .ordered { session.orderStop() }
+        }
         var version: String?
         while true {
             switch session.next(.create) {
             case .message(.loaded(let loaded)):
                 version = loaded
             case .message(.created):
-                return .success(version)
+                return .success((version, session))
             case .message(.loadFailed(let code, let reason)):
                 _ = session.reap()
                 unpublish(session)
@@ -268,7 +313,7 @@ final class IsolatedPluginService: BaseService, @unchecked Sendable {
 
     /// Forgets a worker that ended; what it saved is all read (its socket's end came after).
     private func unpublish(_ session: WorkerSession) {
-        keptState.endRun()
+        if let run = session.run { keptState.endRun(run) }
         worker.withLock {
             guard $0 === session else { return }
             loopsOfEndedRuns.store(loopsOfEndedRuns.value &+ session.loops.value)
@@ -297,6 +342,45 @@ final class IsolatedPluginService: BaseService, @unchecked Sendable {
         } catch {
             versions.reject(changed, reason: error.reason, as: .refused, for: self, logger: logger)
             return (current, nil)
+        }
+    }
+}
+
+extension IsolatedPluginService: OverlappingReload {
+    func reloadOverlapping() -> OverlapOutcome {
+        guard currentState == .started, let old = worker.withLock({ $0 }), replaced.withLock({ $0 == nil }) else { return .notRunning }
+        let (_, candidate) = stagedToTry()
+        guard let candidate else { return .kept }
+        switch startWorker(candidate, publish: false, resuming: old.run) {
+        case .failure(let failure):
+            if let reason = failure.reloadReason {
+                versions.reject(candidate.identity, reason: reason, as: failure.isLoadError ? .refused : .rolledBack,
+                                for: self, logger: logger)
+            }
+            return .kept
+        case .success(let (version, session)):
+            let ended = Completion()
+            let took = worker.withLock { current in
+                guard current === old, stopSignal.request != .ordered else { return false }
+                loopsOfEndedRuns.store(loopsOfEndedRuns.value &+ old.loops.value)
+                current = session
+                replaced.withLock { $0 = (old, ended) }
+                return true
+            }
+            guard took else {
+                // Stopped meanwhile: the new worker goes, its keeps with it.
+                session.orderStop()
+                finishStopping(session)
+                if let run = session.run { keptState.abandonRun(run) }
+                return .notRunning
+            }
+            old.orderStop()
+            adopt(candidate, version: version)
+            // The old worker's loop call returns on the stop, then its svc_stop runs.
+            if !ended.waitBlocking(timeout: configuration.stopTimeout * 2) {
+                logger.warning("\(file): the old version's worker has not ended within twice stop_timeout_ms (\(configuration.stopTimeout.milliseconds) ms) of the handover")
+            }
+            return .replaced
         }
     }
 }

@@ -12,6 +12,9 @@ enum WorkerMessage: Sendable, Equatable {
     /// Sent right after `.start`: what the service kept (`state_load`), its
     /// bytes in a sealed memfd passed with this message (none when 0).
     case keptState(size: UInt64)
+    /// Sent after `.start`, before `.keptState`, once per kept descriptor
+    /// (`fd_load`): the descriptor, passed with this message, and its name.
+    case keptDescriptor(name: String)
 
     // Worker to host.
     /// The plugin loaded; its version.
@@ -23,6 +26,9 @@ enum WorkerMessage: Sendable, Equatable {
     /// The plugin kept these bytes (`state_save`): a sealed memfd passed
     /// with this message holds them (none when 0: keep nothing).
     case stateSaved(size: UInt64)
+    /// The plugin kept a descriptor under `name` (`fd_keep`), passed with
+    /// this message; or forgot `name` when `present` is false.
+    case descriptorKept(name: String, present: Bool)
     /// `svc_create` returned a negative code.
     case createFailed(code: Int32)
     /// A line the plugin logged.
@@ -117,7 +123,7 @@ extension WorkerMessage {
     private enum Tag: UInt8 {
         case start = 1, stop, loaded = 4, loadFailed, created, createFailed, log, hung, stopped, alive
         case scan, loading, spawnWorker, spawnScan, reap, spawned, reaped, release
-        case keptState, stateSaved
+        case keptState, stateSaved, keptDescriptor, descriptorKept
     }
 
     func encoded() -> [UInt8] {
@@ -145,6 +151,13 @@ extension WorkerMessage {
         case .stateSaved(let size):
             out.byte(Tag.stateSaved.rawValue)
             out.int64(Int64(bitPattern: size))
+        case .keptDescriptor(let name):
+            out.byte(Tag.keptDescriptor.rawValue)
+            out.string(name)
+        case .descriptorKept(let name, let present):
+            out.byte(Tag.descriptorKept.rawValue)
+            out.string(name)
+            out.byte(present ? 1 : 0)
         case .loaded(let version):
             out.byte(Tag.loaded.rawValue)
             out.byte(version == nil ? 0 : 1)
@@ -231,6 +244,12 @@ extension WorkerMessage {
         case .stateSaved:
             guard let size = input.int64(), size >= 0, size <= Limits.maxKeptState else { return nil }
             self = .stateSaved(size: UInt64(size))
+        case .keptDescriptor:
+            guard let name = input.string(), KeptState.isValidName(name) else { return nil }
+            self = .keptDescriptor(name: name)
+        case .descriptorKept:
+            guard let name = input.string(), KeptState.isValidName(name), let present = input.byte(), present <= 1 else { return nil }
+            self = .descriptorKept(name: name, present: present == 1)
         case .loaded:
             guard let has = input.byte(), let version = input.string() else { return nil }
             self = .loaded(version: has == 0 ? nil : version)

@@ -1,5 +1,6 @@
 import CProcessShims
 import Foundation
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -42,8 +43,26 @@ enum WorkerProcess {
         // needs no ignoring.
         cprocess_reset_signals()
         guard case .message(.start(let assignment)) = channel.receive() else { _exit(64) }
-        // What the service kept comes right after its assignment.
-        guard case .message(.keptState(let keptSize)) = channel.receive() else { _exit(64) }
+        // What the service kept comes right after its assignment: its
+        // descriptors, then its bytes.
+        var descriptors: [String: Int32] = [:]
+        var keptSize: UInt64 = 0
+        receiving: while true {
+            switch channel.receive() {
+            case .message(.keptDescriptor(let name)):
+                guard let descriptor = channel.takePassedDescriptor() else { _exit(64) }
+                guard descriptors.count < KeptState.maxDescriptors, descriptors[name] == nil else {
+                    close(descriptor)
+                    continue
+                }
+                descriptors[name] = descriptor
+            case .message(.keptState(let size)):
+                keptSize = size
+                break receiving
+            default:
+                _exit(64)
+            }
+        }
         let kept = keptSize == 0 ? nil : channel.mapPassedSealedBytes(size: Int(keptSize))
         if keptSize > 0, kept == nil { _exit(64) }
         let loops = LoopCounter()
@@ -71,7 +90,7 @@ enum WorkerProcess {
         sendOrExit(.loaded(version: image.version), on: channel)
 
         let service = WorkerService(assignment: assignment, image: image, channel: channel, loops: loops,
-                                    kept: kept)
+                                    kept: kept, descriptors: descriptors)
         if assignment.watchdog != nil || assignment.startTimeout != nil {
             let clock = CallClock(loopLimit: assignment.watchdog, createLimit: assignment.startTimeout) { call, elapsed in
                 // Say why, then die at once: the host sees the reason and the end of file.
@@ -194,12 +213,21 @@ final class WorkerService: BaseService, HostCallbackTarget, @unchecked Sendable 
 
     /// What the service kept when this run began (`state_load`).
     private let kept: UnsafeRawBufferPointer?
+    /// The descriptors kept when this run began (`fd_load` hands out copies).
+    private let descriptors: [String: Int32]
+    /// The names the host keeps a descriptor under now, as this run changed
+    /// them: the per-service limit is checked here, before anything is sent.
+    private let keptNames: Mutex<Set<String>>
+    /// Whether a refused keep was logged in this run (the first is).
+    private let refusalLogged = Atomic<Bool>(false)
 
     init(assignment: WorkerAssignment, image: PluginImage, channel: WorkerChannel, loops: LoopCounter,
-         kept: UnsafeRawBufferPointer?) {
+         kept: UnsafeRawBufferPointer?, descriptors: [String: Int32] = [:]) {
         self.image = image
         self.channel = channel
         self.kept = kept
+        self.descriptors = descriptors
+        keptNames = Mutex(Set(descriptors.keys))
         // A heartbeat reports the count when there is a watchdog.
         clockReadEvery = assignment.watchdog != nil ? nil : assignment.interval > .zero ? 1 : 1_024
         super.init(name: assignment.name, configuration: ServiceConfiguration(
@@ -265,7 +293,7 @@ final class WorkerService: BaseService, HostCallbackTarget, @unchecked Sendable 
 
     /// Hands the bytes to the host at once, in a sealed memfd: what a run
     /// saved before it crashed survives the crash.
-    func pluginSavesState(_ bytes: UnsafeRawPointer?, count: Int) -> Int32 {
+    func pluginSavesState(_ bytes: UnsafeRawPointer?, count: Int, in run: KeptState.Run?) -> Int32 {
         guard count >= 0, bytes != nil || count == 0 else { return -EINVAL }
         guard count <= Limits.maxKeptState else { return -E2BIG }
         guard count > 0 else {
@@ -280,5 +308,44 @@ final class WorkerService: BaseService, HostCallbackTarget, @unchecked Sendable 
         return 0
     }
 
-    func pluginLoadsState() -> UnsafeRawBufferPointer? { kept }
+    func pluginLoadsState(in run: KeptState.Run?) -> UnsafeRawBufferPointer? { kept }
+
+    /// Passes a copy of the descriptor to the host at once (`SCM_RIGHTS`).
+    func pluginKeepsDescriptor(_ descriptor: Int32, named name: String?, in run: KeptState.Run?) -> Int32 {
+        let name = name ?? ""
+        let code = keep(descriptor, named: name)
+        if code != 0, code != -EBADF, !refusalLogged.exchange(true, ordering: .relaxed) {
+            WorkerProcess.sendOrExit(.log(level: 2, message: "\(image.file): \(KeptState.refusal(of: name, code: code))"), on: channel)
+        }
+        return code
+    }
+
+    private func keep(_ descriptor: Int32, named name: String) -> Int32 {
+        guard KeptState.isValidName(name), descriptor >= -1 else { return -EINVAL }
+        if descriptor == -1 {
+            keptNames.withLock { _ = $0.remove(name) }
+            if case .failed(errno: let code) = channel.send(.descriptorKept(name: name, present: false)) { return -code }
+            return 0
+        }
+        guard fcntl(descriptor, F_GETFD) >= 0 else { return -EBADF }
+        let admitted = keptNames.withLock { names in
+            if names.contains(name) { return true }
+            guard names.count < KeptState.maxDescriptors else { return false }
+            names.insert(name)
+            return true
+        }
+        guard admitted else { return -ENOSPC }
+        do {
+            try channel.send(.descriptorKept(name: name, present: true), passing: descriptor)
+        } catch {
+            return -error.code
+        }
+        return 0
+    }
+
+    func pluginLoadsDescriptor(named name: String?, in run: KeptState.Run?) -> Int32 {
+        guard let name, let kept = descriptors[name] else { return -ENOENT }
+        let copy = fcntl(kept, F_DUPFD_CLOEXEC, 0)
+        return copy >= 0 ? copy : -errno
+    }
 }

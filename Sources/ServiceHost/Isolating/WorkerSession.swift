@@ -93,12 +93,15 @@ final class WorkerSession: @unchecked Sendable {
     /// The channel reached its end: the worker is dead (or its fork server is).
     private var reachedEnd = false
 
-    /// Where the worker's `state_save`s go; `nil`: nowhere (a test's session).
+    /// Where the worker's `state_save`s and `fd_keep`s go, and the run they
+    /// count for; `nil`: nowhere (a test's session).
     private let keptState: KeptState?
+    let run: KeptState.Run?
 
     init(launched: (channel: WorkerChannel, forked: WorkerLauncher.Forked),
-         launcher: WorkerLauncher, settings: Settings, logger: Logger, keptState: KeptState? = nil) {
+         launcher: WorkerLauncher, settings: Settings, logger: Logger, keptState: KeptState? = nil, run: KeptState.Run? = nil) {
         self.keptState = keptState
+        self.run = run
         channel = launched.channel
         forked = launched.forked
         self.launcher = launcher
@@ -195,6 +198,9 @@ final class WorkerSession: @unchecked Sendable {
                 // Taken even from a worker being killed: it was saved before.
                 keep(size: Int(size))
                 continue
+            case .message(.descriptorKept(let name, let present)):
+                keep(descriptorNamed: name, present: present)
+                continue
             case .message(.loading) where step == .create:
                 startedLoading = true
                 startDeadline = settings.startTimeout.map { ContinuousClock.now + $0 }
@@ -228,11 +234,36 @@ final class WorkerSession: @unchecked Sendable {
 
     /// Keeps what the worker saved, from the sealed memfd that came with its message.
     private func keep(size: Int) {
-        guard let keptState else { return }
-        let code = size == 0 ? keptState.save(nil, count: 0)
-            : channel.withPassedSealedBytes(size: size) { keptState.save($0.baseAddress, count: $0.count) }
-        if let code, code == 0 { return }
+        guard let keptState, let run else { return }
+        let code = size == 0 ? keptState.save(nil, count: 0, by: run)
+            : channel.withPassedSealedBytes(size: size) { keptState.save($0.baseAddress, count: $0.count, by: run) }
+        // A run that was replaced (an overlapping reload) saves in vain: its successor read what it had.
+        if let code, code == 0 || code == -ESTALE { return }
         logger.error("\(settings.file): state_save of \(size) bytes was not kept: \(code.map { "\(Errno(-$0))" } ?? "the worker sent no sealed memfd of that size")")
+    }
+
+    /// Keeps the descriptor that came with the worker's message (the worker
+    /// checked the name and the limit; checked again, a worker being untrusted).
+    private func keep(descriptorNamed name: String, present: Bool) {
+        let passed = channel.takePassedDescriptor()
+        guard let keptState, let run else {
+            if let passed { close(passed) }
+            return
+        }
+        let code: Int32
+        if present {
+            guard let passed else {
+                logger.error("\(settings.file): fd_keep(\"\(name)\") was not kept: the worker passed no descriptor with it")
+                return
+            }
+            code = keptState.keep(adopting: passed, named: name, by: run)
+        } else {
+            if let passed { close(passed) }
+            code = keptState.keep(-1, named: name, by: run)
+        }
+        if code != 0, code != -ESTALE, run.logsRefusal() {
+            logger.warning("\(settings.file): \(KeptState.refusal(of: name, code: code))")
+        }
     }
 
     /// Whether silence counts in `step`: not before a starting worker says it

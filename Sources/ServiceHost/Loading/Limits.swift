@@ -39,6 +39,9 @@ public struct Limits: Sendable, Equatable {
     /// The most bytes a service keeps across its runs (`SVC_STATE_MAX_SIZE`, 16 MiB).
     public static let maxKeptState = 16 * 1024 * 1024
 
+    /// The most descriptors a service keeps across its runs (`SVC_FD_MAX_KEPT`, 256).
+    public static let maxKeptDescriptors = 256
+
     /// The longest log line a plugin sends through the host (32 KiB), in either
     /// isolation; longer ones are cut and marked as truncated.
     public static let maxLogLine = 32 * 1024

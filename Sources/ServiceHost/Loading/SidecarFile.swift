@@ -100,6 +100,9 @@ enum SidecarFile {
             let timeout = try value.milliseconds()
             configuration.startTimeout = timeout == .zero ? nil : timeout
         },
+        "reload": Key { (value, configuration) throws(PluginError) in
+            configuration.reload = try value.oneOf([ReloadOrder.restart, .overlap], ReloadOrder.init(name:))
+        },
         "requires": Key { (value, configuration) throws(PluginError) in
             configuration.requires = try value.strings()
         },

@@ -156,7 +156,7 @@ open class BaseService: @unchecked Sendable {
                 loops &+= 1
                 counter.store(loops)
                 if let end = end(of: outcome) { return end }
-                if pauses { stopSignal.pause(for: interval, grid: grid) }
+                if pauses { stopSignal.pause(for: interval, unless: .handover, grid: grid) }
             }
         }
         while true {
@@ -165,7 +165,7 @@ open class BaseService: @unchecked Sendable {
             loops &+= 1
             counter.store(loops)
             if let end = end(of: outcome) { return end }
-            if pauses { stopSignal.pause(for: interval, grid: grid) }
+            if pauses { stopSignal.pause(for: interval, unless: .handover, grid: grid) }
         }
     }
 
@@ -186,7 +186,7 @@ open class BaseService: @unchecked Sendable {
     @inline(__always)
     private func pendingStop() -> StopReason? {
         switch stopSignal.request {
-        case .none: nil
+        case .none, .handover: nil
         case .requested: .requested
         case .ordered: .ordered
         }

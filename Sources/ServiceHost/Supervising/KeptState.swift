@@ -4,16 +4,24 @@ import Synchronization
 import Glibc
 #endif
 
-/// The byte string a service keeps across its runs (`svc_host.state_save`
-/// and `state_load`): restarts, recoveries and reloads to another version
-/// read what the run before saved.
+/// What a service keeps across its runs (`svc_host.state_save`, `fd_keep`):
+/// a byte string and named descriptors, which restarts, recoveries and reloads
+/// to another version read back (`state_load`, `fd_load`).
 ///
-/// The copy is made with `malloc`, so that a host out of memory refuses one
-/// save (`-ENOMEM`) instead of trapping. What a run reads is a snapshot taken
-/// when it began (``beginRun()``): the run's own saves never move memory it
-/// may still be reading. Saves are taken only while a run is under way, so a
-/// thread a plugin left behind after `svc_stop` cannot overwrite what the
-/// next run will read.
+/// Every run has a ``Run`` token. What a run reads is the snapshot taken
+/// when it began, so its own saves never move memory it may still be
+/// reading. Only the newest run's saves are taken: once a successor began (a
+/// reload that overlaps the old version's last moments), the old run's saves
+/// are refused, so what the new version read is never overwritten behind it;
+/// and a thread a plugin left behind after `svc_stop` cannot write either.
+/// A run whose `svc_create` failed is abandoned: what it saved is dropped and
+/// the snapshot it read is put back, so a refused version's state or
+/// descriptors never reach the version that keeps running.
+///
+/// Bytes are copied with `malloc` and descriptors duplicated with
+/// `F_DUPFD_CLOEXEC`, so that a host out of memory or descriptors refuses
+/// one save instead of trapping. Kept descriptors are closed when nothing
+/// refers to them any more: replaced, forgotten, or the service removed.
 final class KeptState: Sendable {
     /// A `malloc`ed copy, freed with its owner.
     fileprivate final class Bytes: @unchecked Sendable {
@@ -28,24 +36,80 @@ final class KeptState: Sendable {
         deinit { free(buffer.baseAddress) }
     }
 
+    /// A descriptor the host holds for a service; closed with its last owner.
+    fileprivate final class Descriptor: Sendable {
+        let number: Int32
+
+        init(adopting number: Int32) { self.number = number }
+
+        deinit { close(number) }
+    }
+
+    /// What is kept at one moment.
+    fileprivate struct Contents {
+        var bytes: Bytes?
+        var descriptors: [String: Descriptor] = [:]
+    }
+
+    /// One run of the service: what it read when it began.
+    final class Run: Sendable {
+        fileprivate let generation: UInt64
+        fileprivate let read: Contents
+        private let refusalLogged = Atomic<Bool>(false)
+
+        /// Whether a refused keep is the run's first, which is logged (a
+        /// plugin that keeps in a loop would fill the log otherwise).
+        func logsRefusal() -> Bool {
+            !refusalLogged.exchange(true, ordering: .relaxed)
+        }
+
+        fileprivate init(generation: UInt64, read: Contents) {
+            self.generation = generation
+            self.read = read
+        }
+
+        /// `state_load`: the bytes kept when this run began; valid as long as the run.
+        var state: UnsafeRawBufferPointer? { read.bytes.map { UnsafeRawBufferPointer($0.buffer) } }
+
+        /// The names of the descriptors kept when this run began.
+        var descriptorNames: [String] { read.descriptors.keys.sorted() }
+
+        /// A descriptor kept under `name` when this run began, without a
+        /// copy: valid as long as the run (for passing on to a worker).
+        func keptDescriptor(named name: String) -> Int32? { read.descriptors[name]?.number }
+
+        /// `fd_load`: a duplicate (close-on-exec) of what was kept under
+        /// `name` when this run began, the caller's to close; or a negative
+        /// error number: `-ENOENT` for none, `-EMFILE` when no descriptor is left.
+        func loadDescriptor(named name: String) -> Int32 {
+            guard let kept = read.descriptors[name] else { return -ENOENT }
+            let copy = fcntl(kept.number, F_DUPFD_CLOEXEC, 0)
+            return copy >= 0 ? copy : -errno
+        }
+    }
+
     private struct State {
-        /// What a save last kept.
-        var kept: Bytes?
-        /// What the current run read at its start; kept alive until the next run begins.
-        var read: Bytes?
-        var running = false
+        var kept = Contents()
+        /// The run whose saves are taken, if one is under way.
+        var taking: UInt64?
+        var lastGeneration: UInt64 = 0
     }
 
     private let state = Mutex(State())
 
     /// The most bytes kept (`SVC_STATE_MAX_SIZE`).
     static let maxSize = Limits.maxKeptState
+    /// The most descriptors a service keeps (`SVC_FD_MAX_KEPT`).
+    static let maxDescriptors = Limits.maxKeptDescriptors
+    /// The longest descriptor name (`SVC_FD_NAME_MAX`).
+    static let maxNameLength = 64
 
-    /// `state_save`: keeps a copy of `bytes`; 0 or a negative error number.
-    func save(_ bytes: UnsafeRawPointer?, count: Int) -> Int32 {
+    /// `state_save` by `run`: keeps a copy of `bytes`; 0 or a negative error
+    /// number (`-ESTALE` once a newer run began or after the run ended).
+    func save(_ bytes: UnsafeRawPointer?, count: Int, by run: Run) -> Int32 {
         guard count >= 0, bytes != nil || count == 0 else { return -EINVAL }
         guard count <= Self.maxSize else { return -E2BIG }
-        guard state.withLock({ $0.running }) else { return -EPERM }
+        guard isTaking(run) else { return -ESTALE }
         // Copied outside the lock: a 16 MiB copy must not hold up a reader.
         var copy: Bytes?
         if count > 0 {
@@ -53,54 +117,130 @@ final class KeptState: Sendable {
             copy = made
         }
         return state.withLock { state in
-            guard state.running else { return -EPERM }
-            state.kept = copy
+            guard state.taking == run.generation else { return -ESTALE }
+            state.kept.bytes = copy
             return 0
         }
     }
 
-    /// Takes the snapshot the run about to begin reads, and starts taking
-    /// saves. Returns what was kept, to put back if the run's `svc_create` fails.
-    @discardableResult
-    func beginRun() -> Snapshot {
-        state.withLock { state in
-            state.read = state.kept
-            state.running = true
-            return Snapshot(bytes: state.kept)
+    /// Whether `name` may name a kept descriptor: 1 to 64 bytes of letters,
+    /// digits, `.`, `_` and `-` (it appears in logs and `ctl status`).
+    static func isValidName(_ name: String) -> Bool {
+        let bytes = name.utf8
+        return (1...maxNameLength).contains(bytes.count) && bytes.allSatisfy { byte in
+            switch byte {
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+                 UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "-"): true
+            default: false
+            }
         }
     }
 
-    /// Stops taking saves: the run's `svc_stop` returned, or its `svc_create` failed.
-    func endRun() {
-        state.withLock { $0.running = false }
+    /// `fd_keep` by `run`: keeps a duplicate of `descriptor` under `name`,
+    /// or forgets `name` when `descriptor` is -1. 0 or a negative error number.
+    func keep(_ descriptor: Int32, named name: String, by run: Run) -> Int32 {
+        guard Self.isValidName(name), descriptor >= -1 else { return -EINVAL }
+        guard descriptor >= 0 else { return keep(nil, named: name, by: run) }
+        // Checked before duplicating, so that a refused keep costs no descriptor.
+        if let refused = check(adding: name, by: run) { return refused }
+        let copy = fcntl(descriptor, F_DUPFD_CLOEXEC, 0)
+        guard copy >= 0 else { return -errno }
+        return keep(Descriptor(adopting: copy), named: name, by: run)
     }
 
-    /// Puts back what was kept when a run began whose `svc_create` failed:
-    /// what it saved meanwhile (perhaps in a newer format) is dropped.
-    func restore(_ snapshot: Snapshot) {
-        state.withLock { $0.kept = snapshot.bytes }
+    /// Keeps `descriptor` (now owned here; closed if refused) under `name`:
+    /// one a worker passed with `SCM_RIGHTS`, already a copy.
+    func keep(adopting descriptor: Int32, named name: String, by run: Run) -> Int32 {
+        let owned = Descriptor(adopting: descriptor)
+        guard Self.isValidName(name) else { return -EINVAL }
+        return keep(owned, named: name, by: run)
     }
 
-    /// Ends a run whose `svc_create` failed, dropping what it saved (``restore(_:)``).
-    func abandonRun(restoring snapshot: Snapshot) {
+    private func keep(_ descriptor: Descriptor?, named name: String, by run: Run) -> Int32 {
+        // A replaced descriptor is closed after the lock is released.
+        var replaced: Descriptor?
+        let code: Int32 = state.withLock { state in
+            guard state.taking == run.generation else { return -ESTALE }
+            if descriptor != nil, state.kept.descriptors[name] == nil, state.kept.descriptors.count >= Self.maxDescriptors {
+                return -ENOSPC
+            }
+            if let descriptor {
+                replaced = state.kept.descriptors.updateValue(descriptor, forKey: name)
+            } else {
+                replaced = state.kept.descriptors.removeValue(forKey: name)
+            }
+            return 0
+        }
+        _ = replaced
+        return code
+    }
+
+    private func check(adding name: String, by run: Run) -> Int32? {
         state.withLock { state in
-            state.running = false
-            state.kept = snapshot.bytes
+            guard state.taking == run.generation else { return -ESTALE }
+            if state.kept.descriptors[name] == nil, state.kept.descriptors.count >= Self.maxDescriptors { return -ENOSPC }
+            return nil
         }
     }
 
-    /// `state_load`: what the current run read at its start; valid until the next ``beginRun()``.
-    var readByCurrentRun: UnsafeRawBufferPointer? {
-        state.withLock { state in state.read.map { UnsafeRawBufferPointer($0.buffer) } }
+    private func isTaking(_ run: Run) -> Bool {
+        state.withLock { $0.taking == run.generation }
+    }
+
+    /// Begins a run: it reads what is kept now, and from now on only its
+    /// saves are taken (an older run still going, whose successor this is,
+    /// is refused from here on).
+    func beginRun() -> Run {
+        state.withLock { state in
+            state.lastGeneration += 1
+            state.taking = state.lastGeneration
+            return Run(generation: state.lastGeneration, read: state.kept)
+        }
+    }
+
+    /// Stops taking `run`'s saves: its `svc_stop` returned, or its worker ended.
+    func endRun(_ run: Run) {
+        state.withLock { state in
+            if state.taking == run.generation { state.taking = nil }
+        }
+    }
+
+    /// Ends a run whose `svc_create` failed: what it kept is dropped, what
+    /// it read is kept again, and `resuming` (the run it was to replace, still
+    /// going in an overlapping reload) has its saves taken again.
+    func abandonRun(_ run: Run, resuming previous: Run? = nil) {
+        var dropped = Contents()
+        state.withLock { state in
+            // Ended already (its worker's end was seen first) is fine; a newer run is not undone.
+            guard state.lastGeneration == run.generation else { return }
+            dropped = state.kept
+            state.kept = run.read
+            state.taking = previous?.generation
+        }
+        _ = dropped
     }
 
     /// How many bytes are kept now.
     var keptCount: Int {
-        state.withLock { $0.kept?.buffer.count ?? 0 }
+        state.withLock { $0.kept.bytes?.buffer.count ?? 0 }
     }
 
-    /// What was kept at one moment, opaque to everyone but ``KeptState``.
-    struct Snapshot: @unchecked Sendable {
-        fileprivate let bytes: Bytes?
+    /// The names of the descriptors kept now, sorted.
+    var descriptorNames: [String] {
+        state.withLock { $0.kept.descriptors.keys.sorted() }
+    }
+
+    /// Why `fd_keep` refused a descriptor, for the service's log.
+    static func refusal(of name: String, code: Int32) -> String {
+        switch -code {
+        case ENOSPC:
+            "fd_keep(\"\(name)\") refused: the service keeps \(maxDescriptors) descriptors already, the most one may (SVC_FD_MAX_KEPT); forget one (fd_keep(name, -1)) first"
+        case EINVAL:
+            "fd_keep refused a descriptor: its name must be 1 to \(maxNameLength) letters, digits, '.', '_' or '-' and the descriptor open (or -1 to forget)"
+        case ESTALE:
+            "fd_keep(\"\(name)\") refused: this run has ended or been replaced by a newer one"
+        default:
+            "fd_keep(\"\(name)\") refused: \(Errno(-code))"
+        }
     }
 }

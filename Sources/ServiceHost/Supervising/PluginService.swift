@@ -1,4 +1,9 @@
 import Logging
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The ``BaseService`` adapter around a plugin file: its create, loop and
 /// stop steps call the plugin's `svc_create`, `svc_loop` and `svc_stop`.
@@ -12,9 +17,12 @@ final class PluginService: BaseService, HostCallbackTarget, @unchecked Sendable 
     private let loader: PluginLoader
     private let logger: Logger
     private let versions: PluginVersions<PluginImage>
-    private var binding: HostBinding?
-    /// What the plugin keeps across its runs and versions (`state_save`).
-    let keptState = KeptState()
+    /// One binding; two with `reload = "overlap"`, so that an overlapping
+    /// reload creates the new version with its own callbacks (and run) while
+    /// the old one still calls its own.
+    private var bindings: [HostBinding] = []
+    /// What the plugin keeps across its runs and versions (`state_save`, `fd_keep`).
+    let keptState: KeptState
     /// Touched only on the service's own thread (create, loop, stop).
     private var instance: PluginInstance? {
         didSet { loopCall = instance?.loopCall }
@@ -23,22 +31,51 @@ final class PluginService: BaseService, HostCallbackTarget, @unchecked Sendable 
     /// own thread touches it, so the dynamic exclusivity check is skipped.
     @exclusivity(unchecked) private var loopCall: LoopCall?
 
+    /// A new version created beside the running one, waiting for the
+    /// service's thread to take it over (``reloadOverlapping()``).
+    private struct Handover {
+        let instance: PluginInstance
+        let image: PluginImage
+        let run: KeptState.Run
+        let binding: Int
+        let taken = Completion()
+    }
+
+    private enum Phase {
+        /// No run, or one being created or stopped.
+        case idle
+        /// A run on `binding` is in its loop.
+        case running(run: KeptState.Run, binding: Int)
+        /// A new version waits to take over from the run on `binding`.
+        case handingOver(run: KeptState.Run, binding: Int, Handover)
+    }
+
+    private let phase = Mutex(Phase.idle)
+
     /// Loads `file` now, so that a file that cannot be used is reported when
     /// the service is added rather than at its first start.
-    /// - Parameter staged: `file` already staged (see ``Prefetcher``); by default it is staged here.
+    /// - Parameters:
+    ///   - staged: `file` already staged (see ``Prefetcher``); by default it is staged here.
+    ///   - keptState: what an earlier service of the same name kept (its sidecar changed).
     init(name: String, file: String, configuration: ServiceConfiguration, loader: PluginLoader, logger: Logger,
-         staged: StagedPlugin? = nil) throws(PluginError) {
+         staged: StagedPlugin? = nil, keptState: KeptState = KeptState()) throws(PluginError) {
         let staged = if let staged { staged } else { try loader.stage(file: file, scanTimeout: configuration.startTimeout) }
         let image = try PluginLoader.open(staged)
         self.file = file
         self.loader = loader
+        self.keptState = keptState
         var logger = logger
         logger[metadataKey: "service"] = "\(name)"
         self.logger = logger
         versions = PluginVersions(file: file, current: image, name: image.version)
         super.init(name: name, configuration: configuration)
-        binding = HostBinding(serviceName: name, settings: configuration.settings, target: self, offersState: true)
-        guard binding != nil else { throw PluginError(.loadFailed, file: file, reason: HostBinding.allocationFailure) }
+        // The second only for a service whose reloads overlap: each costs libffi closures.
+        for _ in 0..<(configuration.reload == .overlap ? 2 : 1) {
+            guard let binding = HostBinding(serviceName: name, settings: configuration.settings, target: self, offersState: true) else {
+                throw PluginError(.loadFailed, file: file, reason: HostBinding.allocationFailure)
+            }
+            bindings.append(binding)
+        }
         updateMetadata {
             $0.pluginFile = file
             $0.pluginVersion = image.version
@@ -52,6 +89,38 @@ final class PluginService: BaseService, HostCallbackTarget, @unchecked Sendable 
     // MARK: Steps
 
     override func onCreate() throws(ServiceFailure) {
+        let (current, candidate) = imageToTry()
+        // The binding of the last run; an overlapping reload may have moved it.
+        let slot = activeBinding
+        if let candidate {
+            switch create(candidate, on: slot) {
+            case .success(let (created, run)):
+                instance = created
+                phase.withLock { $0 = .running(run: run, binding: slot) }
+                adopt(candidate)
+                return
+            case .failure(let failure):
+                versions.reject(candidate.identity, reason: "svc_create of the new version \(candidate.versionDescription) returned \(failure.code)",
+                                as: .rolledBack, for: self, logger: logger)
+            }
+        }
+        switch create(current, on: slot) {
+        case .success(let (created, run)):
+            instance = created
+            phase.withLock { $0 = .running(run: run, binding: slot) }
+        case .failure(let failure):
+            throw ServiceFailure(code: failure.code, message: "\(file): svc_create returned \(failure.code)")
+        }
+    }
+
+    /// The binding the service's runs use until an overlapping reload moves
+    /// them to the other; only the service's thread touches it.
+    private var activeBinding = 0
+
+    /// Calls `svc_create` of `image` in a new run on binding `slot`; a
+    /// failed create's keeps are dropped (the next run reads what this one did).
+    private func create(_ image: PluginImage, on slot: Int, resuming previous: KeptState.Run? = nil)
+        -> Result<(PluginInstance, KeptState.Run), PluginInstance.CreateFailure> {
         // Plugin code (constructors, svc_create) may have replaced the host's
         // SIGINT/SIGTERM/SIGHUP/SIGPIPE handlers; put them back.
         defer {
@@ -59,49 +128,73 @@ final class PluginService: BaseService, HostCallbackTarget, @unchecked Sendable 
                 logger.warning("\(file) replaced the host's signal handlers; they are restored")
             }
         }
-        let (current, candidate) = imageToTry()
-        if let candidate {
-            // What the old version kept goes back to it if the new one's create fails.
-            let kept = keptState.beginRun()
-            switch PluginInstance.create(image: candidate, binding: binding!) {
-            case .success(let created):
-                instance = created
-                let previous = versions.adopt(candidate, name: candidate.version)
-                updateMetadata {
-                    $0.pluginVersion = candidate.version
-                    $0.reloadsByResult[.ok, default: 0] += 1
-                }
-                logger.notice("reloaded \(file): \(previous) -> \(candidate.versionDescription)",
-                              metadata: LifecycleEvent.reload(.ok, from: previous, to: candidate.versionDescription).metadata())
-                report(.reloaded(from: previous, to: candidate.versionDescription))
-                return
-            case .failure(let failure):
-                keptState.abandonRun(restoring: kept)
-                versions.reject(candidate.identity, reason: "svc_create of the new version \(candidate.versionDescription) returned \(failure.code)",
-                                as: .rolledBack, for: self, logger: logger)
-            }
-        }
-        let kept = keptState.beginRun()
-        switch PluginInstance.create(image: current, binding: binding!) {
+        let run = keptState.beginRun()
+        bindings[slot].run.withLock { $0 = run }
+        switch PluginInstance.create(image: image, binding: bindings[slot]) {
         case .success(let created):
-            instance = created
+            return .success((created, run))
         case .failure(let failure):
-            // A failed create's saves are dropped: the next run reads what this one did.
-            keptState.abandonRun(restoring: kept)
-            throw ServiceFailure(code: failure.code, message: "\(file): svc_create returned \(failure.code)")
+            keptState.abandonRun(run, resuming: previous)
+            return .failure(failure)
         }
     }
 
+    /// Makes `image` the version in use, and says so.
+    private func adopt(_ image: PluginImage) {
+        let previous = versions.adopt(image, name: image.version)
+        updateMetadata {
+            $0.pluginVersion = image.version
+            $0.reloadsByResult[.ok, default: 0] += 1
+        }
+        logger.notice("reloaded \(file): \(previous) -> \(image.versionDescription)",
+                      metadata: LifecycleEvent.reload(.ok, from: previous, to: image.versionDescription).metadata())
+        report(.reloaded(from: previous, to: image.versionDescription))
+    }
+
     override func onLoop() -> LoopOutcome {
+        // One atomic load: a new version waits to take over.
+        if stopSignal.request == .handover { takeOver() }
         let result = loopCall.unsafelyUnwrapped()
         // The common case first, without building anything.
         return result == 0 ? .continue : LoopOutcome(pluginResult: result, file: file)
     }
 
     override func onStop() {
+        let (run, waiting) = phase.withLock { phase -> (KeptState.Run?, Handover?) in
+            defer { phase = .idle }
+            switch phase {
+            case .idle: return (nil, nil)
+            case .running(let run, _): return (run, nil)
+            case .handingOver(let run, _, let handover): return (run, handover)
+            }
+        }
         instance?.stop()
         instance = nil
-        keptState.endRun()
+        if let run { keptState.endRun(run) }
+        // Stopped before it took over: the new version goes too, and its keeps with it.
+        if let waiting {
+            waiting.instance.stop()
+            keptState.abandonRun(waiting.run)
+            waiting.taken.complete()
+        }
+    }
+
+    /// On the service's thread, between two loop turns: the old version's
+    /// `svc_stop` runs (its keeps refused from the moment the new one began),
+    /// and the new version's loop turns follow.
+    private func takeOver() {
+        let handover: Handover? = phase.withLock { phase in
+            guard case .handingOver(_, _, let handover) = phase else { return nil }
+            phase = .running(run: handover.run, binding: handover.binding)
+            return handover
+        }
+        guard let handover else { return }
+        instance?.stop()
+        instance = handover.instance
+        activeBinding = handover.binding
+        adopt(handover.image)
+        stopSignal.clearHandover()
+        handover.taken.complete()
     }
 
     // MARK: Reload
@@ -128,15 +221,67 @@ final class PluginService: BaseService, HostCallbackTarget, @unchecked Sendable 
         requestStop()
     }
 
-    func pluginSavesState(_ bytes: UnsafeRawPointer?, count: Int) -> Int32 {
-        keptState.save(bytes, count: count)
+    func pluginSavesState(_ bytes: UnsafeRawPointer?, count: Int, in run: KeptState.Run?) -> Int32 {
+        guard let run else { return -ESTALE }
+        return keptState.save(bytes, count: count, by: run)
     }
 
-    func pluginLoadsState() -> UnsafeRawBufferPointer? {
-        keptState.readByCurrentRun
+    func pluginLoadsState(in run: KeptState.Run?) -> UnsafeRawBufferPointer? {
+        run?.state
+    }
+
+    func pluginKeepsDescriptor(_ descriptor: Int32, named name: String?, in run: KeptState.Run?) -> Int32 {
+        guard let run else { return -ESTALE }
+        let code = keptState.keep(descriptor, named: name ?? "", by: run)
+        if code != 0, code != -EBADF, run.logsRefusal() {
+            logger.warning("\(file): \(KeptState.refusal(of: name ?? "", code: code))")
+        }
+        return code
+    }
+
+    func pluginLoadsDescriptor(named name: String?, in run: KeptState.Run?) -> Int32 {
+        guard let run, let name else { return -ENOENT }
+        return run.loadDescriptor(named: name)
     }
 }
 
+extension PluginService: OverlappingReload {
+    func reloadOverlapping() -> OverlapOutcome {
+        guard case .running(let old, let slot)? = phase.withLock({ phase -> Phase? in
+            if case .running = phase { return phase }
+            return nil
+        }) else { return .notRunning }
+        guard bindings.count == 2 else { return .notRunning }
+        let (_, candidate) = imageToTry()
+        guard let candidate else { return .kept }
+        let next = 1 - slot
+        switch create(candidate, on: next, resuming: old) {
+        case .failure(let failure):
+            versions.reject(candidate.identity, reason: "svc_create of the new version \(candidate.versionDescription) returned \(failure.code)",
+                            as: .rolledBack, for: self, logger: logger)
+            return .kept
+        case .success(let (created, run)):
+            let handover = Handover(instance: created, image: candidate, run: run, binding: next)
+            let waiting = phase.withLock { phase in
+                guard case .running(let current, _) = phase, current === old else { return false }
+                phase = .handingOver(run: old, binding: slot, handover)
+                return true
+            }
+            guard waiting else {
+                // The old run ended meanwhile: the new version goes, its keeps with it.
+                created.stop()
+                keptState.abandonRun(run)
+                return .notRunning
+            }
+            stopSignal.raise(.handover)
+            // The old version's loop call has to return; it has as long as a stop would.
+            if !handover.taken.waitBlocking(timeout: configuration.stopTimeout + configuration.interval) {
+                logger.warning("\(file): the old version's svc_loop has not returned within stop_timeout_ms (\(configuration.stopTimeout.milliseconds) ms) of the handover; the new version takes over when it does")
+            }
+            return .replaced
+        }
+    }
+}
 extension Logger {
     /// Logs a line a plugin wrote through `svc_host.log`, at the level it asked for.
     func pluginLine(level: Int32, _ message: String) {
@@ -166,6 +311,8 @@ protocol ReloadableService: BaseService {
     var fileChanged: Bool { get }
     /// The SHA-256 of the version in use, in hex.
     var sha256: String? { get }
+    /// What it keeps across runs (`state_save`, `fd_keep`).
+    var keptState: KeptState { get }
 }
 
 extension PluginService: ReloadableService {}

@@ -109,8 +109,10 @@ public final class Scheduler: Sendable {
     }
 
     /// ``addPlugin(file:name:configuration:)`` with the file already staged, or not (`nil`).
+    /// - Parameter keptState: what the service of the same name kept before
+    ///   it was replaced (a changed sidecar); by default, nothing.
     private func addPlugin(file: String, name: String?, configuration: ServiceConfiguration?,
-                           staged: StagedPlugin?) throws(PluginError) -> String {
+                           staged: StagedPlugin?, keptState: KeptState = KeptState()) throws(PluginError) -> String {
         try refuseAfterShutdown(file)
         let fileName = file.split(separator: "/").last.map(String.init) ?? file
         guard let name = name ?? PluginDirectory.serviceName(forFileName: fileName) else {
@@ -127,10 +129,10 @@ public final class Scheduler: Sendable {
                 throw PluginError(.loadFailed, file: file, reason: "process isolation needs the servicehost executable to fork workers from (Scheduler.Configuration.workerExecutable)")
             }
             service = try IsolatedPluginService(name: name, file: file, configuration: configuration, loader: loader,
-                                                launcher: launcher, logger: logger, staged: staged)
+                                                launcher: launcher, logger: logger, staged: staged, keptState: keptState)
         default:
             service = try PluginService(name: name, file: file, configuration: configuration, loader: loader, logger: logger,
-                                        staged: staged)
+                                        staged: staged, keptState: keptState)
         }
         do {
             try manager.add(service)
@@ -376,8 +378,11 @@ public final class Scheduler: Sendable {
                 }
                 logger.notice("\(entry.sidecar ?? "its sidecar") changed; restarting with the new values", metadata: ["service": "\(entry.name)"])
                 let start = start && !manager.isStoppedByOrder(entry.name)
+                // What it kept goes to the service with the new values (its
+                // descriptors stay open meanwhile: this holds them).
+                let kept = (manager.service(named: entry.name) as? any ReloadableService)?.keptState ?? KeptState()
                 try? await manager.remove(entry.name)
-                await add(entry, configuration, start: start, into: &report)
+                await add(entry, configuration, start: start, keeping: kept, into: &report)
             case .add(let entry, let configuration):
                 await add(entry, configuration, start: true, into: &report)
             case .retry(let name):
@@ -395,10 +400,10 @@ public final class Scheduler: Sendable {
 
     /// Adds a plugin (its load-time scan on a thread of its own) and starts it.
     private func add(_ entry: PluginDirectory.Entry, _ configuration: ServiceConfiguration, start: Bool,
-                     into report: inout ReloadReport) async {
+                     keeping kept: KeptState = KeptState(), into report: inout ReloadReport) async {
         do {
             _ = try await offTheCooperativePool(entry.file) { () throws(PluginError) in
-                try self.addPlugin(file: entry.file, name: entry.name, configuration: configuration)
+                try self.addPlugin(file: entry.file, name: entry.name, configuration: configuration, staged: nil, keptState: kept)
             }
         } catch {
             refuse(entry.name, as: entry.file, error.reason, in: &report)

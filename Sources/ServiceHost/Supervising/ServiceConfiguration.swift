@@ -46,6 +46,9 @@ public struct ServiceConfiguration: Sendable, Equatable {
     /// them stops, this one is stopped first and started again once it is
     /// back. Default none. Sidecar key `requires`.
     public var requires: [String]
+    /// How a reload replaces the running version: ``ReloadOrder/restart``
+    /// (the default) or ``ReloadOrder/overlap``. Sidecar key `reload`.
+    public var reload: ReloadOrder
     /// The sidecar's `[config]` table, flattened to dotted keys with values
     /// as text; handed to the plugin through `svc_host.config`.
     public var settings: [String: String]
@@ -65,8 +68,10 @@ public struct ServiceConfiguration: Sendable, Equatable {
         watchdog: Duration? = nil,
         startTimeout: Duration? = nil,
         requires: [String] = [],
+        reload: ReloadOrder = .restart,
         settings: [String: String] = [:]
     ) {
+        self.reload = reload
         self.restart = restart
         self.delay = delay
         self.interval = interval

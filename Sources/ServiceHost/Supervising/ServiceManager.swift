@@ -101,10 +101,35 @@ final class ServiceManager: @unchecked Sendable {
     }
 
     /// Stops the service and starts it again; the restart is counted for `cause`.
+    /// A reload of a running service with `reload = "overlap"` creates the
+    /// new version first instead (``OverlappingReload``).
     func restart(_ name: String, cause: RestartCause) async throws(ServiceError) {
+        if cause == .reload, let service = lock.withLock({ members[name] }) as? any OverlappingReload,
+           service.configuration.reload == .overlap {
+            switch await Self.onThreadOfItsOwn({ service.reloadOverlapping() }) {
+            case .replaced?:
+                lock.withLock { members[name]?.updateMetadata { $0.restartsByCause[cause, default: 0] += 1 } }
+                return
+            case .kept?:
+                return
+            case .notRunning?, nil:
+                break
+            }
+        }
         try await stop(name)
         try start(name)
         lock.withLock { members[name]?.updateMetadata { $0.restartsByCause[cause, default: 0] += 1 } }
+    }
+
+    /// Runs `work` (which blocks: plugin code) on a thread of its own; `nil` when no thread could be made.
+    private static func onThreadOfItsOwn<T: Sendable>(_ work: @escaping @Sendable () -> T) async -> T? {
+        await withCheckedContinuation { continuation in
+            do {
+                try HostThread.spawn(name: "host:reload") { continuation.resume(returning: work()) }
+            } catch {
+                continuation.resume(returning: nil)
+            }
+        }
     }
 
     func remove(_ name: String) async throws(ServiceError) {

@@ -56,6 +56,10 @@ public struct ServiceStatus: Sendable, Equatable, Codable {
     public var sha256: String?
     /// The services it requires.
     public var requires: [String]
+    /// The names of the descriptors the host keeps for it (`fd_keep`).
+    public var keptDescriptors: [String] = []
+    /// How many bytes of state the host keeps for it (`state_save`).
+    public var keptStateBytes: Int = 0
 }
 
 extension ServiceStatus {
@@ -83,6 +87,8 @@ extension ServiceStatus {
             path: plugin?.file ?? metadata.pluginFile,
             version: metadata.pluginVersion,
             sha256: plugin?.sha256,
-            requires: service.configuration.requires)
+            requires: service.configuration.requires,
+            keptDescriptors: plugin?.keptState.descriptorNames ?? [],
+            keptStateBytes: plugin?.keptState.keptCount ?? 0)
     }
 }

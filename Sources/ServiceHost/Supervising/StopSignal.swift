@@ -16,10 +16,14 @@ import Glibc
 final class StopSignal: @unchecked Sendable {
     enum Request: UInt32, Comparable {
         case none = 0
+        /// A new version was created beside the running one (`reload =
+        /// "overlap"`): the plugin's run should end, and the service goes on
+        /// with the new version. Not a stop of the service.
+        case handover = 1
         /// The service asked to stop itself.
-        case requested = 1
+        case requested = 2
         /// The scheduler ordered the stop. Outranks `requested`.
-        case ordered = 2
+        case ordered = 3
 
         static func < (lhs: Request, rhs: Request) -> Bool { lhs.rawValue < rhs.rawValue }
     }
@@ -84,6 +88,14 @@ final class StopSignal: @unchecked Sendable {
     /// Clears a service's own stop request before a new start; an order stays.
     func clearRequested() {
         _ = cthread_word_replace(word, Request.requested.rawValue, Request.none.rawValue)
+        _ = cthread_word_replace(word, Request.handover.rawValue, Request.none.rawValue)
+        clearDescriptorUnlessPending()
+    }
+
+    /// Clears a handover once the new version took over (a stop raised
+    /// meanwhile stays), before the new version's first loop turn.
+    func clearHandover() {
+        _ = cthread_word_replace(word, Request.handover.rawValue, Request.none.rawValue)
         clearDescriptorUnlessPending()
     }
 
