@@ -44,4 +44,31 @@ final class HostCallbacks: @unchecked Sendable {
         let descriptor = stopDescriptor()
         return descriptor >= 0 ? descriptor : nil
     }
+
+    /// `state_load`: a copy of what was kept when this run began; `nil` when
+    /// nothing was, or on a host without kept state.
+    func loadState() -> [UInt8]? {
+        guard has(\svc_host.state_load), let stateLoad = host.pointee.state_load else { return nil }
+        var size = 0
+        guard let bytes = stateLoad(&size), size > 0 else { return nil }
+        return Array(UnsafeRawBufferPointer(start: bytes, count: size))
+    }
+
+    /// `state_save`: 0 or a negative error number (-ENOSYS on a host without it).
+    func saveState(_ bytes: UnsafeRawBufferPointer) -> Int32 {
+        guard has(\svc_host.state_save), let stateSave = host.pointee.state_save else { return -38 }
+        return stateSave(bytes.baseAddress, bytes.count)
+    }
+
+    /// `fd_keep`: 0 or a negative error number (-ENOSYS on a host without it).
+    func keepDescriptor(_ descriptor: Int32, named name: String) -> Int32 {
+        guard has(\svc_host.fd_keep), let fdKeep = host.pointee.fd_keep else { return -38 }
+        return name.withCString { fdKeep($0, descriptor) }
+    }
+
+    /// `fd_load`: a new descriptor, or a negative error number (-ENOSYS on a host without it).
+    func loadDescriptor(named name: String) -> Int32 {
+        guard has(\svc_host.fd_load), let fdLoad = host.pointee.fd_load else { return -38 }
+        return name.withCString { fdLoad($0) }
+    }
 }

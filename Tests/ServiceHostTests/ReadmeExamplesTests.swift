@@ -35,8 +35,9 @@ struct ReadmeExamplesTests {
     }
 
     @Test func theCExampleCompilesWithoutWarningsAndRuns() async throws {
+        // The first is the introduction's; the second keeps state (below).
         let examples = try Self.examples("c")
-        #expect(examples.count == 1)
+        #expect(examples.count == 2)
         let source = try #require(examples.first)
         #expect(source.split(separator: "\n").filter { !$0.allSatisfy(\.isWhitespace) }.count <= 20, "the C plugin stays within 20 lines")
         let include = PluginBuilder.includeDirectory.path
@@ -74,7 +75,7 @@ struct ReadmeExamplesTests {
     /// what a package that depends on ServiceHostPlugin links), then run.
     @Test func theSwiftSDKExampleStaysShortCompilesAndRuns() async throws {
         let examples = try Self.examples("swift").filter { $0.contains("#servicePlugin") }
-        #expect(examples.count == 1)
+        #expect(examples.count == 2)
         let source = try #require(examples.first)
         #expect(source.split(separator: "\n").filter { !$0.allSatisfy(\.isWhitespace) }.count <= 15, "the Swift plugin stays within 15 lines")
         #expect(!["Unsafe", "Unmanaged", "@_cdecl", "@c("].contains { source.contains($0) })
@@ -110,5 +111,43 @@ struct ReadmeExamplesTests {
             }
             #expect(library.count > 1000)
         }
+    }
+
+    /// The two counters of "Keeping state across reloads" (C, and Swift with
+    /// the SDK) carry their count through a restart.
+    @Test(arguments: ["c", "swift"])
+    func theKeptStateExamplesCarryTheirCountThroughARestart(language: String) async throws {
+        let source = try #require(try Self.examples(language).filter { $0.contains("state_save") || $0.contains("saveState") }.first)
+        let include = PluginBuilder.includeDirectory.path
+        let library = try await Blocking.run {
+            if language == "c" {
+                return try Self.compile(source, as: "Counter.c") {
+                    ["cc", "-shared", "-fPIC", "-O2", "-Wall", "-Wextra", "-Werror", "-I", include, "-o", $1.path, $0.path]
+                }
+            }
+            let directory = try TemporaryDirectory("readme")
+            let file = directory.file("Counter.swift")
+            try source.write(to: file, atomically: true, encoding: .utf8)
+            return try Data(contentsOf: PluginBuilder.buildSwiftAgainstSDK(file, to: directory.file("output.so"), moduleName: "Counter"))
+        }
+        let folder = try PluginFolder()
+        _ = try folder.write([UInt8](library), as: "Counter.so")
+        try folder.sidecar(for: "Counter.so", "interval_ms = 1\n")
+        let logs = LogCapture()
+        let scheduler = try Scheduler(logger: logs.logger)
+        #expect(try await scheduler.addPlugins(directory: folder.path).isEmpty)
+        scheduler.startAll()
+        try await logs.waitFor { $0.service == "Counter" && $0.message == "starting at 0" }
+        // Each loop saves; no event marks a loop, so the count is polled, with a deadline.
+        let deadline = ContinuousClock.now + .seconds(20)
+        while (scheduler.service(named: "Counter")?.loopsCompleted ?? 0) < 5 {
+            try #require(ContinuousClock.now < deadline, "the counter did not loop 5 times")
+            try await Task.sleep(for: .milliseconds(1))
+        }
+        try await scheduler.restart("Counter")
+        let second = try await logs.waitFor(count: 2) { $0.service == "Counter" && $0.message.hasPrefix("starting at ") }
+        let count = Int(second.message.dropFirst("starting at ".count)) ?? 0
+        #expect(count >= 5, "\(second.message)")
+        await scheduler.shutdown()
     }
 }
