@@ -9,6 +9,8 @@
  *   ECHO_CREATE_FAILS  if defined, svc_create keeps a socket of its own under
  *                      "listener" and then fails with -9: a broken new
  *                      version whose keeps must be dropped.
+ *   ECHO_CREATE_WAITS  if defined, svc_create first waits until the file named
+ *                      by [config] release_file exists (a hang a test ends).
  * [config]:
  *   port       int, required  the port to listen on (bound only when no
  *                             listener was kept)
@@ -109,6 +111,11 @@ SVC_EXPORT int32_t svc_create(const svc_host *host, void **ctx) {
         fixture_log(host, SVC_LOG_INFO, "forgot %d", forgotten);
     }
 
+#ifdef ECHO_CREATE_WAITS
+    const char *release = host->config("release_file");
+    fixture_log(host, SVC_LOG_INFO, "create waits");
+    while (release != NULL && access(release, F_OK) != 0) usleep(1000);
+#endif
 #ifdef ECHO_CREATE_FAILS
     int mine = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     host->fd_keep("listener", mine);

@@ -108,6 +108,50 @@ struct KeptDescriptorTests {
         await scheduler.shutdown()
     }
 
+    /// A new version whose svc_create does not return: the reload waits for
+    /// it only so long, the old version serves all the while, and then a
+    /// thread-isolated one takes over once its create returns (a thread
+    /// cannot be interrupted), a worker is killed at start_timeout_ms.
+    @Test(.timed, arguments: [Isolation.thread, .process])
+    func aNewVersionStuckInCreateHoldsUpNeitherTheOldOneNorTheReload(isolation: Isolation) async throws {
+        let port = try EchoClient.freePort()
+        let releaseFile = NSTemporaryDirectory() + "release-\(UUID().uuidString)"
+        defer { unlink(releaseFile) }
+        let host = try await TestHost(isolation: isolation, plugins: [(file: "Echo.so", fixture: "echo_server.c", sidecar: """
+            reload = "overlap"
+            stop_timeout_ms = 500
+            start_timeout_ms = 300
+            [config]
+            port = \(port)
+            release_file = "\(releaseFile)"
+            """)])
+        let (folder, logs, scheduler, events) = (host.folder, host.logs, host.scheduler, host.events)
+        try await logs.waitFor { $0.service == "Echo" && $0.message == "listening version=1.0.0 kept=0" }
+        let client = EchoClient(port: port)
+        try await client.waitForAnswers(10)
+
+        try folder.overwriteInPlace("Echo.so", with: try await BuiltFixtures.shared.bytes(
+            "echo_server.c", defines: ["ECHO_CREATE_WAITS", "ECHO_VERSION=\"3.0.0\""]))
+        let service = try #require(scheduler.service(named: "Echo"))
+        let began = ContinuousClock.now
+        #expect(await scheduler.restartChanged() == ["Echo"])
+        #expect(ContinuousClock.now - began < ServiceManager.overlapWait(for: service) * 2)
+        try await client.waitForAnswers(10)
+        if isolation == .thread {
+            try await logs.waitFor { $0.service == "Echo" && $0.message == "create waits" }
+            #expect(logs.entries { $0.message.contains("the overlapping reload's new version has not started within") }.count == 1)
+            FileManager.default.createFile(atPath: releaseFile, contents: nil)
+            try await events.next("Echo") { $0.isReloaded }
+            try await logs.waitFor { $0.service == "Echo" && $0.message == "listening version=3.0.0 kept=1" }
+        } else {
+            try await events.next("Echo") { $0.isReloadRejected }
+        }
+        try await client.waitForAnswers(10)
+        let tally = await client.stop()
+        #expect(tally.refused == 0 && tally.lost == 0, "\(tally)")
+        await scheduler.shutdown()
+    }
+
     /// A plugin that keeps one descriptor under 10,000 names: the first 256
     /// are kept, the rest refused with -ENOSPC and one clear log line; `ctl
     /// status` lists them; removing the service closes every one (the host's

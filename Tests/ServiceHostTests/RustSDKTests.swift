@@ -16,17 +16,18 @@ struct RustSDKTests {
 
     private static let crate = PluginBuilder.repositoryRoot.appendingPathComponent("sdk/rust/servicehost-plugin")
 
-    /// Builds the example plugin once per test run (into a temporary target directory).
-    private static let built: Result<Data, any Error> = Result {
+    /// Builds the example plugins once per test run (into a temporary target directory).
+    private static let built: Result<[String: Data], any Error> = Result {
         guard let cargo else { throw HTTPGet.Failure(description: "no cargo") }
         let target = try TemporaryDirectory("rust-target")
         try PluginBuilder.run(["env", "CARGO_TARGET_DIR=\(target.path)", cargo, "build", "--offline", "--release", "--quiet",
-                               "--manifest-path", crate.appendingPathComponent("Cargo.toml").path, "--example", "hello"])
-        return try Data(contentsOf: target.file("release/examples/libhello.so"))
+                               "--manifest-path", crate.appendingPathComponent("Cargo.toml").path, "--example", "hello", "--example", "counter"])
+        return ["hello": try Data(contentsOf: target.file("release/examples/libhello.so")),
+                "counter": try Data(contentsOf: target.file("release/examples/libcounter.so"))]
     }
 
-    private func run(_ sidecar: String) async throws -> (Scheduler, LogCapture, EventWaiter) {
-        let library = try await Blocking.run { try Self.built.get() }
+    private func run(_ sidecar: String, example: String = "hello") async throws -> (Scheduler, LogCapture, EventWaiter) {
+        let library = try await Blocking.run { try Self.built.get()[example]! }
         let folder = try PluginFolder()
         _ = try folder.write([UInt8](library), as: "Hello.so")
         try folder.sidecar(for: "Hello.so", sidecar)
@@ -86,6 +87,25 @@ struct RustSDKTests {
         #expect(panicked.message == "svc_loop panicked: panic_at 2 reached (at examples/hello.rs:19)")
         #expect(panicked.level == .error)
         #expect(scheduler.status(of: "Hello")?.lastExit?.hasSuffix("(code -1)") == true)
+        await scheduler.shutdown()
+    }
+
+    /// The counter example keeps its count (`save_state` on every loop,
+    /// `kept_state` in `create`) through a restart.
+    @Test(.enabled(if: cargo != nil, "cargo is not installed: the Rust SDK's example is not built"))
+    func theCounterExampleCarriesItsCountThroughARestart() async throws {
+        let (scheduler, logs, events) = try await run("interval_ms = 1\n", example: "counter")
+        try await events.first("Hello") { $0.isStarted }
+        #expect(logs.entries.contains { $0.service == "Hello" && $0.message == "starting at 0" })
+        // Each loop saves; no event marks a loop, so the count is polled, with a deadline.
+        let deadline = ContinuousClock.now + .seconds(20)
+        while (scheduler.service(named: "Hello")?.loopsCompleted ?? 0) < 5 {
+            try #require(ContinuousClock.now < deadline, "the counter did not loop 5 times")
+            try await Task.sleep(for: .milliseconds(1))
+        }
+        try await scheduler.restart("Hello")
+        let second = try await logs.waitFor(count: 2) { $0.service == "Hello" && $0.message.hasPrefix("starting at ") }
+        #expect((Int(second.message.dropFirst("starting at ".count)) ?? 0) >= 5, "\(second.message)")
         await scheduler.shutdown()
     }
 }

@@ -51,6 +51,8 @@ final class PluginService: BaseService, HostCallbackTarget, @unchecked Sendable 
     }
 
     private let phase = Mutex(Phase.idle)
+    /// An overlapping reload is under way (``reloadOverlapping()``).
+    private let overlapUnderWay = Atomic<Bool>(false)
 
     /// Loads `file` now, so that a file that cannot be used is reported when
     /// the service is added rather than at its first start.
@@ -247,6 +249,13 @@ final class PluginService: BaseService, HostCallbackTarget, @unchecked Sendable 
 
 extension PluginService: OverlappingReload {
     func reloadOverlapping() -> OverlapOutcome {
+        // One at a time: a new version still in svc_create (past the reload's
+        // wait) is not joined by a third.
+        guard !overlapUnderWay.exchange(true, ordering: .acquiringAndReleasing) else {
+            logger.warning("\(file) changed again while the new version of an overlapping reload is still starting; left for the next reload")
+            return .kept
+        }
+        defer { overlapUnderWay.store(false, ordering: .releasing) }
         guard case .running(let old, let slot)? = phase.withLock({ phase -> Phase? in
             if case .running = phase { return phase }
             return nil

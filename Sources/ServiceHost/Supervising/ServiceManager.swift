@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Synchronization
 
 /// Starts, stops and restarts services, and decides what happens when one
 /// stops on its own. Reached only through ``Scheduler``.
@@ -106,13 +107,21 @@ final class ServiceManager: @unchecked Sendable {
     func restart(_ name: String, cause: RestartCause) async throws(ServiceError) {
         if cause == .reload, let service = lock.withLock({ members[name] }) as? any OverlappingReload,
            service.configuration.reload == .overlap {
-            switch await Self.onThreadOfItsOwn({ service.reloadOverlapping() }) {
-            case .replaced?:
+            let limit = Self.overlapWait(for: service)
+            switch await Self.onThreadOfItsOwn(within: limit, { service.reloadOverlapping() }) {
+            case .finished(.replaced):
                 lock.withLock { members[name]?.updateMetadata { $0.restartsByCause[cause, default: 0] += 1 } }
                 return
-            case .kept?:
+            case .finished(.kept):
                 return
-            case .notRunning?, nil:
+            case .timedOut:
+                // The new version is still loading or in svc_create (a thread
+                // cannot be interrupted there); the old one runs on, and the
+                // new one takes over if its create ever returns 0.
+                logger.warning("the overlapping reload's new version has not started within \(limit.milliseconds) ms; the old version runs on, and this reload goes on without it",
+                               metadata: ["service": "\(name)"])
+                return
+            case .finished(.notRunning), .noThread:
                 break
             }
         }
@@ -121,15 +130,40 @@ final class ServiceManager: @unchecked Sendable {
         lock.withLock { members[name]?.updateMetadata { $0.restartsByCause[cause, default: 0] += 1 } }
     }
 
-    /// Runs `work` (which blocks: plugin code) on a thread of its own; `nil` when no thread could be made.
-    private static func onThreadOfItsOwn<T: Sendable>(_ work: @escaping @Sendable () -> T) async -> T? {
-        await withCheckedContinuation { continuation in
-            do {
-                try HostThread.spawn(name: "host:reload") { continuation.resume(returning: work()) }
-            } catch {
-                continuation.resume(returning: nil)
+    /// How long a reload waits for an overlapping reload of a service: its
+    /// new version's load and create (twice the start timeout, or as long as
+    /// a load-time scan may take when there is none) and the old version's
+    /// stop, twice over; for a worker, also the time it may take to say it
+    /// starts loading (its own deadlines end it first: this is a backstop).
+    static func overlapWait(for service: BaseService) -> Duration {
+        let configuration = service.configuration
+        let create = configuration.startTimeout.map { $0 * 2 } ?? Limits.defaultScanTimeout * 2
+        let launch = service.isolation == .process ? Limits.defaultScanTimeout : .zero
+        return launch + create + configuration.stopTimeout * 2
+    }
+
+    private enum Waited<T: Sendable>: Sendable {
+        case finished(T)
+        case timedOut
+        case noThread
+    }
+
+    /// Runs `work` (which blocks: plugin code) on a thread of its own and
+    /// waits for it at most `limit`; the work goes on after a timeout.
+    private static func onThreadOfItsOwn<T: Sendable>(within limit: Duration, _ work: @escaping @Sendable () -> T) async -> Waited<T> {
+        let result = Mutex<T?>(nil)
+        let done = Completion()
+        do {
+            try HostThread.spawn(name: "host:reload") {
+                let value = work()
+                result.withLock { $0 = value }
+                done.complete()
             }
+        } catch {
+            return .noThread
         }
+        guard await done.wait(timeout: limit), let value = result.withLock({ $0 }) else { return .timedOut }
+        return .finished(value)
     }
 
     func remove(_ name: String) async throws(ServiceError) {

@@ -58,6 +58,10 @@ pub struct SvcHost {
     pub request_stop: Option<extern "C" fn()>,
     pub stop_requested: Option<extern "C" fn() -> i32>,
     pub stop_descriptor: Option<extern "C" fn() -> i32>,
+    pub state_save: Option<extern "C" fn(*const u8, usize) -> i32>,
+    pub state_load: Option<extern "C" fn(*mut usize) -> *const u8>,
+    pub fd_keep: Option<extern "C" fn(*const c_char, i32) -> i32>,
+    pub fd_load: Option<extern "C" fn(*const c_char) -> i32>,
 }
 
 /// What one loop turn asks for next.
@@ -136,10 +140,16 @@ impl Context {
     /// A member appended later to ABI 1, read only when the running host's
     /// struct reaches past its end.
     fn appended(&self, offset: usize) -> Option<extern "C" fn() -> i32> {
+        self.appended_member(offset)
+    }
+
+    /// A member of function type `F` appended later to ABI 1 (an `Option` of
+    /// a function pointer has the pointer's layout, NULL being `None`).
+    fn appended_member<F: Copy>(&self, offset: usize) -> Option<F> {
         if self.struct_size() < offset + std::mem::size_of::<usize>() {
             return None;
         }
-        unsafe { (self.host as *const u8).add(offset).cast::<Option<extern "C" fn() -> i32>>().read() }
+        unsafe { (self.host as *const u8).add(offset).cast::<Option<F>>().read() }
     }
 
     /// The service's name: the file name without `lib` and `.so`.
@@ -222,6 +232,54 @@ impl Context {
     /// an older host or when the host could not make one.
     pub fn stop_descriptor(&self) -> Option<i32> {
         self.appended(std::mem::offset_of!(SvcHost, stop_descriptor)).map(|stop_descriptor| stop_descriptor()).filter(|fd| *fd >= 0)
+    }
+
+    /// What this service kept when this run began (`save_state` in an
+    /// earlier run, of this version or another): your own format, so begin it
+    /// with a format version. `None` when nothing was, or on an older host.
+    pub fn kept_state(&self) -> Option<Vec<u8>> {
+        let state_load: extern "C" fn(*mut usize) -> *const u8 =
+            self.appended_member(std::mem::offset_of!(SvcHost, state_load))?;
+        let mut size = 0usize;
+        let bytes = state_load(&mut size);
+        if bytes.is_null() || size == 0 {
+            return None;
+        }
+        Some(unsafe { std::slice::from_raw_parts(bytes, size) }.to_vec())
+    }
+
+    /// Keeps `bytes` (at most 16 MiB) for this service's next runs, in place
+    /// of what was kept before: a checkpoint in `run`, and in `stop`.
+    pub fn save_state(&self, bytes: &[u8]) -> Result<(), Error> {
+        let state_save: extern "C" fn(*const u8, usize) -> i32 = self
+            .appended_member(std::mem::offset_of!(SvcHost, state_save))
+            .ok_or_else(|| Error::new(-38, "this host keeps no state"))?;
+        match state_save(bytes.as_ptr(), bytes.len()) {
+            0 => Ok(()),
+            code => Err(Error::new(code, format!("state_save of {} bytes returned {}", bytes.len(), code))),
+        }
+    }
+
+    /// Keeps a duplicate of `fd` under `name` (1 to 64 letters, digits, `.`,
+    /// `_`, `-`) for this service's next runs; `fd` stays yours to close.
+    /// `fd` -1 forgets `name`. At most 256 per service.
+    pub fn keep_descriptor(&self, name: &str, fd: i32) -> Result<(), Error> {
+        let fd_keep: extern "C" fn(*const c_char, i32) -> i32 = self
+            .appended_member(std::mem::offset_of!(SvcHost, fd_keep))
+            .ok_or_else(|| Error::new(-38, "this host keeps no descriptors"))?;
+        let name_c = CString::new(name).map_err(|_| Error::new(-22, "a descriptor name has no NUL"))?;
+        match fd_keep(name_c.as_ptr(), fd) {
+            0 => Ok(()),
+            code => Err(Error::new(code, format!("fd_keep(\"{}\") returned {}", name, code))),
+        }
+    }
+
+    /// A new descriptor (yours to close) for what was kept under `name` when
+    /// this run began; `None` when nothing was.
+    pub fn kept_descriptor(&self, name: &str) -> Option<i32> {
+        let fd_load: extern "C" fn(*const c_char) -> i32 = self.appended_member(std::mem::offset_of!(SvcHost, fd_load))?;
+        let name_c = CString::new(name).ok()?;
+        Some(fd_load(name_c.as_ptr())).filter(|fd| *fd >= 0)
     }
 }
 
