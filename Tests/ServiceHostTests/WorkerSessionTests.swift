@@ -102,12 +102,23 @@ struct WorkerSessionTests {
         .spawned(pid: -1), .spawned(pid: 77), .reaped(ExitStatus(.exited(3))), .reaped(ExitStatus(.killed(SIGSEGV))),
         .reaped(ExitStatus(.unknown)), .loaded(version: nil), .loadFailed(code: "missing symbol", reason: "no svc_loop"),
         .keptState(size: 0), .keptState(size: UInt64(Limits.maxKeptState)), .stateSaved(size: 12),
+        .keptDescriptor(name: "listener"), .descriptorKept(name: "a.b_c-1", present: true),
+        .descriptorKept(name: "x", present: false), .keepRefused(name: "bad name\n", code: -22),
     ])
     func everyMessageSurvivesTheCodecAndACutOneIsRefused(message: WorkerMessage) {
         let bytes = message.encoded()
         #expect(bytes.withUnsafeBytes { WorkerMessage(decoding: $0) } == message)
         if bytes.count > 1 {
             #expect(bytes.dropLast().withUnsafeBytes { WorkerMessage(decoding: $0) } == nil)
+        }
+    }
+
+    /// A descriptor's name the host would refuse never decodes: a worker
+    /// cannot make the host keep (or hand out) one under a name it checks.
+    @Test func aKeptDescriptorUnderAnInvalidNameIsRefusedByTheCodec() {
+        for message in [WorkerMessage.keptDescriptor(name: ""), .descriptorKept(name: "a/b", present: true),
+                        .descriptorKept(name: String(repeating: "n", count: KeptState.maxNameLength + 1), present: false)] {
+            #expect(message.encoded().withUnsafeBytes { WorkerMessage(decoding: $0) } == nil, "\(message)")
         }
     }
 

@@ -29,6 +29,9 @@ enum WorkerMessage: Sendable, Equatable {
     /// The plugin kept a descriptor under `name` (`fd_keep`), passed with
     /// this message; or forgot `name` when `present` is false.
     case descriptorKept(name: String, present: Bool)
+    /// The worker refused an `fd_keep` (the run's first refusal): the host
+    /// logs why. `name` is as the plugin gave it, cut at 256 bytes.
+    case keepRefused(name: String, code: Int32)
     /// `svc_create` returned a negative code.
     case createFailed(code: Int32)
     /// A line the plugin logged.
@@ -123,7 +126,7 @@ extension WorkerMessage {
     private enum Tag: UInt8 {
         case start = 1, stop, loaded = 4, loadFailed, created, createFailed, log, hung, stopped, alive
         case scan, loading, spawnWorker, spawnScan, reap, spawned, reaped, release
-        case keptState, stateSaved, keptDescriptor, descriptorKept
+        case keptState, stateSaved, keptDescriptor, descriptorKept, keepRefused
     }
 
     func encoded() -> [UInt8] {
@@ -158,6 +161,10 @@ extension WorkerMessage {
             out.byte(Tag.descriptorKept.rawValue)
             out.string(name)
             out.byte(present ? 1 : 0)
+        case .keepRefused(let name, let code):
+            out.byte(Tag.keepRefused.rawValue)
+            out.string(String(decoding: name.utf8.prefix(256), as: UTF8.self))
+            out.int64(Int64(code))
         case .loaded(let version):
             out.byte(Tag.loaded.rawValue)
             out.byte(version == nil ? 0 : 1)
@@ -250,6 +257,10 @@ extension WorkerMessage {
         case .descriptorKept:
             guard let name = input.string(), KeptState.isValidName(name), let present = input.byte(), present <= 1 else { return nil }
             self = .descriptorKept(name: name, present: present == 1)
+        case .keepRefused:
+            guard let name = input.string(), name.utf8.count <= 260, let code = input.int64(),
+                  let code32 = Int32(exactly: code) else { return nil }
+            self = .keepRefused(name: name, code: code32)
         case .loaded:
             guard let has = input.byte(), let version = input.string() else { return nil }
             self = .loaded(version: has == 0 ? nil : version)

@@ -315,7 +315,7 @@ final class WorkerService: BaseService, HostCallbackTarget, @unchecked Sendable 
         let name = name ?? ""
         let code = keep(descriptor, named: name)
         if code != 0, code != -EBADF, !refusalLogged.exchange(true, ordering: .relaxed) {
-            WorkerProcess.sendOrExit(.log(level: 2, message: "\(image.file): \(KeptState.refusal(of: name, code: code))"), on: channel)
+            WorkerProcess.sendOrExit(.keepRefused(name: name, code: code), on: channel)
         }
         return code
     }

@@ -201,6 +201,9 @@ final class WorkerSession: @unchecked Sendable {
             case .message(.descriptorKept(let name, let present)):
                 keep(descriptorNamed: name, present: present)
                 continue
+            case .message(.keepRefused(let name, let code)):
+                logger.warning("\(settings.file): \(KeptState.refusal(of: PluginText.escaped(name), code: code))")
+                continue
             case .message(.loading) where step == .create:
                 startedLoading = true
                 startDeadline = settings.startTimeout.map { ContinuousClock.now + $0 }

@@ -185,9 +185,13 @@ final class PluginService: BaseService, HostCallbackTarget, @unchecked Sendable 
     /// `svc_stop` runs (its keeps refused from the moment the new one began),
     /// and the new version's loop turns follow.
     private func takeOver() {
+        // The handover is cleared under the same lock that raised it: a next
+        // overlapping reload, which may begin as soon as the phase says
+        // running, raises its own only after this clear.
         let handover: Handover? = phase.withLock { phase in
             guard case .handingOver(_, _, let handover) = phase else { return nil }
             phase = .running(run: handover.run, binding: handover.binding)
+            stopSignal.clearHandover()
             return handover
         }
         guard let handover else { return }
@@ -195,7 +199,6 @@ final class PluginService: BaseService, HostCallbackTarget, @unchecked Sendable 
         instance = handover.instance
         activeBinding = handover.binding
         adopt(handover.image)
-        stopSignal.clearHandover()
         handover.taken.complete()
     }
 
@@ -274,6 +277,7 @@ extension PluginService: OverlappingReload {
             let waiting = phase.withLock { phase in
                 guard case .running(let current, _) = phase, current === old else { return false }
                 phase = .handingOver(run: old, binding: slot, handover)
+                stopSignal.raise(.handover)
                 return true
             }
             guard waiting else {
@@ -282,7 +286,6 @@ extension PluginService: OverlappingReload {
                 keptState.abandonRun(run)
                 return .notRunning
             }
-            stopSignal.raise(.handover)
             // The old version's loop call has to return; it has as long as a stop would.
             if !handover.taken.waitBlocking(timeout: configuration.stopTimeout + configuration.interval) {
                 logger.warning("\(file): the old version's svc_loop has not returned within stop_timeout_ms (\(configuration.stopTimeout.milliseconds) ms) of the handover; the new version takes over when it does")
