@@ -162,6 +162,36 @@ struct WorkerSessionTests {
         worker.send(.created)
         #expect(host.receive(until: .now + .seconds(5)) == .message(.created))
         #expect(open() == before)
+
+        // Three at once (a hostile worker): one is kept for the message, the others closed on arrival.
+        let payload = WorkerMessage.loading.encoded()
+        let header = MemoryLayout<cmsghdr>.size
+        var control = [UInt8](repeating: 0, count: 64)
+        let sent = control.withUnsafeMutableBytes { control -> Int in
+            let cmsg = control.baseAddress!.assumingMemoryBound(to: cmsghdr.self)
+            cmsg.pointee.cmsg_len = header + 3 * 4
+            cmsg.pointee.cmsg_level = SOL_SOCKET
+            cmsg.pointee.cmsg_type = Int32(SCM_RIGHTS)
+            for index in 0..<3 { (control.baseAddress! + header + index * 4).storeBytes(of: ends[0], as: Int32.self) }
+            var bytes = payload
+            return bytes.withUnsafeMutableBytes { bytes in
+                var vector = iovec(iov_base: bytes.baseAddress, iov_len: bytes.count)
+                var message = msghdr()
+                return withUnsafeMutablePointer(to: &vector) { vector in
+                    message.msg_iov = vector
+                    message.msg_iovlen = 1
+                    message.msg_control = control.baseAddress
+                    message.msg_controllen = (header + 3 * 4 + 7) & ~7
+                    return sendmsg(worker.descriptor, &message, 0)
+                }
+            }
+        }
+        #expect(sent == payload.count)
+        #expect(host.receive(until: .now + .seconds(5)) == .message(.loading))
+        #expect(open() == before + 1, "only the message's one descriptor is open")
+        worker.send(.created)
+        #expect(host.receive(until: .now + .seconds(5)) == .message(.created))
+        #expect(open() == before)
     }
 
     @Test func aRequestToReapNoProcessIsRefused() {

@@ -41,8 +41,11 @@ final class WorkerChannel: @unchecked Sendable {
     /// message arrives or the channel closes, so none the other side sends
     /// unasked stays open.
     private var passed: Int32?
-    /// Room for one passed descriptor; more in one message are dropped by the kernel.
-    private let control = UnsafeMutableRawPointer.allocate(byteCount: 64, alignment: 8)
+    /// Room for the control data of a received message: one passed
+    /// descriptor is used; any more that fit are closed (``claimDescriptor``),
+    /// and the kernel drops those that do not fit.
+    private static let controlSpace = 64
+    private let control = UnsafeMutableRawPointer.allocate(byteCount: WorkerChannel.controlSpace, alignment: 8)
 
     /// The descriptor that came with the message last received, now the caller's to close.
     func takePassedDescriptor() -> Int32? {
@@ -180,8 +183,7 @@ final class WorkerChannel: @unchecked Sendable {
             if fds[0].revents != 0 {
                 // MSG_TRUNC: the datagram's real length, so that a cut one is noticed.
                 var controlLength = 0
-                let space = cmsgSpace(MemoryLayout<Int32>.size)
-                let count: Int = withMessageHeader(payload: buffer, control: control, space: space) { header in
+                let count: Int = withMessageHeader(payload: buffer, control: control, space: Self.controlSpace) { header in
                     let received = recvmsg(descriptor, &header, Int32(MSG_TRUNC) | Int32(MSG_CMSG_CLOEXEC))
                     controlLength = header.msg_controllen
                     return received
@@ -191,9 +193,7 @@ final class WorkerChannel: @unchecked Sendable {
                     return .endOfFile
                 }
                 dropPassedDescriptor()
-                if controlLength >= cmsgLength(MemoryLayout<Int32>.size) {
-                    passed = (control + cmsgAlign(MemoryLayout<cmsghdr>.size)).load(as: Int32.self)
-                }
+                passed = claimDescriptor(in: control, length: controlLength)
                 if count == 0 { return .endOfFile }
                 guard count <= buffer.count else { return .malformed("a datagram of \(count) bytes (at most \(buffer.count))") }
                 let datagram = UnsafeRawBufferPointer(rebasing: buffer[0..<count])
@@ -300,20 +300,18 @@ final class WorkerChannel: @unchecked Sendable {
     /// descriptor that came with it closed): the fork server waits for the
     /// host's next well-formed request.
     func receivePassing() -> (message: WorkerMessage, passed: Int32?)? {
-        let space = cmsgSpace(MemoryLayout<Int32>.size)
-        let control = UnsafeMutableRawPointer.allocate(byteCount: space, alignment: 8)
+        let control = UnsafeMutableRawPointer.allocate(byteCount: Self.controlSpace, alignment: 8)
         defer { control.deallocate() }
         while true {
             var controlLength = 0
-            let received: Int = withMessageHeader(payload: buffer, control: control, space: space) { header in
+            let received: Int = withMessageHeader(payload: buffer, control: control, space: Self.controlSpace) { header in
                 let count = recvmsg(descriptor, &header, Int32(MSG_CMSG_CLOEXEC))
                 controlLength = header.msg_controllen
                 return count
             }
             if received < 0 && errno == EINTR { continue }
             if received <= 0 { return nil }
-            let passed: Int32? = controlLength >= cmsgLength(MemoryLayout<Int32>.size)
-                ? (control + cmsgAlign(MemoryLayout<cmsghdr>.size)).load(as: Int32.self) : nil
+            let passed = claimDescriptor(in: control, length: controlLength)
             guard let message = WorkerMessage(decoding: UnsafeRawBufferPointer(rebasing: buffer[0..<received])) else {
                 if let passed { Glibc.close(passed) }
                 continue
@@ -347,6 +345,27 @@ final class WorkerChannel: @unchecked Sendable {
             header.msg_controllen = space
             return body(&header)
         }
+    }
+
+    /// The first descriptor passed in `control` (`length` bytes of a
+    /// received message's control data); every other one is closed: a
+    /// message carries one at most, and the other side may be hostile.
+    private func claimDescriptor(in control: UnsafeMutableRawPointer, length: Int) -> Int32? {
+        var first: Int32?
+        var offset = 0
+        while offset + MemoryLayout<cmsghdr>.size <= length {
+            let header = (control + offset).load(as: cmsghdr.self)
+            let size = Int(header.cmsg_len)
+            guard size >= cmsgLength(0), offset + size <= length else { break }
+            if header.cmsg_level == SOL_SOCKET, header.cmsg_type == Int32(SCM_RIGHTS) {
+                for index in 0..<(size - cmsgLength(0)) / MemoryLayout<Int32>.size {
+                    let descriptor = (control + offset + cmsgLength(0) + index * MemoryLayout<Int32>.size).loadUnaligned(as: Int32.self)
+                    if first == nil { first = descriptor } else { Glibc.close(descriptor) }
+                }
+            }
+            offset += cmsgAlign(size)
+        }
+        return first
     }
 
     // CMSG_SPACE and CMSG_LEN are macros Swift cannot import; on Linux both
