@@ -16,11 +16,15 @@
  *     touching a member this header marks as added later.
  *
  * Threading
- *   For one service the host never calls into the plugin concurrently:
- *   svc_create, each svc_loop and svc_stop happen one after another, all on
- *   the same dedicated thread (never on a shared pool), so a plugin may block.
- *   Different services (different files) run on different threads.
+ *   For one version of a service the host never calls into the plugin
+ *   concurrently: svc_create, each svc_loop and svc_stop happen one after
+ *   another, on a dedicated thread (never on a shared pool), so a plugin may
+ *   block. Different services (different files) run on different threads.
  *   The callbacks in svc_host may be called from any thread.
+ *   The one exception is a service with reload = "overlap" in its sidecar
+ *   (see "Reloads without a gap" below): while it is reloaded, the new version's
+ *   svc_create runs on another thread of the host, or in another worker,
+ *   while the old version's svc_loop runs; each version is its own image.
  *
  * Loading
  *   The host loads a private copy of the file with RTLD_NOW | RTLD_LOCAL:
@@ -156,10 +160,12 @@ typedef struct svc_host {
      * any time between svc_create and the return of svc_stop. Returns 0;
      * -E2BIG past SVC_STATE_MAX_SIZE, -EINVAL for a NULL `bytes` with a
      * nonzero size, -ENOMEM when the host has no memory for the copy: what was
-     * kept before stays kept; -ESTALE after the run ended or a newer run
-     * began (see reload = "overlap" below). In process isolation the bytes reach the host
-     * before the call returns (in a sealed memfd over the worker's socket), so
-     * what was saved survives a crash of the worker right after. */
+     * kept before stays kept; -ESTALE after the run ended or another took
+     * over (see reload = "overlap" below). In process isolation the bytes
+     * reach the host before the call returns (in a sealed memfd over the
+     * worker's socket), so what was saved survives a crash of the worker right
+     * after; there the worker checks the arguments and the size, and what the
+     * host could not keep (-ENOMEM, -ESTALE) is logged by the host instead. */
     int32_t (*state_save)(const void *bytes, size_t size);
     /* What was kept when this run began (before svc_create was called): a
      * pointer to *size bytes, owned by the host and valid until svc_stop
@@ -179,13 +185,16 @@ typedef struct svc_host {
      * '.', '_' and '-'. */
 
     /* Keep a duplicate of `fd` under `name` in place of what was kept under
-     * it before (which the host closes); `fd` -1 forgets `name`. The plugin's
-     * own `fd` stays the plugin's: close it in svc_stop as usual. Same
-     * threads and times as state_save. Returns 0; -EINVAL for a bad name,
-     * -EBADF for a descriptor that is not open, -ENOSPC when the service
-     * keeps SVC_FD_MAX_KEPT already (forget one first; the host logs why),
-     * -EMFILE when the host has no descriptor left, -ESTALE after the run
-     * ended or a newer run began (see reload = "overlap"). */
+     * it before; `fd` -1 forgets `name`. The host closes its copy of a
+     * replaced or forgotten descriptor once no run that began while it was
+     * kept can still fd_load it. The plugin's own `fd` stays the plugin's:
+     * close it in svc_stop as usual. Same threads and times as state_save.
+     * Returns 0; -EINVAL for a bad name, -EBADF for a descriptor that is not
+     * open, -ENOSPC when the service keeps SVC_FD_MAX_KEPT already (forget one
+     * first; the host logs why, once per run), -EMFILE when the host has no
+     * descriptor left, -ESTALE after the run ended or another took over (in
+     * process isolation the worker checks the name, the descriptor and the
+     * limit; what the host then cannot keep is logged by the host). */
     int32_t (*fd_keep)(const char *name, int32_t fd);
     /* A new descriptor (close-on-exec, the plugin's to close) for what was
      * kept under `name` when this run began; -ENOENT when nothing was, -EMFILE
@@ -204,11 +213,17 @@ typedef struct svc_host {
  * (svc_stop) before the new one's svc_create. With `reload = "overlap"` in
  * the service's sidecar the new version is created while the old one still
  * runs (in process isolation, in a second worker); it reads what the old one
- * kept so far, state and descriptors. Only once its svc_create returned 0
- * is the old one told to stop (stop_requested, stop_descriptor), and from
- * then on the old one's state_save and fd_keep return -ESTALE: checkpoint
- * in svc_loop, not only in svc_stop. If the new version fails, the old one
- * keeps running and keeping as if nothing happened. A server that keeps its
+ * kept until then, state and descriptors. Only once its svc_create returned
+ * 0 is the old one told to stop (its stop_requested() returns nonzero, the
+ * stop descriptor becomes readable), and what the old one saves from the
+ * moment the new one began is not what the new one reads: it is dropped
+ * when the new one takes over (and its state_save and fd_keep return
+ * -ESTALE from then on), kept when the new one fails. So checkpoint in
+ * svc_loop, not only in svc_stop. If the new version fails, the old one
+ * keeps running and keeping as if nothing happened. In thread isolation both
+ * versions share the stop descriptor: it is readable during the handover
+ * for threads the new version started in svc_create too, which should then
+ * check stop_requested() (nonzero only for the old version). A server that keeps its
  * listening socket (fd_keep) and reads it back (fd_load) in svc_create is
  * reloaded with no connection refused: both versions accept on the same
  * socket for a moment, then only the new one. Two versions run svc_create

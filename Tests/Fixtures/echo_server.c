@@ -20,6 +20,8 @@
  *   keep_many  int, 0         in svc_create, keep one eventfd under this many
  *                             names ("extra-<i>") and log how many were taken
  *   forget     bool, false    in svc_create, forget every "extra-<i>" kept so far
+ *   done_on_stop bool, false  end the run (SVC_DONE) when the stop descriptor
+ *                             is readable, instead of SVC_CONTINUE
  *
  * One connection is served whole in a loop turn: a line is read and written
  * back, then the connection is closed. The loop waits in poll() on the
@@ -51,6 +53,7 @@ typedef struct echo {
     const svc_host *host;
     int listener;
     int stop;
+    int done_on_stop;
 } echo;
 
 static int listen_on(int64_t port) {
@@ -142,6 +145,7 @@ SVC_EXPORT int32_t svc_create(const svc_host *host, void **ctx) {
     self->host = host;
     self->listener = listener;
     self->stop = host->stop_descriptor();
+    svc_config_bool(host, "done_on_stop", 0, &self->done_on_stop);
     fixture_log(host, SVC_LOG_INFO, "listening version=%s kept=%d", ECHO_VERSION, was_kept);
     *ctx = self;
     return 0;
@@ -174,7 +178,7 @@ SVC_EXPORT int32_t svc_loop(void *ctx) {
     struct pollfd waits[2] = {{self->listener, POLLIN, 0}, {self->stop, POLLIN, 0}};
     int count = self->stop >= 0 ? 2 : 1;
     if (poll(waits, (nfds_t)count, self->stop >= 0 ? -1 : 100) <= 0) return SVC_CONTINUE;
-    if (count == 2 && (waits[1].revents & POLLIN)) return SVC_CONTINUE;
+    if (count == 2 && (waits[1].revents & POLLIN)) return self->done_on_stop ? SVC_DONE : SVC_CONTINUE;
     int connection = accept4(self->listener, NULL, NULL, SOCK_CLOEXEC);
     if (connection >= 0) serve(connection);
     return SVC_CONTINUE;

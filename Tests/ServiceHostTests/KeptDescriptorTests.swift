@@ -15,18 +15,20 @@ import Glibc
 struct KeptDescriptorTests {
     private static let version2 = ["ECHO_VERSION=\"2.0.0\""]
 
-    private static func echoSidecar(port: UInt16, overlap: Bool, keep: Bool = true) -> String {
-        "stop_timeout_ms = 3000\n\(overlap ? "reload = \"overlap\"\n" : "")[config]\nport = \(port)\nkeep = \(keep)\n"
+    private static func echoSidecar(port: UInt16, overlap: Bool, keep: Bool = true, doneOnStop: Bool = false) -> String {
+        "stop_timeout_ms = 3000\n\(overlap ? "reload = \"overlap\"\n" : "")[config]\nport = \(port)\nkeep = \(keep)\ndone_on_stop = \(doneOnStop)\n"
     }
 
     /// 50 reloads alternating two versions while a client sends requests
     /// without pause, one connection each: with the listener kept and the
     /// reloads overlapping, every request is answered.
-    @Test(arguments: [Isolation.thread, .process])
-    func anEchoServerReloadedFiftyTimesWithOverlapRefusesNothingAndLosesNothing(isolation: Isolation) async throws {
+    /// Half the runs are of a server that ends its run (SVC_DONE) when told
+    /// to stop: the old version ending so at the handover hands over all the same.
+    @Test(arguments: [(Isolation.thread, false), (.process, false), (.thread, true), (.process, true)])
+    func anEchoServerReloadedFiftyTimesWithOverlapRefusesNothingAndLosesNothing(isolation: Isolation, doneOnStop: Bool) async throws {
         let port = try EchoClient.freePort()
         let host = try await TestHost(isolation: isolation, plugins: [(file: "Echo.so", fixture: "echo_server.c",
-                                                                      sidecar: Self.echoSidecar(port: port, overlap: true))])
+                                                                      sidecar: Self.echoSidecar(port: port, overlap: true, doneOnStop: doneOnStop))])
         let (folder, logs, scheduler, events) = (host.folder, host.logs, host.scheduler, host.events)
         try await logs.waitFor { $0.service == "Echo" && $0.message == "listening version=1.0.0 kept=0" }
         let client = EchoClient(port: port)
@@ -46,6 +48,7 @@ struct KeptDescriptorTests {
         #expect(tally.answered >= 150)
         let snapshot = try #require(scheduler.snapshot(of: "Echo"))
         #expect(snapshot.metadata.reloadsByResult[.ok] == 50)
+        #expect(snapshot.metadata.starts == 1, "no reload was a stop and a start")
         // Every new version read the listener the first one bound.
         #expect(logs.entries { $0.service == "Echo" && $0.message.hasPrefix("listening ") && $0.message.hasSuffix("kept=1") }.count == 50)
         #expect(scheduler.status(of: "Echo")?.keptDescriptors == ["listener"])

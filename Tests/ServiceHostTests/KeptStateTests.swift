@@ -130,10 +130,10 @@ struct KeptStateTests {
         #expect(state.keptCount == 0)
     }
 
-    /// An overlapping reload: once the new run began, the old one's saves
-    /// and keeps are refused; if the new one fails, the old one's are taken
-    /// again and the new one's dropped.
-    @Test func anOverlappedRunIsRefusedUntilItsSuccessorFails() throws {
+    /// An overlapping reload: the new run reads what the old one kept so
+    /// far; the old one's saves meanwhile are kept aside, dropped once the new
+    /// one takes over (and refused after), kept if the new one fails.
+    @Test func anOverlappedRunKeepsAsideUntilItsSuccessorTakesOverOrFails() throws {
         let state = KeptState()
         let old = state.beginRun()
         var bytes: [UInt8] = [1]
@@ -142,21 +142,35 @@ struct KeptStateTests {
         defer { close(descriptor) }
         #expect(state.keep(descriptor, named: "listener", by: old) == 0)
 
-        let new = state.beginRun()
-        #expect(new.state.map(Array.init) == [1])
-        #expect(new.descriptorNames == ["listener"])
-        #expect(state.save(&bytes, count: 1, by: old) == -ESTALE)
-        #expect(state.keep(descriptor, named: "other", by: old) == -ESTALE)
-        #expect(state.keep(descriptor, named: "mine", by: new) == 0)
-        state.abandonRun(new, resuming: old)
+        // The new version fails: what the old one saved meanwhile is what is kept.
+        let failed = try #require(state.beginRun(succeeding: old))
+        #expect(failed.state.map(Array.init) == [1])
+        #expect(failed.descriptorNames == ["listener"])
+        var meanwhile: [UInt8] = [2]
+        #expect(state.save(&meanwhile, count: 1, by: old) == 0, "the old run checkpoints while the new one is created")
+        #expect(state.keep(descriptor, named: "mine", by: failed) == 0)
+        state.abandonRun(failed)
         #expect(state.descriptorNames == ["listener"], "the failed run's keep is dropped")
-        var later: [UInt8] = [2]
-        #expect(state.save(&later, count: 1, by: old) == 0, "the old run is taken again")
+        let reader = try #require(state.beginRun(succeeding: old), "the old run is the newest again")
+        #expect(reader.state.map(Array.init) == [2])
 
-        let loaded = new.loadDescriptor(named: "listener")
+        // This one takes over: the old run's later saves are refused.
+        var late: [UInt8] = [3]
+        #expect(state.save(&late, count: 1, by: old) == 0)
+        state.retire(old)
+        #expect(state.save(&late, count: 1, by: old) == -ESTALE)
+        #expect(state.keep(descriptor, named: "other", by: old) == -ESTALE)
+        state.endRun(reader)
+        #expect(state.keptCount == 1)
+        let next = state.beginRun()
+        #expect(next.state.map(Array.init) == [2], "what the old run saved after its successor began never reaches the successor")
+
+        // A successor can only be begun for the newest run.
+        #expect(state.beginRun(succeeding: old) == nil)
+        let loaded = next.loadDescriptor(named: "listener")
         #expect(loaded >= 0 && loaded != descriptor)
         if loaded >= 0 { close(loaded) }
-        #expect(new.loadDescriptor(named: "absent") == -ENOENT)
+        #expect(next.loadDescriptor(named: "absent") == -ENOENT)
     }
 
     /// Descriptor names and the per-service limit; a forgotten name frees a place.
@@ -169,7 +183,7 @@ struct KeptStateTests {
             #expect(state.keep(descriptor, named: name, by: run) == -EINVAL, "\(name)")
         }
         #expect(state.keep(descriptor, named: String(repeating: "a", count: KeptState.maxNameLength), by: run) == 0)
-        #expect(state.keep(-5, named: "x", by: run) == -EINVAL)
+        #expect(state.keep(-5, named: "x", by: run) == -EBADF)
         #expect(state.keep(987_654, named: "x", by: run) == -EBADF)
         for index in 1..<KeptState.maxDescriptors {
             #expect(state.keep(descriptor, named: "n\(index)", by: run) == 0)

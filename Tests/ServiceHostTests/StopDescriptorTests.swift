@@ -11,7 +11,7 @@ struct StopDescriptorTests {
     /// come long before it, by the plugin returning, not by being abandoned.
     private static let stopTimeout = Duration.seconds(10)
 
-    @Test(arguments: [Isolation.thread, .process], ["poll", "compute"])
+    @Test(.timed, arguments: [Isolation.thread, .process], ["poll", "compute"])
     func aLoopBlockedOnTheStopDescriptorOrPollingStopRequestedReturnsWhenTheStopIsOrdered(isolation: Isolation, mode: String) async throws {
         let host = try await TestHost(isolation: isolation, plugins: [
             (file: "Waits.so", fixture: "stop_wait.c",

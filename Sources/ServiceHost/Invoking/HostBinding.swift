@@ -11,8 +11,9 @@ import Glibc
 protocol HostCallbackTarget: AnyObject, Sendable {
     func pluginLog(level: Int32, message: String)
     func pluginRequestedStop()
-    /// Whether the run should end (`svc_host.stop_requested`).
-    func pluginAsksWhetherToStop() -> Bool
+    /// Whether the run should end (`svc_host.stop_requested`); `handingOver`:
+    /// whether the binding asking is the one an overlapping reload replaces.
+    func pluginAsksWhetherToStop(handingOver: Bool) -> Bool
     /// The descriptor readable once the run should end (`svc_host.stop_descriptor`).
     func pluginAsksForStopDescriptor() -> Int32
     /// `svc_host.state_save` in `run` (the binding's, see ``HostBinding/run``): 0 or a negative error number.
@@ -34,7 +35,14 @@ extension HostCallbackTarget {
 }
 
 extension HostCallbackTarget where Self: BaseService {
-    func pluginAsksWhetherToStop() -> Bool { stopSignal.request != .none }
+    func pluginAsksWhetherToStop(handingOver: Bool) -> Bool {
+        switch stopSignal.request {
+        case .none: false
+        // A new version created beside the old one is not the one to stop.
+        case .handover: handingOver
+        case .requested, .ordered: true
+        }
+    }
     func pluginAsksForStopDescriptor() -> Int32 { stopSignal.descriptor() }
 }
 
@@ -56,6 +64,8 @@ final class HostBinding: @unchecked Sendable {
     /// callback: set before its `svc_create`, kept until the binding serves
     /// another (what `state_load` returned stays valid that long).
     let run = Mutex<KeptState.Run?>(nil)
+    /// Set while an overlapping reload replaces the run on this binding.
+    let handingOver = Atomic<Bool>(false)
 
     /// Why a binding could not be made: libffi found no executable memory
     /// for a closure (it maps a page, which `vm.max_map_count` or
@@ -99,7 +109,8 @@ final class HostBinding: @unchecked Sendable {
             }),
             let stopRequested = makeClosure(signatures.stopRequested, userData: userData, handler: { _, result, _, userData in
                 guard let result, let userData else { return }
-                let stop = Unmanaged<HostBinding>.fromOpaque(userData).takeUnretainedValue().target?.pluginAsksWhetherToStop() ?? true
+                let binding = Unmanaged<HostBinding>.fromOpaque(userData).takeUnretainedValue()
+                let stop = binding.target?.pluginAsksWhetherToStop(handingOver: binding.handingOver.load(ordering: .acquiring)) ?? true
                 // libffi widens an integer result to a full register (ffi_arg).
                 result.storeBytes(of: ffi_arg(stop ? 1 : 0), as: ffi_arg.self)
             }),

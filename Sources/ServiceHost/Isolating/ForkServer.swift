@@ -72,7 +72,7 @@ public enum ForkServer {
         final class Quiet: HostCallbackTarget {
             func pluginLog(level: Int32, message: String) {}
             func pluginRequestedStop() {}
-            func pluginAsksWhetherToStop() -> Bool { false }
+            func pluginAsksWhetherToStop(handingOver: Bool) -> Bool { false }
             func pluginAsksForStopDescriptor() -> Int32 { -1 }
         }
         let target = Quiet()

@@ -128,9 +128,17 @@ final class IsolatedPluginService: BaseService, @unchecked Sendable {
         report(.reloaded(from: previous, to: next))
     }
 
+    /// The worker the service's thread last waited on in its loop; only that thread touches it.
+    private weak var loopedSession: WorkerSession?
+
     override func onLoop() -> LoopOutcome {
         guard let session = worker.withLock({ $0 }) else {
             return .failed(ServiceFailure(code: -1, message: "\(file): no worker"))
+        }
+        if loopedSession !== session {
+            // A worker an overlapping reload published: unread until now.
+            if loopedSession != nil { session.resumeWatching() }
+            loopedSession = session
         }
         while true {
             let event = session.next(.loop)
@@ -177,6 +185,9 @@ final class IsolatedPluginService: BaseService, @unchecked Sendable {
             ended.complete()
         }
         guard let session = worker.withLock({ $0 }) else { return }
+        // A worker an overlapping reload published after the old one's loop
+        // had ended by itself was never told to stop.
+        if loopedSession !== session { session.orderStop() }
         finishStopping(session)
     }
 
@@ -204,15 +215,16 @@ final class IsolatedPluginService: BaseService, @unchecked Sendable {
     /// - Parameters:
     ///   - publish: whether the worker is the service's at once (a stop is
     ///     passed on to it); an overlapping reload publishes it only once created.
-    ///   - previous: the run that goes on if this one fails (an overlapping reload's old worker).
-    private func startWorker(_ staged: StagedPlugin, publish: Bool = true, resuming previous: KeptState.Run? = nil)
+    ///   - run: the run the worker is for; by default a new one (an
+    ///     overlapping reload begins one that succeeds the old worker's).
+    private func startWorker(_ staged: StagedPlugin, publish: Bool = true, run: KeptState.Run? = nil)
         -> Result<(version: String?, session: WorkerSession), StartFailure> {
-        let run = keptState.beginRun()
+        let run = run ?? keptState.beginRun()
         let result = launchAndCreate(staged, run: run, publish: publish)
         if case .failure = result {
             // A failed create's keeps are dropped (a refused new version's
             // state never reaches the old one): the next run reads what this one did.
-            keptState.abandonRun(run, resuming: previous)
+            keptState.abandonRun(run)
         }
         return result
     }
@@ -360,7 +372,9 @@ extension IsolatedPluginService: OverlappingReload {
         guard currentState == .started, let old = worker.withLock({ $0 }), replaced.withLock({ $0 == nil }) else { return .notRunning }
         let (_, candidate) = stagedToTry()
         guard let candidate else { return .kept }
-        switch startWorker(candidate, publish: false, resuming: old.run) {
+        // The old worker may have ended (or the service restarted) during the scan.
+        guard let oldRun = old.run, let run = keptState.beginRun(succeeding: oldRun) else { return .notRunning }
+        switch startWorker(candidate, publish: false, run: run) {
         case .failure(let failure):
             if let reason = failure.reloadReason {
                 versions.reject(candidate.identity, reason: reason, as: failure.isLoadError ? .refused : .rolledBack,
@@ -370,17 +384,19 @@ extension IsolatedPluginService: OverlappingReload {
         case .success(let (version, session)):
             let ended = Completion()
             let took = worker.withLock { current in
-                guard current === old, stopSignal.request != .ordered else { return false }
+                // Any stop at all (ordered, or the service's own) and the old run is ending anyway.
+                guard current === old, stopSignal.request == .none else { return false }
                 loopsOfEndedRuns.store(loopsOfEndedRuns.value &+ old.loops.value)
                 current = session
                 replaced.withLock { $0 = (old, ended) }
+                keptState.retire(oldRun)
                 return true
             }
             guard took else {
                 // Stopped meanwhile: the new worker goes, its keeps with it.
                 session.orderStop()
                 finishStopping(session)
-                if let run = session.run { keptState.abandonRun(run) }
+                keptState.abandonRun(run)
                 return .notRunning
             }
             old.orderStop()

@@ -218,8 +218,8 @@ final class WorkerService: BaseService, HostCallbackTarget, @unchecked Sendable 
     /// The names the host keeps a descriptor under now, as this run changed
     /// them: the per-service limit is checked here, before anything is sent.
     private let keptNames: Mutex<Set<String>>
-    /// Whether a refused keep was logged in this run (the first is).
-    private let refusalLogged = Atomic<Bool>(false)
+    /// The codes of the keeps refused in this run (the first of each is logged).
+    private let refusalsLogged = Mutex<Set<Int32>>([])
 
     init(assignment: WorkerAssignment, image: PluginImage, channel: WorkerChannel, loops: LoopCounter,
          kept: UnsafeRawBufferPointer?, descriptors: [String: Int32] = [:]) {
@@ -314,14 +314,15 @@ final class WorkerService: BaseService, HostCallbackTarget, @unchecked Sendable 
     func pluginKeepsDescriptor(_ descriptor: Int32, named name: String?, in run: KeptState.Run?) -> Int32 {
         let name = name ?? ""
         let code = keep(descriptor, named: name)
-        if code != 0, code != -EBADF, !refusalLogged.exchange(true, ordering: .relaxed) {
+        if code != 0, code != -EBADF, refusalsLogged.withLock({ $0.insert(code).inserted }) {
             WorkerProcess.sendOrExit(.keepRefused(name: name, code: code), on: channel)
         }
         return code
     }
 
     private func keep(_ descriptor: Int32, named name: String) -> Int32 {
-        guard KeptState.isValidName(name), descriptor >= -1 else { return -EINVAL }
+        guard KeptState.isValidName(name) else { return -EINVAL }
+        guard descriptor >= -1 else { return -EBADF }
         if descriptor == -1 {
             keptNames.withLock { _ = $0.remove(name) }
             if case .failed(errno: let code) = channel.send(.descriptorKept(name: name, present: false)) { return -code }

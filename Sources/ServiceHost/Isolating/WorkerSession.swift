@@ -144,6 +144,13 @@ final class WorkerSession: @unchecked Sendable {
         step == .stop ? .milliseconds(100) : .milliseconds(1_500)
     }
 
+    /// Starts the silence count afresh: the worker's messages waited unread
+    /// (an overlapping reload's new worker, while the service's thread ended
+    /// the old one), so the time since it was last heard says nothing.
+    func resumeWatching() {
+        liveness.heard()
+    }
+
     /// Passes an ordered stop on to the worker and wakes the service's wait;
     /// from any thread.
     func orderStop() {
@@ -264,7 +271,7 @@ final class WorkerSession: @unchecked Sendable {
             if let passed { close(passed) }
             code = keptState.keep(-1, named: name, by: run)
         }
-        if code != 0, code != -ESTALE, run.logsRefusal() {
+        if code != 0, code != -ESTALE, run.logsRefusal(code) {
             logger.warning("\(settings.file): \(KeptState.refusal(of: name, code: code))")
         }
     }

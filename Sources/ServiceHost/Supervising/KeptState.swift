@@ -55,12 +55,12 @@ final class KeptState: Sendable {
     final class Run: Sendable {
         fileprivate let generation: UInt64
         fileprivate let read: Contents
-        private let refusalLogged = Atomic<Bool>(false)
+        private let refusalsLogged = Mutex<Set<Int32>>([])
 
-        /// Whether a refused keep is the run's first, which is logged (a
-        /// plugin that keeps in a loop would fill the log otherwise).
-        func logsRefusal() -> Bool {
-            !refusalLogged.exchange(true, ordering: .relaxed)
+        /// Whether a keep refused with `code` is the run's first refused so,
+        /// which is logged (a plugin that keeps in a loop would fill the log otherwise).
+        func logsRefusal(_ code: Int32) -> Bool {
+            refusalsLogged.withLock { $0.insert(code).inserted }
         }
 
         fileprivate init(generation: UInt64, read: Contents) {
@@ -93,6 +93,18 @@ final class KeptState: Sendable {
         /// The run whose saves are taken, if one is under way.
         var taking: UInt64?
         var lastGeneration: UInt64 = 0
+        /// The run an overlapping reload's new run succeeds, while the new
+        /// one is being created: its saves go to a copy of its own, which
+        /// becomes what is kept again if the new run fails (``abandonRun(_:)``)
+        /// and is dropped once the new one takes over (``retire(_:)``).
+        var predecessor: Predecessor?
+    }
+
+    private struct Predecessor {
+        let generation: UInt64
+        /// Whether it still runs (its saves are taken).
+        var running = true
+        var kept: Contents
     }
 
     private let state = Mutex(State())
@@ -104,21 +116,40 @@ final class KeptState: Sendable {
     /// The longest descriptor name (`SVC_FD_NAME_MAX`).
     static let maxNameLength = 64
 
+    /// Changes what `run` keeps: the kept contents if it is the newest run,
+    /// its own copy if it is a predecessor still running; `-ESTALE` otherwise.
+    private func update(by run: Run, _ change: (inout Contents) -> Int32) -> Int32 {
+        state.withLock { state in
+            if state.taking == run.generation { return change(&state.kept) }
+            guard var predecessor = state.predecessor, predecessor.running, predecessor.generation == run.generation else {
+                return -ESTALE
+            }
+            let code = change(&predecessor.kept)
+            state.predecessor = predecessor
+            return code
+        }
+    }
+
+    private func mayKeep(_ run: Run) -> Bool {
+        state.withLock { state in
+            state.taking == run.generation || (state.predecessor.map { $0.running && $0.generation == run.generation } ?? false)
+        }
+    }
+
     /// `state_save` by `run`: keeps a copy of `bytes`; 0 or a negative error
-    /// number (`-ESTALE` once a newer run began or after the run ended).
+    /// number (`-ESTALE` once the run ended or a successor took over).
     func save(_ bytes: UnsafeRawPointer?, count: Int, by run: Run) -> Int32 {
         guard count >= 0, bytes != nil || count == 0 else { return -EINVAL }
         guard count <= Self.maxSize else { return -E2BIG }
-        guard isTaking(run) else { return -ESTALE }
+        guard mayKeep(run) else { return -ESTALE }
         // Copied outside the lock: a 16 MiB copy must not hold up a reader.
         var copy: Bytes?
         if count > 0 {
             guard let made = Bytes(copying: UnsafeRawBufferPointer(start: bytes, count: count)) else { return -ENOMEM }
             copy = made
         }
-        return state.withLock { state in
-            guard state.taking == run.generation else { return -ESTALE }
-            state.kept.bytes = copy
+        return update(by: run) { contents in
+            contents.bytes = copy
             return 0
         }
     }
@@ -139,10 +170,14 @@ final class KeptState: Sendable {
     /// `fd_keep` by `run`: keeps a duplicate of `descriptor` under `name`,
     /// or forgets `name` when `descriptor` is -1. 0 or a negative error number.
     func keep(_ descriptor: Int32, named name: String, by run: Run) -> Int32 {
-        guard Self.isValidName(name), descriptor >= -1 else { return -EINVAL }
+        guard Self.isValidName(name) else { return -EINVAL }
+        guard descriptor >= -1 else { return -EBADF }
         guard descriptor >= 0 else { return keep(nil, named: name, by: run) }
         // Checked before duplicating, so that a refused keep costs no descriptor.
-        if let refused = check(adding: name, by: run) { return refused }
+        let admitted = update(by: run) { contents in
+            contents.descriptors[name] == nil && contents.descriptors.count >= Self.maxDescriptors ? -ENOSPC : 0
+        }
+        guard admitted == 0 else { return admitted }
         let copy = fcntl(descriptor, F_DUPFD_CLOEXEC, 0)
         guard copy >= 0 else { return -errno }
         return keep(Descriptor(adopting: copy), named: name, by: run)
@@ -157,44 +192,49 @@ final class KeptState: Sendable {
     }
 
     private func keep(_ descriptor: Descriptor?, named name: String, by run: Run) -> Int32 {
-        // A replaced descriptor is closed after the lock is released.
-        var replaced: Descriptor?
-        let code: Int32 = state.withLock { state in
-            guard state.taking == run.generation else { return -ESTALE }
-            if descriptor != nil, state.kept.descriptors[name] == nil, state.kept.descriptors.count >= Self.maxDescriptors {
-                return -ENOSPC
+        update(by: run) { contents in
+            guard let descriptor else {
+                contents.descriptors[name] = nil
+                return 0
             }
-            if let descriptor {
-                replaced = state.kept.descriptors.updateValue(descriptor, forKey: name)
-            } else {
-                replaced = state.kept.descriptors.removeValue(forKey: name)
-            }
+            if contents.descriptors[name] == nil, contents.descriptors.count >= Self.maxDescriptors { return -ENOSPC }
+            contents.descriptors[name] = descriptor
             return 0
         }
-        _ = replaced
-        return code
-    }
-
-    private func check(adding name: String, by run: Run) -> Int32? {
-        state.withLock { state in
-            guard state.taking == run.generation else { return -ESTALE }
-            if state.kept.descriptors[name] == nil, state.kept.descriptors.count >= Self.maxDescriptors { return -ENOSPC }
-            return nil
-        }
-    }
-
-    private func isTaking(_ run: Run) -> Bool {
-        state.withLock { $0.taking == run.generation }
     }
 
     /// Begins a run: it reads what is kept now, and from now on only its
-    /// saves are taken (an older run still going, whose successor this is,
-    /// is refused from here on).
+    /// saves are taken.
     func beginRun() -> Run {
         state.withLock { state in
             state.lastGeneration += 1
             state.taking = state.lastGeneration
+            state.predecessor = nil
             return Run(generation: state.lastGeneration, read: state.kept)
+        }
+    }
+
+    /// Begins a run that is to take over from `old`, which runs on meanwhile
+    /// (an overlapping reload): the new run reads what `old` kept so far;
+    /// `old`'s further saves are kept aside until the new run takes over
+    /// (``retire(_:)``, which drops them) or fails (``abandonRun(_:)``, which
+    /// keeps them). `nil` when `old` is not the newest run any more (it
+    /// ended, or the service was restarted meanwhile).
+    func beginRun(succeeding old: Run) -> Run? {
+        state.withLock { state in
+            guard state.taking == old.generation else { return nil }
+            state.predecessor = Predecessor(generation: old.generation, kept: state.kept)
+            state.lastGeneration += 1
+            state.taking = state.lastGeneration
+            return Run(generation: state.lastGeneration, read: state.kept)
+        }
+    }
+
+    /// The run `old` was succeeded: the new run took over, and `old`'s saves
+    /// from now on are refused (`-ESTALE`).
+    func retire(_ old: Run) {
+        state.withLock { state in
+            if state.predecessor?.generation == old.generation { state.predecessor = nil }
         }
     }
 
@@ -202,22 +242,27 @@ final class KeptState: Sendable {
     func endRun(_ run: Run) {
         state.withLock { state in
             if state.taking == run.generation { state.taking = nil }
+            if state.predecessor?.generation == run.generation { state.predecessor?.running = false }
         }
     }
 
-    /// Ends a run whose `svc_create` failed: what it kept is dropped, what
-    /// it read is kept again, and `resuming` (the run it was to replace, still
-    /// going in an overlapping reload) has its saves taken again.
-    func abandonRun(_ run: Run, resuming previous: Run? = nil) {
-        var dropped = Contents()
+    /// Ends a run whose `svc_create` failed: what it kept is dropped. What
+    /// is kept again is what it read, or, if it was to succeed a run that
+    /// runs on (an overlapping reload), what that run kept meanwhile, whose
+    /// saves are taken again.
+    func abandonRun(_ run: Run) {
         state.withLock { state in
             // Ended already (its worker's end was seen first) is fine; a newer run is not undone.
             guard state.lastGeneration == run.generation else { return }
-            dropped = state.kept
-            state.kept = run.read
-            state.taking = previous?.generation
+            if let predecessor = state.predecessor {
+                state.kept = predecessor.kept
+                state.taking = predecessor.running ? predecessor.generation : nil
+                state.predecessor = nil
+            } else {
+                state.kept = run.read
+                state.taking = nil
+            }
         }
-        _ = dropped
     }
 
     /// How many bytes are kept now.

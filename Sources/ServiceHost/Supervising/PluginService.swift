@@ -48,6 +48,9 @@ final class PluginService: BaseService, HostCallbackTarget, @unchecked Sendable 
         case running(run: KeptState.Run, binding: Int)
         /// A new version waits to take over from the run on `binding`.
         case handingOver(run: KeptState.Run, binding: Int, Handover)
+        /// The new version took over; the old one's `svc_stop` runs (no
+        /// overlapping reload may reuse its binding yet).
+        case retiring
     }
 
     private let phase = Mutex(Phase.idle)
@@ -95,7 +98,7 @@ final class PluginService: BaseService, HostCallbackTarget, @unchecked Sendable 
         // The binding of the last run; an overlapping reload may have moved it.
         let slot = activeBinding
         if let candidate {
-            switch create(candidate, on: slot) {
+            switch create(candidate, on: slot)! {
             case .success(let (created, run)):
                 instance = created
                 phase.withLock { $0 = .running(run: run, binding: slot) }
@@ -106,7 +109,7 @@ final class PluginService: BaseService, HostCallbackTarget, @unchecked Sendable 
                                 as: .rolledBack, for: self, logger: logger)
             }
         }
-        switch create(current, on: slot) {
+        switch create(current, on: slot)! {
         case .success(let (created, run)):
             instance = created
             phase.withLock { $0 = .running(run: run, binding: slot) }
@@ -119,10 +122,12 @@ final class PluginService: BaseService, HostCallbackTarget, @unchecked Sendable 
     /// them to the other; only the service's thread touches it.
     private var activeBinding = 0
 
-    /// Calls `svc_create` of `image` in a new run on binding `slot`; a
-    /// failed create's keeps are dropped (the next run reads what this one did).
-    private func create(_ image: PluginImage, on slot: Int, resuming previous: KeptState.Run? = nil)
-        -> Result<(PluginInstance, KeptState.Run), PluginInstance.CreateFailure> {
+    /// Calls `svc_create` of `image` in a new run on binding `slot` (one that
+    /// succeeds `previous`, in an overlapping reload); a failed create's
+    /// keeps are dropped (the next run reads what this one did). `nil` when
+    /// `previous` is no longer the newest run.
+    private func create(_ image: PluginImage, on slot: Int, succeeding previous: KeptState.Run? = nil)
+        -> Result<(PluginInstance, KeptState.Run), PluginInstance.CreateFailure>? {
         // Plugin code (constructors, svc_create) may have replaced the host's
         // SIGINT/SIGTERM/SIGHUP/SIGPIPE handlers; put them back.
         defer {
@@ -130,13 +135,19 @@ final class PluginService: BaseService, HostCallbackTarget, @unchecked Sendable 
                 logger.warning("\(file) replaced the host's signal handlers; they are restored")
             }
         }
-        let run = keptState.beginRun()
+        let run: KeptState.Run
+        if let previous {
+            guard let succeeding = keptState.beginRun(succeeding: previous) else { return nil }
+            run = succeeding
+        } else {
+            run = keptState.beginRun()
+        }
         bindings[slot].run.withLock { $0 = run }
         switch PluginInstance.create(image: image, binding: bindings[slot]) {
         case .success(let created):
             return .success((created, run))
         case .failure(let failure):
-            keptState.abandonRun(run, resuming: previous)
+            keptState.abandonRun(run)
             return .failure(failure)
         }
     }
@@ -158,14 +169,18 @@ final class PluginService: BaseService, HostCallbackTarget, @unchecked Sendable 
         if stopSignal.request == .handover { takeOver() }
         let result = loopCall.unsafelyUnwrapped()
         // The common case first, without building anything.
-        return result == 0 ? .continue : LoopOutcome(pluginResult: result, file: file)
+        if result == 0 { return .continue }
+        // An old version that ends its run (SVC_DONE, an error) on the
+        // handover's stop_requested() hands over all the same.
+        if stopSignal.request == .handover, takeOver() { return .continue }
+        return LoopOutcome(pluginResult: result, file: file)
     }
 
     override func onStop() {
         let (run, waiting) = phase.withLock { phase -> (KeptState.Run?, Handover?) in
             defer { phase = .idle }
             switch phase {
-            case .idle: return (nil, nil)
+            case .idle, .retiring: return (nil, nil)
             case .running(let run, _): return (run, nil)
             case .handingOver(let run, _, let handover): return (run, handover)
             }
@@ -182,24 +197,33 @@ final class PluginService: BaseService, HostCallbackTarget, @unchecked Sendable 
     }
 
     /// On the service's thread, between two loop turns: the old version's
-    /// `svc_stop` runs (its keeps refused from the moment the new one began),
-    /// and the new version's loop turns follow.
-    private func takeOver() {
-        // The handover is cleared under the same lock that raised it: a next
-        // overlapping reload, which may begin as soon as the phase says
-        // running, raises its own only after this clear.
-        let handover: Handover? = phase.withLock { phase in
-            guard case .handingOver(_, _, let handover) = phase else { return nil }
-            phase = .running(run: handover.run, binding: handover.binding)
-            stopSignal.clearHandover()
-            return handover
+    /// `svc_stop` runs (its keeps refused from now on), then the new
+    /// version's loop turns follow. Whether a new version took over.
+    @discardableResult
+    private func takeOver() -> Bool {
+        let taking: (old: KeptState.Run, handover: Handover)? = phase.withLock { phase in
+            guard case .handingOver(let old, _, let handover) = phase else { return nil }
+            phase = .retiring
+            keptState.retire(old)
+            return (old, handover)
         }
-        guard let handover else { return }
+        guard let (old, handover) = taking else { return false }
+        // The old version still sees its stop (stop_requested, the descriptor)
+        // until its svc_stop returned: threads it joins there may wait for it.
         instance?.stop()
+        keptState.endRun(old)
         instance = handover.instance
         activeBinding = handover.binding
+        // Cleared under the lock that raised it, as the new run begins: a next
+        // overlapping reload raises its own only once the phase says running.
+        phase.withLock { phase in
+            phase = .running(run: handover.run, binding: handover.binding)
+            bindings[1 - handover.binding].handingOver.store(false, ordering: .releasing)
+            stopSignal.clearHandover()
+        }
         adopt(handover.image)
         handover.taken.complete()
+        return true
     }
 
     // MARK: Reload
@@ -238,7 +262,7 @@ final class PluginService: BaseService, HostCallbackTarget, @unchecked Sendable 
     func pluginKeepsDescriptor(_ descriptor: Int32, named name: String?, in run: KeptState.Run?) -> Int32 {
         guard let run else { return -ESTALE }
         let code = keptState.keep(descriptor, named: name ?? "", by: run)
-        if code != 0, code != -EBADF, run.logsRefusal() {
+        if code != 0, code != -EBADF, run.logsRefusal(code) {
             logger.warning("\(file): \(KeptState.refusal(of: name ?? "", code: code))")
         }
         return code
@@ -267,16 +291,21 @@ extension PluginService: OverlappingReload {
         let (_, candidate) = imageToTry()
         guard let candidate else { return .kept }
         let next = 1 - slot
-        switch create(candidate, on: next, resuming: old) {
-        case .failure(let failure):
+        switch create(candidate, on: next, succeeding: old) {
+        case nil:
+            // The run it was to succeed ended meanwhile: a plain restart does.
+            return .notRunning
+        case .failure(let failure)?:
             versions.reject(candidate.identity, reason: "svc_create of the new version \(candidate.versionDescription) returned \(failure.code)",
                             as: .rolledBack, for: self, logger: logger)
             return .kept
-        case .success(let (created, run)):
+        case .success(let (created, run))?:
             let handover = Handover(instance: created, image: candidate, run: run, binding: next)
             let waiting = phase.withLock { phase in
                 guard case .running(let current, _) = phase, current === old else { return false }
                 phase = .handingOver(run: old, binding: slot, handover)
+                // Only the old version's stop_requested() answers yes to it.
+                bindings[slot].handingOver.store(true, ordering: .releasing)
                 stopSignal.raise(.handover)
                 return true
             }
