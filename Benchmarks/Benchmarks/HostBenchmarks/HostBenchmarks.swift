@@ -244,44 +244,104 @@ private func restartLatency() {
 
 private func reloadLatency() {
     for (label, size) in [("small", 16), ("1 MB", 1 << 20)] {
-        Benchmark(
-            "Reload latency, \(label) plugin",
-            configuration: .init(
-                metrics: [.custom("file replaced to new version's first svc_loop (ns)")],
-                warmupIterations: 0, maxIterations: 1
-            )
-        ) { benchmark in
-            let tap = LogTap(marker: "first-loop")
-            let builds = try Fixtures.folder("reload-builds")
-            let versions = try ["1", "2"].map { version in
-                try Data(contentsOf: URL(fileURLWithPath: Fixtures.plugin(
-                    "reload_clock.c", named: "v\(version)", in: builds,
-                    defines: ["RELOAD_VERSION=\"\(version)\"", "BLOB_SIZE=\(size)"])))
-            }
-            let folder = try Fixtures.folder("reload")
-            let file = folder.appendingPathComponent("Reloads.so")
-            try versions[0].write(to: file)
-            try "interval_ms = 1000\n".write(to: folder.appendingPathComponent("Reloads.toml"), atomically: true, encoding: .utf8)
-            // With the fork server, so that every reload goes through the load-time scanner.
-            let scheduler = try Scheduler(configuration: .init(workerExecutable: Fixtures.workerExecutable), logger: tap.logger)
-            try await scheduler.addPlugins(directory: folder.path)
-            scheduler.startAll()
-            _ = await tap.line()
-            for round in 1...200 {
-                // Replaced as `cp` does it (in place); the clock starts once the new file is there.
-                let handle = try FileHandle(forWritingTo: file)
-                try handle.truncate(atOffset: 0)
-                try handle.write(contentsOf: versions[round % 2])
-                try handle.close()
-                let replaced = baseline_monotonic_ns()
-                try await scheduler.restart("Reloads")
-                let line = await tap.line()
-                guard let stamp = line.split(separator: " ").dropFirst().first.flatMap({ Int64($0) }) else { continue }
-                benchmark.measurement(.custom("file replaced to new version's first svc_loop (ns)"), Int(stamp - replaced))
-            }
-            await scheduler.shutdown()
-        }
+        reloadBenchmark("Reload latency, \(label) plugin", blobSize: size)
     }
+    // The same small plugin keeping 1 MiB of state across its reloads (it
+    // reads, checks and copies all of it in svc_create and saves it back in
+    // svc_stop), in each isolation, beside the plain reload in process
+    // isolation: the rows to compare with "Reload latency, small plugin".
+    reloadBenchmark("Reload latency, small plugin, process isolation", blobSize: 16, isolation: "process")
+    for isolation in ["thread", "process"] {
+        reloadBenchmark("Reload latency with 1 MiB of kept state, \(isolation) isolation", blobSize: 16,
+                        keptState: 1 << 20, isolation: isolation)
+    }
+}
+
+/// Reloads a service 200 times, alternating two builds of `reload_clock.c`
+/// overwritten in place, and measures from the end of each write to the new
+/// version's first `svc_loop`. With `keptState`, the plugin keeps that many
+/// bytes across its runs (every reload must have read them whole), and the
+/// time is also split at the plugin's own stamps (see `reload_clock.c`).
+private func reloadBenchmark(_ name: String, blobSize: Int, keptState: Int? = nil, isolation: String? = nil) {
+    let total = "file replaced to new version's first svc_loop (ns)"
+    let parts = keptState == nil ? [] : [
+        "1. file replaced to old version's svc_stop (ns)",
+        "2. state_save in svc_stop (ns)",
+        "3. state_save returned to new version's svc_create (ns)",
+        "4. svc_create reading the kept state (ns)",
+        "5. svc_create's read done to first svc_loop (ns)",
+    ]
+    Benchmark(
+        name,
+        configuration: .init(
+            metrics: [.custom(total)] + parts.map { .custom($0) },
+            warmupIterations: 0, maxIterations: 1
+        )
+    ) { benchmark in
+        if isolation == "process" { Fixtures.withoutHarnessPreload() }
+        let tap = LogTap(marker: "first-loop")
+        let builds = try Fixtures.folder("reload-builds")
+        let versions = try ["1", "2"].map { version in
+            try Data(contentsOf: URL(fileURLWithPath: Fixtures.plugin(
+                "reload_clock.c", named: "v\(version)", in: builds,
+                defines: ["RELOAD_VERSION=\"\(version)\"", "BLOB_SIZE=\(blobSize)"]
+                    + (keptState.map { ["KEPT_STATE_SIZE=\($0)"] } ?? []))))
+        }
+        let folder = try Fixtures.folder("reload")
+        let file = folder.appendingPathComponent("Reloads.so")
+        try versions[0].write(to: file)
+        var sidecar = "interval_ms = 1000\n"
+        if let isolation { sidecar += "isolation = \"\(isolation)\"\n" }
+        if keptState != nil { sidecar += "[config]\nclock_file = \"\(folder.path)/clock\"\n" }
+        try sidecar.write(to: folder.appendingPathComponent("Reloads.toml"), atomically: true, encoding: .utf8)
+        // With the fork server, so that every reload goes through the load-time scanner.
+        let scheduler = try Scheduler(configuration: .init(workerExecutable: Fixtures.workerExecutable), logger: tap.logger)
+        try await scheduler.addPlugins(directory: folder.path)
+        scheduler.startAll()
+        _ = checkReload(await tap.line(), round: 0, keptState: keptState)
+        for round in 1...200 {
+            // Replaced as `cp` does it (in place); the clock starts once the new file is there.
+            let handle = try FileHandle(forWritingTo: file)
+            try handle.truncate(atOffset: 0)
+            try handle.write(contentsOf: versions[round % 2])
+            try handle.close()
+            let replaced = baseline_monotonic_ns()
+            try await scheduler.restart("Reloads")
+            let line = await tap.line()
+            let stamps = checkReload(line, round: round, keptState: keptState)
+            guard let stamp = line.split(separator: " ").dropFirst().first.flatMap({ Int64($0) }) else { continue }
+            benchmark.measurement(.custom(total), Int(stamp - replaced))
+            if !parts.isEmpty, let stop = stamps["stop"], let saved = stamps["saved"], let create = stamps["create"],
+               let read = stamps["read"] {
+                for (metric, span) in zip(parts, [stop - replaced, saved - stop, create - saved, read - create, stamp - read]) {
+                    benchmark.measurement(.custom(metric), Int(span))
+                }
+            }
+        }
+        await scheduler.shutdown()
+    }
+}
+
+/// Stops the run unless `line` (a first-loop line of `reload_clock.c`) comes
+/// from the build written before `round` and, with kept state, shows that the
+/// run read all of what the previous run saved (the initial run reads
+/// nothing). Returns the line's stamps by name (`stop`, `saved`, ...).
+private func checkReload(_ line: String, round: Int, keptState: Int?) -> [String: Int64] {
+    let fields = line.split(separator: " ")
+    let version = round % 2 == 0 ? "1" : "2"
+    precondition(fields.count >= 3 && fields[0] == "first-loop" && fields[2] == version,
+                 "reload \(round): expected the first loop of version \(version), got: \(line)")
+    guard let keptState else { return [:] }
+    var named: [String: Substring] = [:]
+    for field in fields.dropFirst(3) {
+        let pair = field.split(separator: "=", maxSplits: 1)
+        if pair.count == 2 { named[String(pair[0])] = pair[1] }
+    }
+    let expected: [String: Substring] = round == 0 ? ["kept": "0", "generation": "0", "state": "none"]
+        : ["kept": "\(keptState)", "generation": "\(round)", "state": "ok"]
+    precondition(expected.allSatisfy { named[$0.key] == $0.value },
+                 "reload \(round): expected \(expected.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")), got: \(line)")
+    return named.compactMapValues { Int64($0) }.filter { $0.value > 0 }
 }
 
 // MARK: 5 and 6. Scale and idle cost
