@@ -1,5 +1,6 @@
 import CProcessShims
 import Foundation
+import Synchronization
 import Logging
 
 #if canImport(Glibc)
@@ -76,13 +77,22 @@ public enum ForkServer {
             func pluginAsksForStopDescriptor() -> Int32 { -1 }
         }
         let target = Quiet()
-        _ = HostBinding(serviceName: "", settings: [:], target: target)
+        // As a worker makes it: with the kept-state and kept-descriptor callbacks.
+        _ = HostBinding(serviceName: "", settings: [:], target: target, offersState: true)
         _ = StopSignal()
+        // The collections a worker's service keeps its descriptors' names in.
+        let names = Mutex(Set(["warm-up"]))
+        _ = names.withLock { $0.insert("other").inserted }
+        let codes = Mutex<Set<Int32>>([])
+        _ = codes.withLock { $0.insert(-28).inserted }
+        var descriptors: [String: Int32] = [:]
+        descriptors["warm-up"] = -1
         let assignment = WorkerMessage.start(WorkerAssignment(
             name: "warm-up", file: "/", privateCopy: "/", containsSwiftCode: false, interval: .seconds(1),
             watchdog: .seconds(1), startTimeout: .seconds(1), settings: ["key": "value"]))
-        for message in [assignment, .loading, .loaded(version: "1"), .created, .alive(loops: 1), .log(level: 3, message: "warm-up"),
-                        .stopped(WorkerStopReport(kind: .finished))] {
+        for message in [assignment, .keptDescriptor(name: "warm-up"), .keptState(size: 0), .loading, .loaded(version: "1"), .created,
+                        .alive(loops: 1), .log(level: 3, message: "warm-up"), .stateSaved(size: 1),
+                        .descriptorKept(name: "warm-up", present: true), .stopped(WorkerStopReport(kind: .finished))] {
             _ = message.encoded().withUnsafeBytes { WorkerMessage(decoding: $0) }
         }
         // One run of the event loop every worker goes through (no thread:
