@@ -136,7 +136,13 @@ struct WorkerSessionTests {
         let bytes: [UInt8] = Array("kept across runs".utf8)
         try bytes.withUnsafeBytes { try worker.send(.stateSaved(size: UInt64($0.count)), withSealedCopyOf: $0, until: .now + .seconds(5)) }
         #expect(host.receive(until: .now + .seconds(5)) == .message(.stateSaved(size: UInt64(bytes.count))))
-        #expect(host.withPassedSealedBytes(size: bytes.count) { Array($0) } == bytes)
+        let taken = try #require(host.takePassedSealed(size: bytes.count))
+        #expect(Array(taken.mapping) == bytes)
+        // Kept as it came, it is sealed: nobody can change it under the host's mapping.
+        #expect(write(taken.descriptor, "x", 1) == -1 && errno == EPERM)
+        #expect(ftruncate(taken.descriptor, 0) == -1 && errno == EPERM)
+        munmap(UnsafeMutableRawPointer(mutating: taken.mapping.baseAddress), taken.mapping.count)
+        close(taken.descriptor)
 
         // A plain pipe is no sealed memfd.
         var ends: [Int32] = [0, 0]
@@ -152,7 +158,7 @@ struct WorkerSessionTests {
         let before = open()
         try worker.send(.stateSaved(size: 1), passing: ends[0])
         #expect(host.receive(until: .now + .seconds(5)) == .message(.stateSaved(size: 1)))
-        #expect(host.withPassedSealedBytes(size: 1) { _ in true } == nil)
+        #expect(host.takePassedSealed(size: 1) == nil)
         #expect(open() == before, "the refused descriptor stayed open")
 
         // Sent unasked with a message nobody takes it for: closed by the next receive.

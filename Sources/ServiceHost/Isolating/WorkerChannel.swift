@@ -274,25 +274,30 @@ final class WorkerChannel: @unchecked Sendable {
         try send(message, passing: descriptor, until: deadline)
     }
 
-    /// Calls `body` with the `size` bytes of the sealed memfd that came with
-    /// the message last received; `nil` (the descriptor closed) when none
-    /// came, or it is not a memfd of that size sealed against writing,
-    /// growing and shrinking.
-    func withPassedSealedBytes<T>(size: Int, _ body: (UnsafeRawBufferPointer) -> T) -> T? {
-        guard let bytes = mapPassedSealedBytes(size: size) else { return nil }
-        defer { munmap(UnsafeMutableRawPointer(mutating: bytes.baseAddress), size) }
-        return body(bytes)
-    }
-
     /// The `size` bytes of the sealed memfd that came with the message last
     /// received, mapped read-only for good (the caller may unmap them); `nil`
-    /// as for ``withPassedSealedBytes(size:_:)``.
+    /// (the descriptor closed) when none came, or it is not a memfd of that
+    /// size sealed against writing, growing and shrinking.
     func mapPassedSealedBytes(size: Int) -> UnsafeRawBufferPointer? {
         guard let descriptor = takePassedDescriptor() else { return nil }
         defer { Glibc.close(descriptor) }
         guard size > 0, cprocess_check_sealed(descriptor, size) == 0,
               let mapped = mmap(nil, size, PROT_READ, MAP_PRIVATE, descriptor, 0), mapped != MAP_FAILED else { return nil }
         return UnsafeRawBufferPointer(start: mapped, count: size)
+    }
+
+    /// The sealed memfd of `size` bytes that came with the message last
+    /// received, and its content mapped read-only, both now the caller's
+    /// (`munmap` and `close`); `nil` (the descriptor closed) as for
+    /// ``mapPassedSealedBytes(size:)``.
+    func takePassedSealed(size: Int) -> (descriptor: Int32, mapping: UnsafeRawBufferPointer)? {
+        guard let descriptor = takePassedDescriptor() else { return nil }
+        guard size > 0, cprocess_check_sealed(descriptor, size) == 0,
+              let mapped = mmap(nil, size, PROT_READ, MAP_SHARED, descriptor, 0), mapped != MAP_FAILED else {
+            Glibc.close(descriptor)
+            return nil
+        }
+        return (descriptor, UnsafeRawBufferPointer(start: mapped, count: size))
     }
 
     /// The next message and the descriptor that came with it, if any; `nil`

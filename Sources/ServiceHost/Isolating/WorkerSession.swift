@@ -245,8 +245,10 @@ final class WorkerSession: @unchecked Sendable {
     /// Keeps what the worker saved, from the sealed memfd that came with its message.
     private func keep(size: Int) {
         guard let keptState, let run else { return }
+        // The worker's sealed memfd is kept as it came: no copy, and the next
+        // worker gets the same one.
         let code = size == 0 ? keptState.save(nil, count: 0, by: run)
-            : channel.withPassedSealedBytes(size: size) { keptState.save($0.baseAddress, count: $0.count, by: run) }
+            : channel.takePassedSealed(size: size).map { keptState.save(sealed: $0.descriptor, mapping: $0.mapping, by: run) }
         // A run that was replaced (an overlapping reload) saves in vain: its successor read what it had.
         if let code, code == 0 || code == -ESTALE { return }
         logger.error("\(settings.file): state_save of \(size) bytes was not kept: \(code.map { "\(Errno(-$0))" } ?? "the worker sent no sealed memfd of that size")")

@@ -23,17 +23,37 @@ import Glibc
 /// one save instead of trapping. Kept descriptors are closed when nothing
 /// refers to them any more: replaced, forgotten, or the service removed.
 final class KeptState: Sendable {
-    /// A `malloc`ed copy, freed with its owner.
+    /// The kept bytes: a `malloc`ed copy (thread isolation), or a worker's
+    /// sealed memfd mapped read-only (process isolation: kept as it came,
+    /// and passed on to the next worker as it is, never copied). Freed, or
+    /// unmapped and closed, with its owner.
     fileprivate final class Bytes: @unchecked Sendable {
-        let buffer: UnsafeMutableRawBufferPointer
+        let buffer: UnsafeRawBufferPointer
+        /// The sealed memfd the bytes are mapped from, if they are.
+        let sealed: Int32?
 
         init?(copying source: UnsafeRawBufferPointer) {
             guard let memory = malloc(max(1, source.count)) else { return nil }
-            buffer = UnsafeMutableRawBufferPointer(start: memory, count: source.count)
-            if let base = source.baseAddress, source.count > 0 { buffer.baseAddress!.copyMemory(from: base, byteCount: source.count) }
+            if let base = source.baseAddress, source.count > 0 { memory.copyMemory(from: base, byteCount: source.count) }
+            buffer = UnsafeRawBufferPointer(start: memory, count: source.count)
+            sealed = nil
         }
 
-        deinit { free(buffer.baseAddress) }
+        /// Adopts `descriptor` (a memfd sealed against writing, growing and
+        /// shrinking) and `mapping`, its whole content mapped read-only.
+        init(sealed descriptor: Int32, mapping: UnsafeRawBufferPointer) {
+            buffer = mapping
+            sealed = descriptor
+        }
+
+        deinit {
+            if let sealed {
+                munmap(UnsafeMutableRawPointer(mutating: buffer.baseAddress), buffer.count)
+                close(sealed)
+            } else {
+                free(UnsafeMutableRawPointer(mutating: buffer.baseAddress))
+            }
+        }
     }
 
     /// A descriptor the host holds for a service; closed with its last owner.
@@ -69,7 +89,12 @@ final class KeptState: Sendable {
         }
 
         /// `state_load`: the bytes kept when this run began; valid as long as the run.
-        var state: UnsafeRawBufferPointer? { read.bytes.map { UnsafeRawBufferPointer($0.buffer) } }
+        var state: UnsafeRawBufferPointer? { read.bytes.map(\.buffer) }
+
+        /// The sealed memfd the bytes kept when this run began are mapped
+        /// from, if a worker saved them: a worker of this run gets the same
+        /// one. Valid as long as the run.
+        var sealedState: Int32? { read.bytes?.sealed }
 
         /// The names of the descriptors kept when this run began.
         var descriptorNames: [String] { read.descriptors.keys.sorted() }
@@ -150,6 +175,17 @@ final class KeptState: Sendable {
         }
         return update(by: run) { contents in
             contents.bytes = copy
+            return 0
+        }
+    }
+
+    /// `state_save` in a worker of `run`: keeps the sealed memfd the bytes
+    /// came in (already checked, and mapped read-only as `mapping`), which
+    /// is closed and unmapped here if refused.
+    func save(sealed descriptor: Int32, mapping: UnsafeRawBufferPointer, by run: Run) -> Int32 {
+        let bytes = Bytes(sealed: descriptor, mapping: mapping)
+        return update(by: run) { contents in
+            contents.bytes = bytes
             return 0
         }
     }
