@@ -24,7 +24,8 @@ struct KeptDescriptorTests {
     /// reloads overlapping, every request is answered.
     /// Half the runs are of a server that ends its run (SVC_DONE) when told
     /// to stop: the old version ending so at the handover hands over all the same.
-    @Test(arguments: [(Isolation.thread, false), (.process, false), (.thread, true), (.process, true)])
+    // The client sends without pause: it keeps a core busy.
+    @Test(.loadsTheMachine, arguments: [(Isolation.thread, false), (.process, false), (.thread, true), (.process, true)])
     func anEchoServerReloadedFiftyTimesWithOverlapRefusesNothingAndLosesNothing(isolation: Isolation, doneOnStop: Bool) async throws {
         let port = try EchoClient.freePort()
         let host = try await TestHost(isolation: isolation, plugins: [(file: "Echo.so", fixture: "echo_server.c",
@@ -57,7 +58,7 @@ struct KeptDescriptorTests {
 
     /// The same server closing its listener in svc_stop and reloaded in the
     /// default order (stop, then create): connections are refused in the gap.
-    @Test func withoutOverlapOrAKeptListenerAReloadRefusesConnections() async throws {
+    @Test(.loadsTheMachine) func withoutOverlapOrAKeptListenerAReloadRefusesConnections() async throws {
         let port = try EchoClient.freePort()
         let host = try await TestHost(plugins: [(file: "Echo.so", fixture: "echo_server.c",
                                                  sidecar: Self.echoSidecar(port: port, overlap: false, keep: false))])
@@ -83,7 +84,7 @@ struct KeptDescriptorTests {
     /// A new version whose create keeps a socket of its own under the
     /// listener's name and fails: the old version runs on, serving all the
     /// while, and the next good version reads the old listener, not the failed one's.
-    @Test(arguments: [Isolation.thread, .process])
+    @Test(.loadsTheMachine, arguments: [Isolation.thread, .process])
     func aFailedOverlappingReloadLeavesTheOldVersionServingWithItsDescriptors(isolation: Isolation) async throws {
         let port = try EchoClient.freePort()
         let host = try await TestHost(isolation: isolation, plugins: [(file: "Echo.so", fixture: "echo_server.c",
@@ -115,7 +116,8 @@ struct KeptDescriptorTests {
     /// it only so long, the old version serves all the while, and then a
     /// thread-isolated one takes over once its create returns (a thread
     /// cannot be interrupted), a worker is killed at start_timeout_ms.
-    @Test(.timed, arguments: [Isolation.thread, .process])
+    // Its bound is a wide ratio of its own timeouts; its client keeps a core busy.
+    @Test(.loadsTheMachine, arguments: [Isolation.thread, .process])
     func aNewVersionStuckInCreateHoldsUpNeitherTheOldOneNorTheReload(isolation: Isolation) async throws {
         let port = try EchoClient.freePort()
         let releaseFile = NSTemporaryDirectory() + "release-\(UUID().uuidString)"
