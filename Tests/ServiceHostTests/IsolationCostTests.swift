@@ -58,7 +58,7 @@ struct IsolationCostTests {
     /// A stop ordered while the service's thread waits for its worker reaches
     /// that wait at once, however late or early it comes: before the wait
     /// (kept for it), during it (the signal interrupts `ppoll`), and again after a clear.
-    @Test func aWakeupEndsAWaitWhetherItComesBeforeOrDuringIt() async throws {
+    @Test(.timed) func aWakeupEndsAWaitWhetherItComesBeforeOrDuringIt() async throws {
         Wakeup.installHandler()
         let (waiting, other) = try WorkerChannel.pair()
         let wakeup = Wakeup()
@@ -74,10 +74,13 @@ struct IsolationCostTests {
         async let received = Blocking.run { waiting.receive(until: .now + limit, wake: wakeup) }
         // Once the wait has begun (its thread registered), one signal must end it.
         while !wakeup.hasWaiter, ContinuousClock.now - began < limit { await Task.yield() }
+        // Timed from the signal: how soon the wait's thread got to run at all
+        // is the machine's business (seen taking 17 s under load).
+        let signalled = ContinuousClock.now
         wakeup.signal()
         let result = try await received
         #expect(result == .woken)
-        #expect(ContinuousClock.now - began < limit / 2)
+        #expect(ContinuousClock.now - signalled < limit / 2)
         // A message still comes through a wait with a wake-up.
         wakeup.clear()
         other.send(.loading)
