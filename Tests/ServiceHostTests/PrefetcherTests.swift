@@ -1,3 +1,4 @@
+import Dispatch
 import Synchronization
 import Testing
 
@@ -42,11 +43,19 @@ struct PrefetcherTests {
     /// takes it prepares itself.
     @Test func aCancelledPrefetcherPreparesNothingMoreAhead() {
         let tally = Tally()
-        let prefetcher = Prefetcher(count: 10_000, helpers: 2) { tally.prepared($0) }
+        // Past the first ten, a helper's preparation waits for the cancel: a
+        // caller descheduled on a loaded machine could otherwise find all
+        // 10,000 prepared before it cancels (seen once).
+        let cancelled = DispatchSemaphore(value: 0)
+        let prefetcher = Prefetcher(count: 10_000, helpers: 2) { index in
+            if index >= 10 { cancelled.wait() }
+            return tally.prepared(index)
+        }
         #expect(prefetcher.take(0) == "item 0")
         prefetcher.cancel()
         let settled = tally.preparations.withLock { $0.count }
-        #expect(settled < 10_000)
+        #expect(settled <= 10)
+        for _ in 0..<3 { cancelled.signal() }
         // At most the two items the helpers had claimed when cancelled are added later.
         #expect(prefetcher.take(1) == "item 1")
         #expect(tally.preparations.withLock { $0.count } <= settled + 3)
