@@ -19,6 +19,22 @@ struct KeptDescriptorTests {
         "stop_timeout_ms = 3000\n\(overlap ? "reload = \"overlap\"\n" : "")[config]\nport = \(port)\nkeep = \(keep)\ndone_on_stop = \(doneOnStop)\n"
     }
 
+    /// A host running Echo.so (its sidecar made for a free port), listening,
+    /// and a client it has answered ten times already.
+    private static func servingEcho(isolation: Isolation = .thread, sidecar: (UInt16) -> String) async throws -> (TestHost, EchoClient) {
+        let port = try EchoClient.freePort()
+        let host = try await TestHost(isolation: isolation, plugins: [(file: "Echo.so", fixture: "echo_server.c", sidecar: sidecar(port))])
+        try await host.logs.waitFor { $0.service == "Echo" && $0.message == "listening version=1.0.0 kept=0" }
+        let client = EchoClient(port: port)
+        try await client.waitForAnswers(10)
+        return (host, client)
+    }
+
+    /// Two builds of the echo server, 2.0.0 and 1.0.0, to alternate.
+    private static func alternatingVersions() async throws -> [[UInt8]] {
+        [try await BuiltFixtures.shared.bytes("echo_server.c", defines: version2), try await BuiltFixtures.shared.bytes("echo_server.c")]
+    }
+
     /// 50 reloads alternating two versions while a client sends requests
     /// without pause, one connection each: with the listener kept and the
     /// reloads overlapping, every request is answered.
@@ -27,15 +43,11 @@ struct KeptDescriptorTests {
     // The client sends without pause: it keeps a core busy.
     @Test(.loadsTheMachine, arguments: [(Isolation.thread, false), (.process, false), (.thread, true), (.process, true)])
     func anEchoServerReloadedFiftyTimesWithOverlapRefusesNothingAndLosesNothing(isolation: Isolation, doneOnStop: Bool) async throws {
-        let port = try EchoClient.freePort()
-        let host = try await TestHost(isolation: isolation, plugins: [(file: "Echo.so", fixture: "echo_server.c",
-                                                                      sidecar: Self.echoSidecar(port: port, overlap: true, doneOnStop: doneOnStop))])
+        let (host, client) = try await Self.servingEcho(isolation: isolation) {
+            Self.echoSidecar(port: $0, overlap: true, doneOnStop: doneOnStop)
+        }
         let (folder, logs, scheduler, events) = (host.folder, host.logs, host.scheduler, host.events)
-        try await logs.waitFor { $0.service == "Echo" && $0.message == "listening version=1.0.0 kept=0" }
-        let client = EchoClient(port: port)
-        try await client.waitForAnswers(10)
-        let versions = [try await BuiltFixtures.shared.bytes("echo_server.c", defines: Self.version2),
-                        try await BuiltFixtures.shared.bytes("echo_server.c")]
+        let versions = try await Self.alternatingVersions()
         for reload in 0..<50 {
             try folder.overwriteInPlace("Echo.so", with: versions[reload % 2])
             #expect(await scheduler.restartChanged() == ["Echo"])
@@ -59,15 +71,9 @@ struct KeptDescriptorTests {
     /// The same server closing its listener in svc_stop and reloaded in the
     /// default order (stop, then create): connections are refused in the gap.
     @Test(.loadsTheMachine) func withoutOverlapOrAKeptListenerAReloadRefusesConnections() async throws {
-        let port = try EchoClient.freePort()
-        let host = try await TestHost(plugins: [(file: "Echo.so", fixture: "echo_server.c",
-                                                 sidecar: Self.echoSidecar(port: port, overlap: false, keep: false))])
-        let (folder, logs, scheduler, events) = (host.folder, host.logs, host.scheduler, host.events)
-        try await logs.waitFor { $0.service == "Echo" && $0.message == "listening version=1.0.0 kept=0" }
-        let client = EchoClient(port: port)
-        try await client.waitForAnswers(10)
-        let versions = [try await BuiltFixtures.shared.bytes("echo_server.c", defines: Self.version2),
-                        try await BuiltFixtures.shared.bytes("echo_server.c")]
+        let (host, client) = try await Self.servingEcho { Self.echoSidecar(port: $0, overlap: false, keep: false) }
+        let (folder, scheduler, events) = (host.folder, host.scheduler, host.events)
+        let versions = try await Self.alternatingVersions()
         var reloads = 0
         while client.current.refused == 0, reloads < 50 {
             try folder.overwriteInPlace("Echo.so", with: versions[reloads % 2])
@@ -86,13 +92,8 @@ struct KeptDescriptorTests {
     /// while, and the next good version reads the old listener, not the failed one's.
     @Test(.loadsTheMachine, arguments: [Isolation.thread, .process])
     func aFailedOverlappingReloadLeavesTheOldVersionServingWithItsDescriptors(isolation: Isolation) async throws {
-        let port = try EchoClient.freePort()
-        let host = try await TestHost(isolation: isolation, plugins: [(file: "Echo.so", fixture: "echo_server.c",
-                                                                      sidecar: Self.echoSidecar(port: port, overlap: true))])
+        let (host, client) = try await Self.servingEcho(isolation: isolation) { Self.echoSidecar(port: $0, overlap: true) }
         let (folder, logs, scheduler, events) = (host.folder, host.logs, host.scheduler, host.events)
-        try await logs.waitFor { $0.service == "Echo" && $0.message == "listening version=1.0.0 kept=0" }
-        let client = EchoClient(port: port)
-        try await client.waitForAnswers(10)
 
         try folder.overwriteInPlace("Echo.so", with: try await BuiltFixtures.shared.bytes(
             "echo_server.c", defines: ["ECHO_CREATE_FAILS", "ECHO_VERSION=\"3.0.0\""]))
@@ -119,21 +120,18 @@ struct KeptDescriptorTests {
     // Its bound is a wide ratio of its own timeouts; its client keeps a core busy.
     @Test(.loadsTheMachine, arguments: [Isolation.thread, .process])
     func aNewVersionStuckInCreateHoldsUpNeitherTheOldOneNorTheReload(isolation: Isolation) async throws {
-        let port = try EchoClient.freePort()
         let releaseFile = NSTemporaryDirectory() + "release-\(UUID().uuidString)"
         defer { unlink(releaseFile) }
-        let host = try await TestHost(isolation: isolation, plugins: [(file: "Echo.so", fixture: "echo_server.c", sidecar: """
+        let (host, client) = try await Self.servingEcho(isolation: isolation) { port in """
             reload = "overlap"
             stop_timeout_ms = 500
             start_timeout_ms = 300
             [config]
             port = \(port)
             release_file = "\(releaseFile)"
-            """)])
+            """
+        }
         let (folder, logs, scheduler, events) = (host.folder, host.logs, host.scheduler, host.events)
-        try await logs.waitFor { $0.service == "Echo" && $0.message == "listening version=1.0.0 kept=0" }
-        let client = EchoClient(port: port)
-        try await client.waitForAnswers(10)
 
         try folder.overwriteInPlace("Echo.so", with: try await BuiltFixtures.shared.bytes(
             "echo_server.c", defines: ["ECHO_CREATE_WAITS", "ECHO_VERSION=\"3.0.0\""]))

@@ -24,6 +24,15 @@ struct ReadmeExamplesTests {
         return blocks.filter { $0.contains("svc_") || $0.contains("#servicePlugin") }
     }
 
+    /// Builds Swift `source` as module `moduleName` against the SDK (as
+    /// SwiftPM built it beside the tests) and returns the library's bytes.
+    private static func buildAgainstSDK(_ source: String, moduleName: String) throws -> Data {
+        let directory = try TemporaryDirectory("readme")
+        let file = directory.file("\(moduleName).swift")
+        try source.write(to: file, atomically: true, encoding: .utf8)
+        return try Data(contentsOf: PluginBuilder.buildSwiftAgainstSDK(file, to: directory.file("output.so"), moduleName: moduleName))
+    }
+
     /// Compiles `source` (saved as `fileName`) with `command` (source, output) and returns the library's bytes.
     private static func compile(_ source: String, as fileName: String, with command: (URL, URL) -> [String]) throws -> Data {
         let directory = try TemporaryDirectory("readme")
@@ -79,12 +88,7 @@ struct ReadmeExamplesTests {
         let source = try #require(examples.first)
         #expect(source.split(separator: "\n").filter { !$0.allSatisfy(\.isWhitespace) }.count <= 15, "the Swift plugin stays within 15 lines")
         #expect(!["Unsafe", "Unmanaged", "@_cdecl", "@c("].contains { source.contains($0) })
-        let library = try await Blocking.run {
-            let directory = try TemporaryDirectory("readme")
-            let file = directory.file("Hello.swift")
-            try source.write(to: file, atomically: true, encoding: .utf8)
-            return try Data(contentsOf: PluginBuilder.buildSwiftAgainstSDK(file, to: directory.file("output.so"), moduleName: "Hello"))
-        }
+        let library = try await Blocking.run { try Self.buildAgainstSDK(source, moduleName: "Hello") }
         let folder = try PluginFolder()
         _ = try folder.write([UInt8](library), as: "Hello.so")
         try folder.sidecar(for: "Hello.so", "restart = \"never\"\n[config]\nwho = \"README\"\n")
@@ -125,10 +129,7 @@ struct ReadmeExamplesTests {
                     ["cc", "-shared", "-fPIC", "-O2", "-Wall", "-Wextra", "-Werror", "-I", include, "-o", $1.path, $0.path]
                 }
             }
-            let directory = try TemporaryDirectory("readme")
-            let file = directory.file("Counter.swift")
-            try source.write(to: file, atomically: true, encoding: .utf8)
-            return try Data(contentsOf: PluginBuilder.buildSwiftAgainstSDK(file, to: directory.file("output.so"), moduleName: "Counter"))
+            return try Self.buildAgainstSDK(source, moduleName: "Counter")
         }
         let folder = try PluginFolder()
         _ = try folder.write([UInt8](library), as: "Counter.so")
@@ -138,16 +139,8 @@ struct ReadmeExamplesTests {
         #expect(try await scheduler.addPlugins(directory: folder.path).isEmpty)
         scheduler.startAll()
         try await logs.waitFor { $0.service == "Counter" && $0.message == "starting at 0" }
-        // Each loop saves; no event marks a loop, so the count is polled, with a deadline.
-        let deadline = ContinuousClock.now + .seconds(20)
-        while (scheduler.service(named: "Counter")?.loopsCompleted ?? 0) < 5 {
-            try #require(ContinuousClock.now < deadline, "the counter did not loop 5 times")
-            try await Task.sleep(for: .milliseconds(1))
-        }
-        try await scheduler.restart("Counter")
-        let second = try await logs.waitFor(count: 2) { $0.service == "Counter" && $0.message.hasPrefix("starting at ") }
-        let count = Int(second.message.dropFirst("starting at ".count)) ?? 0
-        #expect(count >= 5, "\(second.message)")
+        let count = try await countCarriedThroughRestart(of: "Counter", scheduler: scheduler, logs: logs)
+        #expect(count >= 5, "the second run started at \(count)")
         await scheduler.shutdown()
     }
 }

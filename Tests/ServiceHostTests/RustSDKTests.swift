@@ -97,15 +97,8 @@ struct RustSDKTests {
         let (scheduler, logs, events) = try await run("interval_ms = 1\n", example: "counter")
         try await events.first("Hello") { $0.isStarted }
         #expect(logs.entries.contains { $0.service == "Hello" && $0.message == "starting at 0" })
-        // Each loop saves; no event marks a loop, so the count is polled, with a deadline.
-        let deadline = ContinuousClock.now + .seconds(20)
-        while (scheduler.service(named: "Hello")?.loopsCompleted ?? 0) < 5 {
-            try #require(ContinuousClock.now < deadline, "the counter did not loop 5 times")
-            try await Task.sleep(for: .milliseconds(1))
-        }
-        try await scheduler.restart("Hello")
-        let second = try await logs.waitFor(count: 2) { $0.service == "Hello" && $0.message.hasPrefix("starting at ") }
-        #expect((Int(second.message.dropFirst("starting at ".count)) ?? 0) >= 5, "\(second.message)")
+        let count = try await countCarriedThroughRestart(of: "Hello", scheduler: scheduler, logs: logs)
+        #expect(count >= 5, "the second run started at \(count)")
         await scheduler.shutdown()
     }
 }

@@ -83,8 +83,7 @@ public enum ForkServer {
         // The collections a worker's service keeps its descriptors' names in.
         let names = Mutex(Set(["warm-up"]))
         _ = names.withLock { $0.insert("other").inserted }
-        let codes = Mutex<Set<Int32>>([])
-        _ = codes.withLock { $0.insert(-28).inserted }
+        _ = KeptState.Refusals().isFirst(-ENOSPC)
         var descriptors: [String: Int32] = [:]
         descriptors["warm-up"] = -1
         let assignment = WorkerMessage.start(WorkerAssignment(

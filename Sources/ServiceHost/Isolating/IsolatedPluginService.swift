@@ -26,8 +26,6 @@ final class IsolatedPluginService: BaseService, @unchecked Sendable {
     /// The worker an overlapping reload replaced, while the service's
     /// thread waits for it to end, and what is told once it has.
     private let replaced = Mutex<(session: WorkerSession, ended: Completion)?>(nil)
-    /// An overlapping reload is under way (``reloadOverlapping()``).
-    private let overlapUnderWay = Atomic<Bool>(false)
     /// Whether the version in use ever loaded and created in a worker.
     private let verified = Atomic<Bool>(false)
     /// The worker of the current run; read by the stop observer from any thread.
@@ -117,15 +115,8 @@ final class IsolatedPluginService: BaseService, @unchecked Sendable {
 
     /// Makes `candidate` the version in use, and says so.
     private func adopt(_ candidate: StagedPlugin, version: String?) {
-        let previous = versions.adopt(candidate, name: version)
+        versions.adopt(candidate, name: version, for: self, logger: logger)
         verified.store(true, ordering: .relaxed)
-        updateMetadata {
-            $0.pluginVersion = version
-            $0.reloadsByResult[.ok, default: 0] += 1
-        }
-        let next = version ?? "(no version)"
-        logger.notice("reloaded \(file): \(previous) -> \(next)", metadata: LifecycleEvent.reload(.ok, from: previous, to: next).metadata())
-        report(.reloaded(from: previous, to: next))
     }
 
     /// The worker the service's thread last waited on in its loop; only that thread touches it.
@@ -365,13 +356,6 @@ final class IsolatedPluginService: BaseService, @unchecked Sendable {
 
 extension IsolatedPluginService: OverlappingReload {
     func reloadOverlapping() -> OverlapOutcome {
-        // One at a time: a new version still in svc_create (past the reload's
-        // wait) is not joined by a third.
-        guard !overlapUnderWay.exchange(true, ordering: .acquiringAndReleasing) else {
-            logger.warning("\(file) changed again while the new version of an overlapping reload is still starting; left for the next reload")
-            return .kept
-        }
-        defer { overlapUnderWay.store(false, ordering: .releasing) }
         guard currentState == .started, let old = worker.withLock({ $0 }), replaced.withLock({ $0 == nil }) else { return .notRunning }
         let (_, candidate) = stagedToTry()
         guard let candidate else { return .kept }

@@ -279,11 +279,10 @@ final class WorkerChannel: @unchecked Sendable {
     /// (the descriptor closed) when none came, or it is not a memfd of that
     /// size sealed against writing, growing and shrinking.
     func mapPassedSealedBytes(size: Int) -> UnsafeRawBufferPointer? {
-        guard let descriptor = takePassedDescriptor() else { return nil }
-        defer { Glibc.close(descriptor) }
-        guard size > 0, cprocess_check_sealed(descriptor, size) == 0,
-              let mapped = mmap(nil, size, PROT_READ, MAP_PRIVATE, descriptor, 0), mapped != MAP_FAILED else { return nil }
-        return UnsafeRawBufferPointer(start: mapped, count: size)
+        // The mapping outlives the descriptor.
+        guard let (descriptor, mapping) = takePassedSealed(size: size) else { return nil }
+        Glibc.close(descriptor)
+        return mapping
     }
 
     /// The sealed memfd of `size` bytes that came with the message last

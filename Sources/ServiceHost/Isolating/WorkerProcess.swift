@@ -218,8 +218,8 @@ final class WorkerService: BaseService, HostCallbackTarget, @unchecked Sendable 
     /// The names the host keeps a descriptor under now, as this run changed
     /// them: the per-service limit is checked here, before anything is sent.
     private let keptNames: Mutex<Set<String>>
-    /// The codes of the keeps refused in this run (the first of each is logged).
-    private let refusalsLogged = Mutex<Set<Int32>>([])
+    /// The keeps refused in this run (the first of each code is logged).
+    private let refusals = KeptState.Refusals()
 
     init(assignment: WorkerAssignment, image: PluginImage, channel: WorkerChannel, loops: LoopCounter,
          kept: UnsafeRawBufferPointer?, descriptors: [String: Int32] = [:]) {
@@ -314,7 +314,7 @@ final class WorkerService: BaseService, HostCallbackTarget, @unchecked Sendable 
     func pluginKeepsDescriptor(_ descriptor: Int32, named name: String?, in run: KeptState.Run?) -> Int32 {
         let name = name ?? ""
         let code = keep(descriptor, named: name)
-        if code != 0, code != -EBADF, refusalsLogged.withLock({ $0.insert(code).inserted }) {
+        if code != 0, code != -EBADF, refusals.isFirst(code) {
             WorkerProcess.sendOrExit(.keepRefused(name: name, code: code), on: channel)
         }
         return code

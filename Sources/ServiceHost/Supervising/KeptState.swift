@@ -10,13 +10,13 @@ import Glibc
 ///
 /// Every run has a ``Run`` token. What a run reads is the snapshot taken
 /// when it began, so its own saves never move memory it may still be
-/// reading. Only the newest run's saves are taken: once a successor began (a
-/// reload that overlaps the old version's last moments), the old run's saves
-/// are refused, so what the new version read is never overwritten behind it;
-/// and a thread a plugin left behind after `svc_stop` cannot write either.
-/// A run whose `svc_create` failed is abandoned: what it saved is dropped and
-/// the snapshot it read is put back, so a refused version's state or
-/// descriptors never reach the version that keeps running.
+/// reading. Only the newest run's saves are taken, and, while an overlapping
+/// reload creates its successor, the old run's into a copy of their own
+/// (kept if the successor fails, dropped once it takes over): what the new
+/// version read is never overwritten behind it, and a thread a plugin left
+/// behind after `svc_stop` cannot write either. A run whose `svc_create`
+/// failed is abandoned: what it saved is dropped, so a refused version's
+/// state or descriptors never reach the version that keeps running.
 ///
 /// Bytes are copied with `malloc` and descriptors duplicated with
 /// `F_DUPFD_CLOEXEC`, so that a host out of memory or descriptors refuses
@@ -71,17 +71,25 @@ final class KeptState: Sendable {
         var descriptors: [String: Descriptor] = [:]
     }
 
+    /// The codes of the keeps one run had refused, so that each is logged once.
+    final class Refusals: Sendable {
+        private let seen = Mutex<Set<Int32>>([])
+
+        /// Whether `code` is refused for the first time.
+        func isFirst(_ code: Int32) -> Bool {
+            seen.withLock { $0.insert(code).inserted }
+        }
+    }
+
     /// One run of the service: what it read when it began.
     final class Run: Sendable {
         fileprivate let generation: UInt64
         fileprivate let read: Contents
-        private let refusalsLogged = Mutex<Set<Int32>>([])
+        private let refusals = Refusals()
 
         /// Whether a keep refused with `code` is the run's first refused so,
         /// which is logged (a plugin that keeps in a loop would fill the log otherwise).
-        func logsRefusal(_ code: Int32) -> Bool {
-            refusalsLogged.withLock { $0.insert(code).inserted }
-        }
+        func logsRefusal(_ code: Int32) -> Bool { refusals.isFirst(code) }
 
         fileprivate init(generation: UInt64, read: Contents) {
             self.generation = generation
@@ -156,9 +164,12 @@ final class KeptState: Sendable {
     }
 
     private func mayKeep(_ run: Run) -> Bool {
-        state.withLock { state in
-            state.taking == run.generation || (state.predecessor.map { $0.running && $0.generation == run.generation } ?? false)
-        }
+        update(by: run) { _ in 0 } == 0
+    }
+
+    /// Whether `contents` has room for a descriptor under `name`.
+    private static func hasRoom(for name: String, in contents: Contents) -> Bool {
+        contents.descriptors[name] != nil || contents.descriptors.count < maxDescriptors
     }
 
     /// `state_save` by `run`: keeps a copy of `bytes`; 0 or a negative error
@@ -210,9 +221,7 @@ final class KeptState: Sendable {
         guard descriptor >= -1 else { return -EBADF }
         guard descriptor >= 0 else { return keep(nil, named: name, by: run) }
         // Checked before duplicating, so that a refused keep costs no descriptor.
-        let admitted = update(by: run) { contents in
-            contents.descriptors[name] == nil && contents.descriptors.count >= Self.maxDescriptors ? -ENOSPC : 0
-        }
+        let admitted = update(by: run) { Self.hasRoom(for: name, in: $0) ? 0 : -ENOSPC }
         guard admitted == 0 else { return admitted }
         let copy = fcntl(descriptor, F_DUPFD_CLOEXEC, 0)
         guard copy >= 0 else { return -errno }
@@ -233,7 +242,7 @@ final class KeptState: Sendable {
                 contents.descriptors[name] = nil
                 return 0
             }
-            if contents.descriptors[name] == nil, contents.descriptors.count >= Self.maxDescriptors { return -ENOSPC }
+            guard Self.hasRoom(for: name, in: contents) else { return -ENOSPC }
             contents.descriptors[name] = descriptor
             return 0
         }

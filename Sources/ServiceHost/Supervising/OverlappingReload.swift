@@ -13,6 +13,7 @@ enum OverlapOutcome: Equatable, Sendable {
 protocol OverlappingReload: ReloadableService {
     /// Creates the changed file's version beside the running one and, once
     /// its `svc_create` returned 0, stops the old one; blocks until then (at
-    /// most the stop timeout past the old loop call). Off the cooperative pool.
+    /// most the stop timeout past the old loop call). Off the cooperative pool;
+    /// the manager runs one at a time per service.
     func reloadOverlapping() -> OverlapOutcome
 }

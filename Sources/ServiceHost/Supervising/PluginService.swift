@@ -54,8 +54,6 @@ final class PluginService: BaseService, HostCallbackTarget, @unchecked Sendable 
     }
 
     private let phase = Mutex(Phase.idle)
-    /// An overlapping reload is under way (``reloadOverlapping()``).
-    private let overlapUnderWay = Atomic<Bool>(false)
 
     /// Loads `file` now, so that a file that cannot be used is reported when
     /// the service is added rather than at its first start.
@@ -154,14 +152,7 @@ final class PluginService: BaseService, HostCallbackTarget, @unchecked Sendable 
 
     /// Makes `image` the version in use, and says so.
     private func adopt(_ image: PluginImage) {
-        let previous = versions.adopt(image, name: image.version)
-        updateMetadata {
-            $0.pluginVersion = image.version
-            $0.reloadsByResult[.ok, default: 0] += 1
-        }
-        logger.notice("reloaded \(file): \(previous) -> \(image.versionDescription)",
-                      metadata: LifecycleEvent.reload(.ok, from: previous, to: image.versionDescription).metadata())
-        report(.reloaded(from: previous, to: image.versionDescription))
+        versions.adopt(image, name: image.version, for: self, logger: logger)
     }
 
     override func onLoop() -> LoopOutcome {
@@ -276,13 +267,6 @@ final class PluginService: BaseService, HostCallbackTarget, @unchecked Sendable 
 
 extension PluginService: OverlappingReload {
     func reloadOverlapping() -> OverlapOutcome {
-        // One at a time: a new version still in svc_create (past the reload's
-        // wait) is not joined by a third.
-        guard !overlapUnderWay.exchange(true, ordering: .acquiringAndReleasing) else {
-            logger.warning("\(file) changed again while the new version of an overlapping reload is still starting; left for the next reload")
-            return .kept
-        }
-        defer { overlapUnderWay.store(false, ordering: .releasing) }
         guard case .running(let old, let slot)? = phase.withLock({ phase -> Phase? in
             if case .running = phase { return phase }
             return nil

@@ -93,13 +93,21 @@ final class PluginVersions<Version: PluginFileVersion>: @unchecked Sendable {
         }
     }
 
-    /// Makes `version`, which just worked, the one in use; returns the name of the one it replaces.
-    @discardableResult
-    func adopt(_ version: Version, name: String?) -> String {
-        state.withLock { state in
+    /// Makes `version`, which just worked, the one in use, and says so for
+    /// `service` (its metadata, its log, its events), as ``reject(_:reason:as:for:logger:)``
+    /// does for a version that did not.
+    func adopt(_ version: Version, name: String?, for service: BaseService, logger: Logger) {
+        let previous = state.withLock { state in
             defer { state = State(current: version, name: name, rejected: nil, contentVerified: false) }
             return state.name ?? "(no version)"
         }
+        let next = name ?? "(no version)"
+        service.updateMetadata {
+            $0.pluginVersion = name
+            $0.reloadsByResult[.ok, default: 0] += 1
+        }
+        logger.notice("reloaded \(file): \(previous) -> \(next)", metadata: LifecycleEvent.reload(.ok, from: previous, to: next).metadata())
+        service.report(.reloaded(from: previous, to: next))
     }
 
     /// Records the version string of the version in use, once a worker reported it.

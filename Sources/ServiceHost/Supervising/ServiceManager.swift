@@ -27,6 +27,9 @@ final class ServiceManager: @unchecked Sendable {
     private var machine: Machine
     /// The service objects behind the machine's names.
     private var members: [String: BaseService] = [:]
+    /// The services an overlapping reload is under way for (its new version
+    /// may still be in `svc_create` after the reload stopped waiting for it).
+    private var overlapping: Set<String> = []
     private let logger: Logger
     let events = EventBroadcaster()
 
@@ -107,8 +110,18 @@ final class ServiceManager: @unchecked Sendable {
     func restart(_ name: String, cause: RestartCause) async throws(ServiceError) {
         if cause == .reload, let service = lock.withLock({ members[name] }) as? any OverlappingReload,
            service.configuration.reload == .overlap {
+            // One at a time per service: a new version still in svc_create is not joined by a third.
+            guard lock.withLock({ overlapping.insert(name).inserted }) else {
+                logger.warning("\(service.file) changed again while the new version of an overlapping reload is still starting; left for the next reload",
+                               metadata: ["service": "\(name)"])
+                return
+            }
             let limit = Self.overlapWait(for: service)
-            switch await Self.onThreadOfItsOwn(within: limit, { service.reloadOverlapping() }) {
+            let outcome = await Self.onThreadOfItsOwn(within: limit) { [self] in
+                defer { lock.withLock { _ = overlapping.remove(name) } }
+                return service.reloadOverlapping()
+            }
+            switch outcome {
             case .finished(.replaced):
                 lock.withLock { members[name]?.updateMetadata { $0.restartsByCause[cause, default: 0] += 1 } }
                 return
@@ -121,7 +134,9 @@ final class ServiceManager: @unchecked Sendable {
                 logger.warning("the overlapping reload's new version has not started within \(limit.milliseconds) ms; the old version runs on, and this reload goes on without it",
                                metadata: ["service": "\(name)"])
                 return
-            case .finished(.notRunning), .noThread:
+            case .noThread:
+                lock.withLock { _ = overlapping.remove(name) }
+            case .finished(.notRunning):
                 break
             }
         }

@@ -88,8 +88,7 @@ final class StopSignal: @unchecked Sendable {
     /// Clears a service's own stop request before a new start; an order stays.
     func clearRequested() {
         _ = cthread_word_replace(word, Request.requested.rawValue, Request.none.rawValue)
-        _ = cthread_word_replace(word, Request.handover.rawValue, Request.none.rawValue)
-        clearDescriptorUnlessPending()
+        clearHandover()
     }
 
     /// Clears a handover once the new version took over (a stop raised

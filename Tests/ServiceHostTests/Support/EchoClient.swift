@@ -61,7 +61,7 @@ final class EchoClient: Sendable {
         // The client has no event to await per answer; it is polled, with a deadline.
         while current.answered < target {
             guard ContinuousClock.now < deadline else {
-                throw EchoClientError(description: "only \(current.answered) of \(target) answers within \(timeout): \(current)")
+                throw TestFailure(description: "only \(current.answered) of \(target) answers within \(timeout): \(current)")
             }
             try await Task.sleep(for: .milliseconds(5))
         }
@@ -111,11 +111,12 @@ final class EchoClient: Sendable {
                 bind(socket, address, length) == 0 && getsockname(socket, address, &length) == 0
             }
         }
-        guard bound else { throw EchoClientError(description: "no free port: errno \(errno)") }
+        guard bound else { throw TestFailure(description: "no free port: errno \(errno)") }
         return UInt16(bigEndian: address.sin_port)
     }
 }
 
-struct EchoClientError: Error, CustomStringConvertible {
+/// A test helper's failure, with what it saw.
+struct TestFailure: Error, CustomStringConvertible {
     let description: String
 }
