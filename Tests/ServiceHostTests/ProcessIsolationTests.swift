@@ -92,8 +92,15 @@ struct ProcessIsolationTests {
         #expect(took < stopTimeout * 20, "\(took)")
         let errors = try #require(host.scheduler.snapshot(of: "Stuck")).metadata.errors
         #expect(errors.contains { $0.message.contains("svc_stop did not return within stop_timeout_ms (300 ms); worker killed by SIGKILL") }, "\(errors)")
-        // Only the spare the fork server keeps ready is left.
+        // Only the spare the fork server keeps ready is left. The stop ends
+        // when the host sees the worker's socket close, which may come before
+        // the fork server reaps it, and nothing tells the test of the reap:
+        // polled, with a deadline.
         let server = try #require(host.scheduler.forkServerPID)
+        let deadline = ContinuousClock.now + stopTimeout * 20
+        while ProcessCensus.children(of: server).count != 1, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(5))
+        }
         #expect(ProcessCensus.children(of: server).count == 1)
         await host.scheduler.shutdown()
     }
