@@ -159,9 +159,9 @@ public final class ControlAPI: Sendable {
         case .services:
             return try Self.ok(ControlDocument.Services(services: await scheduler.statusOffThePool()))
         case .service(let name):
-            return try Self.ok(try status(of: name))
+            return try Self.ok(try await status(of: name))
         case .logs(let name):
-            _ = try status(of: name)
+            try requireService(name)
             let count = try Self.integer(request.query["lines"], named: "lines", default: 100, range: 1...100_000)
             let after = try Self.integer(request.query["after"], named: "after", default: 0, range: 0...Int.max)
             let wait = try Self.integer(request.query["wait_ms"], named: "wait_ms", default: 0, range: 0...Self.maxLogWaitMilliseconds)
@@ -211,11 +211,18 @@ public final class ControlAPI: Sendable {
             pluginsDirectory: host.pluginsDirectory, states: states, services: counts.values.reduce(0, +))
     }
 
-    private func status(of name: String) throws -> ServiceStatus {
-        guard let status = scheduler.status(of: name) else {
-            throw ControlDocument.Failure(code: "unknown_service", message: "no service named '\(name)'")
-        }
+    /// Built off the cooperative pool: a status may read the plugin image for its digest.
+    private func status(of name: String) async throws -> ServiceStatus {
+        guard let status = await scheduler.statusOffThePool(of: name) else { throw Self.unknownService(name) }
         return status
+    }
+
+    private func requireService(_ name: String) throws {
+        guard scheduler.snapshot(of: name) != nil else { throw Self.unknownService(name) }
+    }
+
+    private static func unknownService(_ name: String) -> ControlDocument.Failure {
+        ControlDocument.Failure(code: "unknown_service", message: "no service named '\(name)'")
     }
 
     // MARK: Orders
@@ -228,7 +235,7 @@ public final class ControlAPI: Sendable {
         let timeout = Duration.milliseconds(try Self.integer(query["timeout_ms"], named: "timeout_ms",
                                                              default: Self.defaultWaitMilliseconds,
                                                              range: 1...Self.maxWaitMilliseconds))
-        _ = try status(of: name)
+        try requireService(name)
         logger.notice("control: \(verb) ordered", metadata: ["service": "\(name)"])
         // Subscribed before the order, so that no event of it is missed;
         // events from before the order are skipped by their time.
@@ -249,7 +256,7 @@ public final class ControlAPI: Sendable {
         // A stop has already waited, up to the service's stop timeout.
         let reachedRunning = wait && verb != "stop"
             ? await Self.waitUntilRunning(name, events: events, after: ordered, timeout: timeout) : false
-        let final = try status(of: name)
+        let final = try await status(of: name)
         let reached: Bool? = switch (wait, verb) {
         case (false, _): nil
         case (true, "stop"): [.stopped, .failed, .idle].contains(final.state)

@@ -2,7 +2,8 @@
  * constructor.c -- a plugin whose load-time code misbehaves, chosen at build
  * time: -DCONSTRUCTOR_FAULT=1 segfaults, =2 calls exit(7), =3 sleeps forever,
  * =4 sleeps forever only once the file CONSTRUCTOR_MARKER exists (so a scan
- * passes and a later load hangs), anything else (0) behaves. Used to prove
+ * passes and a later load hangs), =5 waits (up to a minute) until the file
+ * CONSTRUCTOR_RELEASE exists, anything else (0) behaves. Used to prove
  * the load-time scanner keeps all of that out of the host.
  * CONSTRUCTOR_VERSION names the version.
  */
@@ -25,6 +26,11 @@ __attribute__((constructor)) static void misbehave(void) {
     case 3: for (;;) pause();
 #ifdef CONSTRUCTOR_MARKER
     case 4: if (access(CONSTRUCTOR_MARKER, F_OK) == 0) for (;;) pause(); break;
+#endif
+#ifdef CONSTRUCTOR_RELEASE
+    case 5:
+        for (int waited = 0; waited < 60000 && access(CONSTRUCTOR_RELEASE, F_OK) != 0; waited++) usleep(1000);
+        break;
 #endif
     default: break;
     }

@@ -8,30 +8,30 @@ struct ELFImageTests {
     // MARK: Real images
 
     @Test("a C shared object passes and has no Swift code")
-    func cSharedObject() throws {
-        let bytes = try Fixture.cLibrary.get()
+    func cSharedObject() async throws {
+        let bytes = try await Fixture.c()
         let image = try inspect(bytes).get()
         #expect(image == ELFImage(containsSwiftCode: false))
     }
 
     @Test("a Swift shared object passes and contains Swift code")
-    func swiftSharedObject() throws {
-        let bytes = try Fixture.swiftLibrary.get()
+    func swiftSharedObject() async throws {
+        let bytes = try await Fixture.swift()
         let image = try inspect(bytes).get()
         #expect(image == ELFImage(containsSwiftCode: true))
     }
 
     @Test("Swift is found through DT_NEEDED libswiftCore.so when there are no section headers")
-    func swiftWithoutSectionHeaders() throws {
-        var bytes = try Fixture.swiftLibrary.get()
+    func swiftWithoutSectionHeaders() async throws {
+        var bytes = try await Fixture.swift()
         bytes.dropSectionHeaders()
         let image = try inspect(bytes).get()
         #expect(image.containsSwiftCode)
     }
 
     @Test("Swift is found through swift5_ section names when nothing needs libswiftCore.so")
-    func swiftFromSectionsAlone() throws {
-        var bytes = try Fixture.swiftLibrary.get()
+    func swiftFromSectionsAlone() async throws {
+        var bytes = try await Fixture.swift()
         let needle = Array("libswiftCore.so".utf8)
         let found = bytes.firstRange(of: needle)
         let at = try #require(found, "the Swift image names libswiftCore.so")
@@ -45,8 +45,8 @@ struct ELFImageTests {
     }
 
     @Test("a C shared object without section headers still passes")
-    func cWithoutSectionHeaders() throws {
-        var bytes = try Fixture.cLibrary.get()
+    func cWithoutSectionHeaders() async throws {
+        var bytes = try await Fixture.c()
         bytes.dropSectionHeaders()
         let image = try inspect(bytes).get()
         #expect(image == ELFImage(containsSwiftCode: false))
@@ -55,8 +55,8 @@ struct ELFImageTests {
     // MARK: Truncation
 
     @Test("every proper prefix of a shared object is rejected")
-    func everyPrefixIsRejected() throws {
-        let bytes = try Fixture.cLibrary.get()
+    func everyPrefixIsRejected() async throws {
+        let bytes = try await Fixture.c()
         var failures: [String] = []
         bytes.withUnsafeBytes { whole in
             for length in 0..<whole.count {
@@ -76,8 +76,8 @@ struct ELFImageTests {
     }
 
     @Test("a prefix ending inside the last loadable segment names that segment")
-    func prefixInsideLastSegment() throws {
-        let bytes = try Fixture.cLibrary.get()
+    func prefixInsideLastSegment() async throws {
+        let bytes = try await Fixture.c()
         let lastLoad = bytes.segments()?.last { $0.type == Segment.load }
         let last = try #require(lastLoad)
         let end = Int(last.offset + last.fileSize)
@@ -93,8 +93,8 @@ struct ELFImageTests {
     }
 
     @Test("a prefix shorter than the ELF header or its program headers says so")
-    func prefixInsideHeaders() throws {
-        let bytes = try Fixture.cLibrary.get()
+    func prefixInsideHeaders() async throws {
+        let bytes = try await Fixture.c()
 
         let header = try rejection(of: Array(bytes[..<20]))
         #expect(header.code == .truncated)
@@ -132,12 +132,12 @@ struct ELFImageTests {
     }
 
     @Test("a non-PIE executable is not a shared object")
-    func executable() throws {
+    func executable() async throws {
         let directory = try TemporaryDirectory("elf-image")
         let source = directory.file("main.c")
         try "int main(void) { return 0; }\n".write(to: source, atomically: true, encoding: .utf8)
         let program = directory.file("main")
-        try PluginBuilder.run(["cc", "-no-pie", "-o", program.path, source.path])
+        try await Blocking.run { try PluginBuilder.run(["cc", "-no-pie", "-o", program.path, source.path]) }
         let error = try rejection(of: Array(try Data(contentsOf: program)))
         #expect(error.code == .notSharedObject)
         #expect(error.reason == "ELF executable, not a shared object")
@@ -146,8 +146,8 @@ struct ELFImageTests {
     // MARK: Corrupted headers
 
     @Test("corrupted headers are rejected with a reason", arguments: HeaderPatch.all)
-    func corruptedHeader(_ patch: HeaderPatch) throws {
-        var bytes = try Fixture.cLibrary.get()
+    func corruptedHeader(_ patch: HeaderPatch) async throws {
+        var bytes = try await Fixture.c()
         try patch.apply(&bytes)
         let error = try rejection(of: bytes)
         #expect(error.code == patch.code, "\(error.reason)")
@@ -157,8 +157,8 @@ struct ELFImageTests {
     }
 
     @Test("single-byte corruption of the headers never crashes or admits a segment past the end")
-    func fuzzSingleBytes() throws {
-        let original = try Fixture.cLibrary.get()
+    func fuzzSingleBytes() async throws {
+        let original = try await Fixture.c()
         let regions = original.headerOffsets()
         let offsets = try #require(regions)
         var generator = SplitMix64(seed: 0xE1F_F022)
@@ -171,8 +171,8 @@ struct ELFImageTests {
     }
 
     @Test("word-sized corruption of the headers never crashes or admits a segment past the end")
-    func fuzzWords() throws {
-        let original = try Fixture.cLibrary.get()
+    func fuzzWords() async throws {
+        let original = try await Fixture.c()
         let regions = original.headerOffsets()
         let offsets = try #require(regions)
         var generator = SplitMix64(seed: 0xE1F_F064)
@@ -216,15 +216,21 @@ private func rejection(of bytes: [UInt8], sourceLocation: SourceLocation = #_sou
 }
 
 extension ELFImageTests {
-    /// The fixture images, built once for the whole suite.
+    /// The fixture images, built once for the whole suite, on a thread of
+    /// their own: a Swift build takes seconds, which would hold one of the
+    /// cooperative pool's two threads (and the suite's other tests, waiting
+    /// for the same build, the other).
     fileprivate enum Fixture {
-        static let cLibrary = Result { () throws -> [UInt8] in
+        static func c() async throws -> [UInt8] { try await Blocking.run { try cLibrary.get() } }
+        static func swift() async throws -> [UInt8] { try await Blocking.run { try swiftLibrary.get() } }
+
+        private static let cLibrary = Result { () throws -> [UInt8] in
             let directory = try TemporaryDirectory("elf-image")
             let library = try PluginBuilder.buildC("elf_minimal.c", to: directory.file("libelf_minimal.so"))
             return Array(try Data(contentsOf: library))
         }
 
-        static let swiftLibrary = Result { () throws -> [UInt8] in
+        private static let swiftLibrary = Result { () throws -> [UInt8] in
             let directory = try TemporaryDirectory("elf-image")
             let library = try PluginBuilder.buildSwift(
                 "elf_swift.swift", to: directory.file("libelf_swift.so"), moduleName: "ELFSwift")

@@ -98,7 +98,7 @@ struct KeptStateTests {
         try await logs.waitFor(count: 2) { $0.service == "Counter" && $0.message.hasPrefix("create ") }
         #expect(Self.counts(logs).last!.count > 0)
         try await scheduler.remove("Counter")
-        try scheduler.addPlugin(file: "\(host.folder.path)/Counter.so")
+        try await scheduler.addPlugin(file: "\(host.folder.path)/Counter.so")
         try scheduler.start("Counter")
         let created = try await logs.waitFor(count: 3) { $0.service == "Counter" && $0.message.hasPrefix("create ") }
         #expect(created.message == "create version=1.0.0 count=0 kept=0")

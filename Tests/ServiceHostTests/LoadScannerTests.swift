@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 @testable import ServiceHost
 
@@ -24,7 +25,7 @@ struct LoadScannerTests {
         for (index, fault) in Self.faults.enumerated() {
             let file = try await host.folder.add("constructor.c", as: "Bad\(index).so", defines: [fault.define],
                                                  sidecar: "start_timeout_ms = 300\n")
-            let error = #expect(throws: PluginError.self) { try host.scheduler.addPlugin(file: file) }
+            let error = await #expect(throws: PluginError.self) { try await host.scheduler.addPlugin(file: file) }
             #expect(error?.code == .loadFailed)
             #expect(error?.reason == fault.reason)
             #expect(host.scheduler.snapshot(of: "Bad\(index)") == nil)
@@ -33,6 +34,43 @@ struct LoadScannerTests {
         try await host.scheduler.restart("P")
         try await host.events.next("P") { $0.isStarted }
         await host.scheduler.shutdown()
+    }
+
+    /// The async `addPlugin` scans on a thread of its own: with more scans
+    /// in flight than the cooperative pool has threads, a task on the pool
+    /// still runs. That task is what releases the scans' constructors, so
+    /// with the scans on the pool it could run only after one timed out.
+    @Test func scansInFlightLeaveTheCooperativePoolFree() async throws {
+        let host = try await TestHost(probes: [], start: false)
+        let releaseDirectory = try TemporaryDirectory("release")
+        let release = releaseDirectory.file("released").path
+        let count = ProcessInfo.processInfo.activeProcessorCount + 1
+        var files: [String] = []
+        for index in 0..<count {
+            // Each version its own bytes, so that no scan's verdict is reused for another.
+            files.append(try await host.folder.add(
+                "constructor.c", as: "Held\(index).so",
+                defines: ["CONSTRUCTOR_FAULT=5", "CONSTRUCTOR_RELEASE=\"\(release)\"", "CONSTRUCTOR_VERSION=\"1.\(index)\""],
+                sidecar: "start_timeout_ms = 60000\n"))
+        }
+        let happened = Happenings()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for file in files {
+                group.addTask {
+                    _ = try await host.scheduler.addPlugin(file: file)
+                    happened.note("added")
+                }
+            }
+            group.addTask {
+                happened.note("released")
+                #expect(FileManager.default.createFile(atPath: release, contents: nil))
+            }
+            try await group.waitForAll()
+        }
+        #expect(happened.all == ["released"] + Array(repeating: "added", count: count))
+        #expect(host.scheduler.snapshot().count == count)
+        await host.scheduler.shutdown()
+        withExtendedLifetime(releaseDirectory) {}
     }
 
     @Test func aReloadToAConstructorThatCrashesRollsBack() async throws {
@@ -73,7 +111,7 @@ struct LoadScannerTests {
         let scans = host.scheduler.scanCount
         #expect(scans == 1)
         // The same file staged again (another service over it, a restart) starts no scan.
-        try host.scheduler.addPlugin(file: "\(host.folder.path)/P.so", name: "Q")
+        try await host.scheduler.addPlugin(file: "\(host.folder.path)/P.so", name: "Q")
         try await host.scheduler.restart("P")
         try await host.events.next("P") { $0.isStarted }
         #expect(host.scheduler.scanCount == scans)
@@ -89,4 +127,11 @@ struct LoadScannerTests {
         #expect(host.scheduler.scanCount == scans + 1)
         await host.scheduler.shutdown()
     }
+}
+
+/// What happened, in order, noted from any task.
+private final class Happenings: Sendable {
+    private let lines = Mutex<[String]>([])
+    func note(_ line: String) { lines.withLock { $0.append(line) } }
+    var all: [String] { lines.withLock { $0 } }
 }

@@ -161,11 +161,11 @@ struct ProcessIsolationTests {
     @Test func aPluginThatCannotBeLoadedIsRefusedWithTheReason() async throws {
         let host = try await TestHost(isolation: .process, probes: [("P.so", "")])
         let file = try await host.folder.add("missing_loop.c", as: "NoLoop.so")
-        let error = #expect(throws: PluginError.self) { try host.scheduler.addPlugin(file: file) }
+        let error = await #expect(throws: PluginError.self) { try await host.scheduler.addPlugin(file: file) }
         #expect(error?.code == .missingSymbol)
         #expect(error?.reason == "does not export the required function 'svc_loop'")
         let unresolved = try await host.folder.add("unresolved.c", as: "Unresolved.so")
-        let loadError = #expect(throws: PluginError.self) { try host.scheduler.addPlugin(file: unresolved) }
+        let loadError = await #expect(throws: PluginError.self) { try await host.scheduler.addPlugin(file: unresolved) }
         #expect(loadError?.code == .loadFailed)
         #expect(loadError?.reason.hasPrefix("cannot be loaded: ") == true)
         #expect(loadError?.reason.contains("svc_create") == false)

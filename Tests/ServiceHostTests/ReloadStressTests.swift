@@ -70,7 +70,7 @@ struct ReloadStressTests {
         try folder.sidecar(for: "\(name).so", "interval_ms = 1000\n")
         let scheduler = try Scheduler(logger: LogCapture().logger)
         let events = EventWaiter(scheduler)
-        try scheduler.addPlugin(file: file.path)
+        try await scheduler.addPlugin(file: file.path)
         scheduler.startAll()
         try await events.next(name) { $0.isStarted }
         for serial in 1...100 {
@@ -92,7 +92,7 @@ struct ReloadStressTests {
         let file = try await folder.add(as: "C.so")
         let scheduler = try Scheduler(logger: LogCapture().logger)
         let events = EventWaiter(scheduler)
-        try scheduler.addPlugin(file: file)
+        try await scheduler.addPlugin(file: file)
         scheduler.startAll()
         try await events.next("C") { $0.isStarted }
         for serial in 1...1_000 {

@@ -42,7 +42,7 @@ struct SafeLoadingTests {
         try await folder.add(as: "P.so")
         chmod(folder.path, 0o777)
         let scheduler = try Scheduler(logger: LogCapture().logger)
-        let error = #expect(throws: PluginError.self) { try scheduler.addPlugins(directory: folder.path) }
+        let error = await #expect(throws: PluginError.self) { try await scheduler.addPlugins(directory: folder.path) }
         #expect(error?.code == .insecure)
         #expect(error?.reason.hasPrefix("plugins directory is writable by") == true)
         await scheduler.shutdown()

@@ -38,7 +38,7 @@ struct SupervisionWordingTests {
         let file = try await folder.add(as: "Late.so")
         let scheduler = try Scheduler(logger: LogCapture().logger)
         await scheduler.shutdown()
-        let error = #expect(throws: PluginError.self) { try scheduler.addPlugin(file: file) }
+        let error = await #expect(throws: PluginError.self) { try await scheduler.addPlugin(file: file) }
         #expect(error?.code == .loadFailed)
         #expect(error?.reason == "the scheduler has shut down")
     }

@@ -130,6 +130,7 @@ struct CallbackMemoryTests {
     @Test func aThreadServiceWhoseCallbacksCannotBeMadeIsRefusedAlone() async throws {
         let host = try await TestHost(probes: [("Fine.so", "interval_ms = 1000\n")], start: false)
         let file = try await host.folder.add(as: "Starved.so", sidecar: "interval_ms = 1000\n")
+        // Added synchronously: the task-local fault reaches only the calling thread.
         let error = HostBinding.$closuresFail.withValue(true) {
             #expect(throws: PluginError.self) { try host.scheduler.addPlugin(file: file) }
         }
@@ -138,7 +139,7 @@ struct CallbackMemoryTests {
         #expect(error?.reason.hasPrefix("cannot make its svc_host callbacks: libffi could not map executable memory") == true,
                 "\(error?.reason ?? "")")
         // The next one, with memory, is added and runs beside the first.
-        try host.scheduler.addPlugin(file: file)
+        try await host.scheduler.addPlugin(file: file)
         host.scheduler.startAll()
         try await host.events.first("Starved") { $0.isStarted }
         try await host.events.first("Fine") { $0.isStarted }

@@ -43,7 +43,7 @@ struct WorkerSessionTests {
         let host = try await TestHost(isolation: .process, plugins: [], start: false)
         let file = try await host.folder.add(as: "Big.so")
         let configuration = ServiceConfiguration(restart: .never, settings: ["blob": String(repeating: "x", count: 3 * 1024 * 1024)])
-        try host.scheduler.addPlugin(file: file, configuration: configuration)
+        try await host.scheduler.addPlugin(file: file, configuration: configuration)
         try host.scheduler.start("Big")
         let why = try await firstFailure(of: "Big", in: host, timeout: .seconds(20))
         #expect(why.contains("service 'Big': its assignment ([config] and paths) is "), "\(why)")
@@ -259,8 +259,10 @@ struct WorkerSessionTests {
     @Test func aZombieLeaderWithALiveThreadIsNotTakenForDead() async throws {
         let folder = try TemporaryDirectory("leader")
         let program = folder.file("leader_exits")
-        try PluginBuilder.run(["cc", "-O2", "-pthread", "-o", program.path,
-                               PluginBuilder.fixtures.appendingPathComponent("leader_exits.c").path])
+        try await Blocking.run {
+            try PluginBuilder.run(["cc", "-O2", "-pthread", "-o", program.path,
+                                   PluginBuilder.fixtures.appendingPathComponent("leader_exits.c").path])
+        }
         let process = Process()
         process.executableURL = program
         try process.run()
@@ -582,7 +584,8 @@ struct WorkerSessionTests {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
         let installed = directory.appendingPathComponent("servicehost")
-        try FileManager.default.copyItem(at: try HostProcess.binary, to: installed)
+        let binary = try HostProcess.binary
+        try await Blocking.run { try FileManager.default.copyItem(at: binary, to: installed) }
         let folder = try PluginFolder()
         let host = try HostProcess(["run", "--plugins", folder.path, "--isolation", "process"], executable: installed)
         // Signals are handled from before the plugins are loaded.

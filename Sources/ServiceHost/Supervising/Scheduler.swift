@@ -108,6 +108,15 @@ public final class Scheduler: Sendable {
         try addPlugin(file: file, name: name, configuration: configuration, staged: nil)
     }
 
+    /// ``addPlugin(file:name:configuration:)`` for async callers: the plugin's
+    /// load-time scan (up to its `start_timeout_ms`) runs on a thread of its own.
+    @discardableResult
+    public func addPlugin(file: String, name: String? = nil, configuration: ServiceConfiguration? = nil) async throws(PluginError) -> String {
+        try await offTheCooperativePool(file) { () throws(PluginError) in
+            try self.addPlugin(file: file, name: name, configuration: configuration, staged: nil)
+        }
+    }
+
     /// ``addPlugin(file:name:configuration:)`` with the file already staged, or not (`nil`).
     /// - Parameter keptState: what the service of the same name kept before
     ///   it was replaced (a changed sidecar); by default, nothing.
@@ -189,18 +198,15 @@ public final class Scheduler: Sendable {
         }
     }
 
-    /// Runs `work` on a new thread and awaits its result.
-    private func offTheCooperativePool<T: Sendable>(_ directory: String,
+    /// Runs `work` on a thread of its own (see ``OffThePool``) and awaits its
+    /// result; `file` is what the error names when there is no thread for it.
+    private func offTheCooperativePool<T: Sendable>(_ file: String,
                                                     _ work: @escaping @Sendable () throws(PluginError) -> T) async throws(PluginError) -> T {
-        let result: Result<T, PluginError> = await withCheckedContinuation { continuation in
-            do {
-                try HostThread.spawn(name: "host:plugins") {
-                    continuation.resume(returning: Result { () throws(PluginError) in try work() })
-                }
-            } catch {
-                continuation.resume(returning: .failure(PluginError(.loadFailed, file: directory,
-                                                                    reason: "no thread to load plugins on: \(error)")))
-            }
+        let result: Result<T, PluginError>
+        do {
+            result = try await OffThePool.run(name: "host:plugins") { Result { () throws(PluginError) in try work() } }
+        } catch {
+            throw PluginError(.loadFailed, file: file, reason: "no thread to load plugins on: \(error)")
         }
         return try result.get()
     }
@@ -494,8 +500,16 @@ public final class Scheduler: Sendable {
     /// directory, and takes no more orders.
     public func shutdown() async {
         await manager.shutdown()
-        launcher?.shutdown()
-        loader.runtimeDirectory.remove()
+        // Waits for the fork server to exit (up to its answer timeout) and removes files.
+        let ending: @Sendable () -> Void = { [launcher, loader] in
+            launcher?.shutdown()
+            loader.runtimeDirectory.remove()
+        }
+        do {
+            try await OffThePool.run(name: "host:shutdown", ending)
+        } catch {
+            ending()
+        }
     }
 
     // MARK: Reading state
@@ -533,6 +547,11 @@ public final class Scheduler: Sendable {
     /// its own: the first one reads every plugin image to compute its SHA-256.
     public func statusOffThePool() async -> [ServiceStatus] {
         (try? await offTheCooperativePool(runtimeDirectory) { () throws(PluginError) in self.status() }) ?? status()
+    }
+
+    /// ``status(of:)`` for async callers, built on a thread of its own (see ``statusOffThePool()``).
+    public func statusOffThePool(of name: String) async -> ServiceStatus? {
+        (try? await offTheCooperativePool(runtimeDirectory) { () throws(PluginError) in self.status(of: name) }) ?? status(of: name)
     }
 
     /// The fork server's pid, once one runs; for white-box tests.

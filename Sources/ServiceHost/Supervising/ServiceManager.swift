@@ -117,9 +117,17 @@ final class ServiceManager: @unchecked Sendable {
                 return
             }
             let limit = Self.overlapWait(for: service)
-            let outcome = await Self.onThreadOfItsOwn(within: limit) { [self] in
-                defer { lock.withLock { _ = overlapping.remove(name) } }
-                return service.reloadOverlapping()
+            let outcome: OffThePool.Outcome<OverlapOutcome>
+            do {
+                outcome = try await OffThePool.run(name: "host:reload", within: limit) { [self] in
+                    defer { lock.withLock { _ = overlapping.remove(name) } }
+                    return service.reloadOverlapping()
+                }
+            } catch {
+                lock.withLock { _ = overlapping.remove(name) }
+                logger.warning("\(error); this reload stops and starts the service instead of overlapping",
+                               metadata: ["service": "\(name)"])
+                outcome = .finished(.notRunning)
             }
             switch outcome {
             case .finished(.replaced):
@@ -134,8 +142,6 @@ final class ServiceManager: @unchecked Sendable {
                 logger.warning("the overlapping reload's new version has not started within \(limit.milliseconds) ms; the old version runs on, and this reload goes on without it",
                                metadata: ["service": "\(name)"])
                 return
-            case .noThread:
-                lock.withLock { _ = overlapping.remove(name) }
             case .finished(.notRunning):
                 break
             }
@@ -155,30 +161,6 @@ final class ServiceManager: @unchecked Sendable {
         let create = configuration.startTimeout.map { $0 * 2 } ?? Limits.defaultScanTimeout * 2
         let launch = service.isolation == .process ? Limits.defaultScanTimeout : .zero
         return launch + create + configuration.stopTimeout * 2
-    }
-
-    private enum Waited<T: Sendable>: Sendable {
-        case finished(T)
-        case timedOut
-        case noThread
-    }
-
-    /// Runs `work` (which blocks: plugin code) on a thread of its own and
-    /// waits for it at most `limit`; the work goes on after a timeout.
-    private static func onThreadOfItsOwn<T: Sendable>(within limit: Duration, _ work: @escaping @Sendable () -> T) async -> Waited<T> {
-        let result = Mutex<T?>(nil)
-        let done = Completion()
-        do {
-            try HostThread.spawn(name: "host:reload") {
-                let value = work()
-                result.withLock { $0 = value }
-                done.complete()
-            }
-        } catch {
-            return .noThread
-        }
-        guard await done.wait(timeout: limit), let value = result.withLock({ $0 }) else { return .timedOut }
-        return .finished(value)
     }
 
     func remove(_ name: String) async throws(ServiceError) {

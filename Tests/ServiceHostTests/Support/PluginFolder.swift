@@ -25,7 +25,13 @@ final class PluginFolder: @unchecked Sendable {
     func sidecar(for fileName: String, _ text: String) throws {
         var name = fileName.replacingOccurrences(of: ".so", with: "")
         if name.hasPrefix("lib") { name.removeFirst(3) }
-        try text.write(to: directory.file("\(name).toml"), atomically: true, encoding: .utf8)
+        // Whole or not at all for a watcher reading the folder, without the
+        // fsync of an atomic write: on a busy disk it held a pool thread for long.
+        let temporary = directory.file(".\(name).toml.new")
+        try Data(text.utf8).write(to: temporary)
+        guard rename(temporary.path, directory.file("\(name).toml").path) == 0 else {
+            throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: temporary.path])
+        }
     }
 
     /// Writes arbitrary bytes as a file in the folder.
