@@ -26,8 +26,10 @@ struct StopDescriptorTests {
         #expect(host.logs.entries.contains { $0.message == "stop" }, "svc_stop ran: the run ended, it was not abandoned")
         #expect(host.scheduler.status(of: "Waits")?.state == .stopped)
         #expect(host.scheduler.status(of: "Waits")?.lastError == nil)
-        // Without the descriptor the loop would block for an hour, and the stop end in an abandon at stop_timeout_ms.
-        #expect(took < Self.stopTimeout / 4, "stopped in \(took) (\(isolation), \(mode))")
+        // Without the descriptor the loop would block for an hour, and the
+        // stop end in an abandon at stop_timeout_ms: anything shorter is the
+        // plugin's own return (a loaded machine delays it, never to that).
+        #expect(took < Self.stopTimeout, "stopped in \(took) (\(isolation), \(mode))")
         print("stop descriptor (\(isolation), \(mode)): stop order to svc_stop returned in \(took)")
 
         // And again after a start: the descriptor was cleared for the new run.
