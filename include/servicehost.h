@@ -138,7 +138,9 @@ typedef struct svc_host {
      * nonzero, for a loop blocked in poll(), epoll_wait() or select(): add it
      * to the set (POLLIN) and return when it is readable. Made on the first
      * call (a plugin that never asks costs nothing) and the same for the
-     * service's whole life; it stays readable until the run ends. The host
+     * service's whole life (with reload = "overlap", one of two that the
+     * versions alternate: see "Reloads without a gap" below); it stays
+     * readable until the run ends. The host
      * owns it: never read, write or close it. -1 when the host could not
      * make one (no descriptor left): then poll stop_requested(). */
     int32_t (*stop_descriptor)(void);
@@ -220,10 +222,9 @@ typedef struct svc_host {
  * when the new one takes over (and its state_save and fd_keep return
  * -ESTALE from then on), kept when the new one fails. So checkpoint in
  * svc_loop, not only in svc_stop. If the new version fails, the old one
- * keeps running and keeping as if nothing happened. In thread isolation both
- * versions share the stop descriptor: it is readable during the handover
- * for threads the new version started in svc_create too, which should then
- * check stop_requested() (nonzero only for the old version). A server that keeps its
+ * keeps running and keeping as if nothing happened. Each version has its
+ * own stop descriptor: the handover makes only the old one's readable, so
+ * threads the new version started in svc_create sleep on. A server that keeps its
  * listening socket (fd_keep) and reads it back (fd_load) in svc_create is
  * reloaded with no connection refused: both versions accept on the same
  * socket for a moment, then only the new one. Two versions run svc_create

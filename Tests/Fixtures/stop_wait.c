@@ -11,6 +11,12 @@
  *   count  int     only echoed (see the create line)
  *   ratio  float   only echoed
  *   flag   bool    only echoed
+ *   helper bool    svc_create starts a thread that polls stop_descriptor()
+ *                  (up to an hour) and logs once it is readable; svc_stop
+ *                  joins it
+ *
+ * STOP_WAIT_VERSION (a define, default "1") names the version in the
+ * helper's line, and gives each version its own bytes.
  *
  * Log lines (exact text, relied on by tests):
  *   INFO  "config count=<n> (<status>) ratio=<x> (<status>) flag=<b> (<status>)"
@@ -19,6 +25,7 @@
  *   INFO  "waiting in <mode> (run <n>)"  at the start of the first svc_loop of
  *                                        the nth svc_create of this image
  *   INFO  "woken by the stop descriptor" / "saw stop_requested"
+ *   INFO  "helper (version <v>) woken, stop_requested=<0|1>"
  *   INFO  "stop"                         in svc_stop
  *   ERROR "no stop descriptor"           when the host has none (svc_create fails with -2)
  */
@@ -27,7 +34,12 @@
 #include "servicehost.h"
 
 #include <poll.h>
+#include <pthread.h>
 #include <string.h>
+
+#ifndef STOP_WAIT_VERSION
+#define STOP_WAIT_VERSION "1"
+#endif
 
 typedef struct state {
     const svc_host *host;
@@ -35,6 +47,8 @@ typedef struct state {
     int descriptor;
     int announced;
     int run;
+    int helping;
+    pthread_t helper;
 } state;
 
 static state the_state;
@@ -49,6 +63,19 @@ static const char *status_name(svc_config_status status) {
 }
 
 SVC_EXPORT uint32_t svc_abi_version(void) { return SVC_ABI_VERSION; }
+SVC_EXPORT const char *svc_plugin_version(void) { return STOP_WAIT_VERSION; }
+
+/* A thread of the plugin's own that waits for the stop: what a server's
+ * accept or I/O thread does. */
+static void *help(void *argument) {
+    state *s = argument;
+    struct pollfd wanted = {.fd = s->host->stop_descriptor(), .events = POLLIN};
+    if (poll(&wanted, 1, 3600 * 1000) == 1) {
+        svc_logf(s->host, SVC_LOG_INFO, "helper (version %s) woken, stop_requested=%d", STOP_WAIT_VERSION,
+                 s->host->stop_requested() ? 1 : 0);
+    }
+    return NULL;
+}
 
 SVC_EXPORT int32_t svc_create(const svc_host *host, void **ctx) {
     int64_t count;
@@ -73,6 +100,9 @@ SVC_EXPORT int32_t svc_create(const svc_host *host, void **ctx) {
         svc_logf(host, SVC_LOG_ERROR, "no stop descriptor");
         return -2;
     }
+    int helper = 0;
+    svc_config_bool(host, "helper", 0, &helper);
+    the_state.helping = helper && pthread_create(&the_state.helper, NULL, help, &the_state) == 0;
     *ctx = &the_state;
     return 0;
 }
@@ -101,5 +131,6 @@ SVC_EXPORT int32_t svc_loop(void *ctx) {
 
 SVC_EXPORT void svc_stop(void *ctx) {
     state *s = ctx;
+    if (s->helping) pthread_join(s->helper, NULL);
     svc_logf(s->host, SVC_LOG_INFO, "stop");
 }

@@ -42,6 +42,66 @@ struct StopDescriptorTests {
         await host.scheduler.shutdown()
     }
 
+    /// With `reload = "overlap"` (thread isolation), a handover makes only
+    /// the old version's stop descriptor readable: a thread the new version
+    /// started in svc_create, polling its own, sleeps on until the service is
+    /// stopped (it used to be woken by the handover, to find stop_requested() 0).
+    @Test func aHandoverWakesOnlyTheOldVersionsStopDescriptor() async throws {
+        let host = try await TestHost(plugins: [
+            (file: "Waits.so", fixture: "stop_wait.c", sidecar: "reload = \"overlap\"\n[config]\nhelper = true\n"),
+        ])
+        try await host.logs.waitFor("the first version waiting") { $0.message == "waiting in poll (run 1)" }
+        let second = try await BuiltFixtures.shared.bytes("stop_wait.c", defines: ["STOP_WAIT_VERSION=\"2\""])
+        try host.folder.overwriteInPlace("Waits.so", with: second)
+        #expect(await host.scheduler.restartChanged() == ["Waits"])
+        try await host.events.next("Waits") { $0.isReloaded }
+        // The old version's loop and helper were woken by the handover; its svc_stop joined the helper.
+        #expect(host.logs.entries.contains { $0.message == "helper (version 1) woken, stop_requested=1" }, "\(host.logs.entries)")
+        try await host.logs.waitFor(count: 2, "the new version waiting") { $0.message.hasPrefix("waiting in poll") }
+        try await host.scheduler.stop("Waits")
+        // Its svc_stop joined its helper, so the helper's one line is in: written after the order.
+        let helperLines = host.logs.entries.filter { $0.message.hasPrefix("helper (version 2)") }.map(\.message)
+        #expect(helperLines == ["helper (version 2) woken, stop_requested=1"])
+        await host.scheduler.shutdown()
+    }
+
+    /// Each binding slot's descriptor is readable exactly while its run is
+    /// asked to end: a handover asks one slot's run, a stop every slot's.
+    @Test func eachSlotsDescriptorIsReadableOnlyWhileItsRunIsAskedToEnd() {
+        let signal = StopSignal()
+        let first = signal.descriptor(slot: 0)
+        let second = signal.descriptor(slot: 1)
+        #expect(first >= 0 && second >= 0 && first != second)
+        #expect(signal.descriptor(slot: 0) == first, "made once")
+        #expect(!Self.readable(first) && !Self.readable(second))
+        signal.raiseHandover(slot: 0)
+        #expect(Self.readable(first) && !Self.readable(second))
+        signal.clearHandover()
+        #expect(!Self.readable(first) && !Self.readable(second))
+        signal.raiseHandover(slot: 1)
+        #expect(!Self.readable(first) && Self.readable(second))
+        signal.raise(.ordered)
+        #expect(Self.readable(first) && Self.readable(second), "a stop during a handover asks both runs")
+        signal.clearHandover()
+        #expect(Self.readable(first) && Self.readable(second), "the order stays")
+        signal.reset()
+        #expect(!Self.readable(first) && !Self.readable(second))
+    }
+
+    @Test func aDescriptorMadeAfterARequestShowsItWhenItsRunIsAsked() {
+        let signal = StopSignal()
+        signal.raiseHandover(slot: 1)
+        #expect(!Self.readable(signal.descriptor(slot: 0)))
+        #expect(Self.readable(signal.descriptor(slot: 1)))
+        signal.raise(.requested)
+        #expect(Self.readable(signal.descriptor(slot: 0)))
+    }
+
+    private static func readable(_ descriptor: Int32) -> Bool {
+        var wanted = pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)
+        return poll(&wanted, 1, 0) == 1
+    }
+
     @Test func theTypedConfigHelpersTellAbsentFromInvalid() async throws {
         let host = try await TestHost(plugins: [
             (file: "Good.so", fixture: "stop_wait.c", sidecar: "[config]\ncount = 1_000\nratio = 2.5\nflag = false\n"),

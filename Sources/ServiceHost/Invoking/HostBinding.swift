@@ -14,8 +14,9 @@ protocol HostCallbackTarget: AnyObject, Sendable {
     /// Whether the run should end (`svc_host.stop_requested`); `handingOver`:
     /// whether the binding asking is the one an overlapping reload replaces.
     func pluginAsksWhetherToStop(handingOver: Bool) -> Bool
-    /// The descriptor readable once the run should end (`svc_host.stop_descriptor`).
-    func pluginAsksForStopDescriptor() -> Int32
+    /// The descriptor readable once the run on binding slot `slot` should
+    /// end (`svc_host.stop_descriptor`; see ``HostBinding/slot``).
+    func pluginAsksForStopDescriptor(slot: Int) -> Int32
     /// `svc_host.state_save` in `run` (the binding's, see ``HostBinding/run``): 0 or a negative error number.
     func pluginSavesState(_ bytes: UnsafeRawPointer?, count: Int, in run: KeptState.Run?) -> Int32
     /// `svc_host.state_load`: what was kept when `run` began.
@@ -43,7 +44,7 @@ extension HostCallbackTarget where Self: BaseService {
         case .requested, .ordered: true
         }
     }
-    func pluginAsksForStopDescriptor() -> Int32 { stopSignal.descriptor() }
+    func pluginAsksForStopDescriptor(slot: Int) -> Int32 { stopSignal.descriptor(slot: slot) }
 }
 
 /// The `svc_host` handed to one service's `svc_create`, with its callbacks.
@@ -66,6 +67,9 @@ final class HostBinding: @unchecked Sendable {
     let run = Mutex<KeptState.Run?>(nil)
     /// Set while an overlapping reload replaces the run on this binding.
     let handingOver = Atomic<Bool>(false)
+    /// Which of its service's bindings this is (0, or 1 for the second of
+    /// `reload = "overlap"`): each has its own stop descriptor.
+    let slot: Int
 
     /// Why a binding could not be made: libffi found no executable memory
     /// for a closure (it maps a page, which `vm.max_map_count` or
@@ -75,8 +79,10 @@ final class HostBinding: @unchecked Sendable {
     /// Fails, for this one service, when libffi has no executable memory left.
     /// - Parameter offersState: whether `state_save`, `state_load`, `fd_keep` and `fd_load` are set
     ///   (thread isolation); without, they are NULL and `SVC_HOST_HAS` says so.
-    init?(serviceName name: String, settings: [String: String], target: any HostCallbackTarget, offersState: Bool = false) {
+    init?(serviceName name: String, settings: [String: String], target: any HostCallbackTarget, offersState: Bool = false,
+          slot: Int = 0) {
         self.target = target
+        self.slot = slot
         serviceName = strdup(name)
         self.settings = settings.mapValues { strdup($0) }
         host = .allocate(capacity: 1)
@@ -116,7 +122,8 @@ final class HostBinding: @unchecked Sendable {
             }),
             let stopDescriptor = makeClosure(signatures.stopDescriptor, userData: userData, handler: { _, result, _, userData in
                 guard let result, let userData else { return }
-                let descriptor = Unmanaged<HostBinding>.fromOpaque(userData).takeUnretainedValue().target?.pluginAsksForStopDescriptor() ?? -1
+                let binding = Unmanaged<HostBinding>.fromOpaque(userData).takeUnretainedValue()
+                let descriptor = binding.target?.pluginAsksForStopDescriptor(slot: binding.slot) ?? -1
                 result.storeBytes(of: ffi_sarg(descriptor), as: ffi_sarg.self)
             })
         else {

@@ -74,7 +74,7 @@ public enum ForkServer {
             func pluginLog(level: Int32, message: String) {}
             func pluginRequestedStop() {}
             func pluginAsksWhetherToStop(handingOver: Bool) -> Bool { false }
-            func pluginAsksForStopDescriptor() -> Int32 { -1 }
+            func pluginAsksForStopDescriptor(slot: Int) -> Int32 { -1 }
         }
         let target = Quiet()
         // As a worker makes it: with the kept-state and kept-descriptor callbacks.

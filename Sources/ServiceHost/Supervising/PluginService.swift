@@ -73,8 +73,9 @@ final class PluginService: BaseService, HostCallbackTarget, @unchecked Sendable 
         versions = PluginVersions(file: file, current: image, name: image.version)
         super.init(name: name, configuration: configuration)
         // The second only for a service whose reloads overlap: each costs libffi closures.
-        for _ in 0..<(configuration.reload == .overlap ? 2 : 1) {
-            guard let binding = HostBinding(serviceName: name, settings: configuration.settings, target: self, offersState: true) else {
+        for slot in 0..<(configuration.reload == .overlap ? StopSignal.slots : 1) {
+            guard let binding = HostBinding(serviceName: name, settings: configuration.settings, target: self,
+                                            offersState: true, slot: slot) else {
                 throw PluginError(.loadFailed, file: file, reason: HostBinding.allocationFailure)
             }
             bindings.append(binding)
@@ -288,9 +289,9 @@ extension PluginService: OverlappingReload {
             let waiting = phase.withLock { phase in
                 guard case .running(let current, _) = phase, current === old else { return false }
                 phase = .handingOver(run: old, binding: slot, handover)
-                // Only the old version's stop_requested() answers yes to it.
+                // Only the old version's stop_requested() answers yes to it, and only its stop descriptor is readable.
                 bindings[slot].handingOver.store(true, ordering: .releasing)
-                stopSignal.raise(.handover)
+                stopSignal.raiseHandover(slot: slot)
                 return true
             }
             guard waiting else {

@@ -33,10 +33,20 @@ final class StopSignal: @unchecked Sendable {
     /// Told of every request, after it is pending: a service whose work runs
     /// elsewhere (a worker process) passes it on. Set before the first start.
     var observer: (@Sendable (Request) -> Void)?
-    /// The descriptor a plugin polls (`svc_host.stop_descriptor`): made on
-    /// first use; ``notMade`` until then, -1 if it could not be made.
-    private let pollable = Atomic<Int32>(StopSignal.notMade)
+    /// The descriptors plugins poll (`svc_host.stop_descriptor`), one per
+    /// binding slot: two with `reload = "overlap"`, so that a handover makes
+    /// readable only the old version's, not the one the new version's threads poll.
+    private let pollables = Mutex(Pollables())
+    /// How many binding slots a service has at most.
+    static let slots = 2
     private static let notMade: Int32 = -2
+
+    private struct Pollables {
+        /// Made on first use; ``notMade`` until then.
+        var descriptors = [Int32](repeating: StopSignal.notMade, count: StopSignal.slots)
+        /// The slot whose run is handed over, while `.handover` is pending.
+        var handingOver: Int?
+    }
 
     init() {
         word = .allocate(capacity: 1)
@@ -45,29 +55,25 @@ final class StopSignal: @unchecked Sendable {
 
     deinit {
         word.deallocate()
-        let descriptor = pollable.load(ordering: .acquiring)
-        if descriptor >= 0 { close(descriptor) }
+        for descriptor in pollables.withLock({ $0.descriptors }) where descriptor >= 0 { close(descriptor) }
     }
 
-    /// A descriptor that is readable while a stop is pending, made on the
-    /// first call and the same after; -1 when none could be made.
-    func descriptor() -> Int32 {
-        let current = pollable.load(ordering: .acquiring)
-        if current != Self.notMade { return current }
-        let made = cthread_stop_descriptor_make()
-        // None could be made (no descriptor left): not remembered, so a later call tries again.
-        guard made >= 0 else { return -1 }
-        let (exchanged, original) = pollable.compareExchange(expected: Self.notMade, desired: made, ordering: .sequentiallyConsistent)
-        guard exchanged else {
-            close(made)
-            return original
+    /// A descriptor of binding slot `slot` that is readable while a stop of
+    /// its run is pending, made on the first call and the same after; -1
+    /// when none could be made.
+    func descriptor(slot: Int = 0) -> Int32 {
+        precondition((0..<Self.slots).contains(slot), "no binding slot \(slot)")
+        return pollables.withLock { pollables in
+            let current = pollables.descriptors[slot]
+            if current != Self.notMade { return current }
+            let made = cthread_stop_descriptor_make()
+            // None could be made (no descriptor left): not remembered, so a later call tries again.
+            guard made >= 0 else { return -1 }
+            pollables.descriptors[slot] = made
+            // A stop raised before the descriptor existed shows on it as well.
+            if isPending(for: slot, pollables) { cthread_stop_descriptor_signal(made) }
+            return made
         }
-        // A stop raised before the descriptor existed shows on it as well (a
-        // raise after the exchange signals it itself: both may, harmlessly).
-        // The fence pairs with raise's: of the two, at least one sees the other.
-        atomicMemoryFence(ordering: .sequentiallyConsistent)
-        if request != .none { cthread_stop_descriptor_signal(made) }
-        return made
     }
 
     /// The strongest request made since the last reset.
@@ -76,13 +82,22 @@ final class StopSignal: @unchecked Sendable {
         Request(rawValue: cthread_word_load(word)) ?? .none
     }
 
-    /// Raises the pending request to `request` (never lowers it) and wakes a pause.
+    /// Raises the pending request to `request` (never lowers it) and wakes a
+    /// pause; a handover is raised with ``raiseHandover(slot:)``.
     func raise(_ request: Request) {
+        precondition(request != .handover, "a handover names the slot handed over")
         cthread_word_raise(word, request.rawValue)
-        atomicMemoryFence(ordering: .sequentiallyConsistent)
-        let descriptor = pollable.load(ordering: .sequentiallyConsistent)
-        if descriptor >= 0 { cthread_stop_descriptor_signal(descriptor) }
+        signalPending()
         observer?(request)
+    }
+
+    /// Raises a handover of the run on binding slot `slot`: only that slot's
+    /// descriptor becomes readable.
+    func raiseHandover(slot: Int) {
+        pollables.withLock { $0.handingOver = slot }
+        cthread_word_raise(word, Request.handover.rawValue)
+        signalPending()
+        observer?(.handover)
     }
 
     /// Clears a service's own stop request before a new start; an order stays.
@@ -95,23 +110,46 @@ final class StopSignal: @unchecked Sendable {
     /// meanwhile stays), before the new version's first loop turn.
     func clearHandover() {
         _ = cthread_word_replace(word, Request.handover.rawValue, Request.none.rawValue)
-        clearDescriptorUnlessPending()
+        clearDescriptorsUnlessPending()
     }
 
     /// Clears every request: a new run is starting by order.
     func reset() {
         cthread_word_store(word, Request.none.rawValue)
-        clearDescriptorUnlessPending()
+        clearDescriptorsUnlessPending()
     }
 
-    /// Drains the descriptor, then signals it again if a stop is pending:
-    /// a raise that lands during the drain is never lost.
-    private func clearDescriptorUnlessPending() {
-        let descriptor = pollable.load(ordering: .acquiring)
-        guard descriptor >= 0 else { return }
-        cthread_stop_descriptor_clear(descriptor)
-        atomicMemoryFence(ordering: .sequentiallyConsistent)
-        if request != .none { cthread_stop_descriptor_signal(descriptor) }
+    /// Whether the run on `slot` is asked to end: every slot's for a stop,
+    /// only the slot handed over for a handover.
+    private func isPending(for slot: Int, _ pollables: Pollables) -> Bool {
+        switch request {
+        case .none: false
+        case .handover: pollables.handingOver == slot
+        case .requested, .ordered: true
+        }
+    }
+
+    /// Signals the descriptors whose runs are asked to end. Under the lock,
+    /// after the word changed: a raise and a clear that overlap leave each
+    /// descriptor as the word says, whichever locks last.
+    private func signalPending() {
+        pollables.withLock { pollables in
+            for (slot, descriptor) in pollables.descriptors.enumerated() where descriptor >= 0 && isPending(for: slot, pollables) {
+                cthread_stop_descriptor_signal(descriptor)
+            }
+        }
+    }
+
+    /// Drains the descriptors, then signals again those whose runs are still
+    /// asked to end: a raise that lands during the drain is never lost.
+    private func clearDescriptorsUnlessPending() {
+        pollables.withLock { pollables in
+            if request != .handover { pollables.handingOver = nil }
+            for (slot, descriptor) in pollables.descriptors.enumerated() where descriptor >= 0 {
+                cthread_stop_descriptor_clear(descriptor)
+                if isPending(for: slot, pollables) { cthread_stop_descriptor_signal(descriptor) }
+            }
+        }
     }
 
     /// Waits for `duration` or until a request at least as strong as `level`
