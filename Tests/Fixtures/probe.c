@@ -10,6 +10,7 @@
  *   stop_after    int,  0   host->request_stop() during the Nth call (0 = never)
  *   create_result int,  0   if negative, svc_create fails with this code
  *   block_ms      int,  0   every svc_loop call sleeps this long first
+ *   stop_block_ms int,  0   svc_stop sleeps this long first
  *   log_loops     bool, false  log "loop <n>" at SVC_LOG_DEBUG on every call
  *   warn_at       int,  0   on the Nth call log "warn at <n>" (WARN) and
  *                           "error at <n>" (ERROR) (0 = never)
@@ -63,6 +64,7 @@ typedef struct probe_options {
     long stop_after;
     long create_result;
     long block_ms;
+    long stop_block_ms;
     long warn_at;
     bool log_loops;
 } probe_options;
@@ -133,6 +135,7 @@ SVC_EXPORT int32_t svc_create(const svc_host *host, void **ctx) {
         .stop_after = option_int(host, "stop_after", 0),
         .create_result = option_int(host, "create_result", PROBE_CREATE_RESULT),
         .block_ms = option_int(host, "block_ms", 0),
+        .stop_block_ms = option_int(host, "stop_block_ms", 0),
         .warn_at = option_int(host, "warn_at", 0),
         .log_loops = option_bool(host, "log_loops", false),
     };
@@ -184,6 +187,7 @@ SVC_EXPORT void svc_stop(void *ctx) {
     if (self == NULL) {
         return;
     }
+    sleep_ms(self->options.stop_block_ms);
     fixture_log(self->host, SVC_LOG_INFO, "stop after %ld loops", self->loops);
     free(self);
 }

@@ -217,4 +217,28 @@ struct KeptDescriptorTests {
         try await logs.waitFor { $0.service == "Echo" && $0.message == "listening version=1.0.0 kept=1" }
         await scheduler.shutdown()
     }
+
+    /// The old version's svc_stop runs on the service's thread, between two
+    /// loop turns, when the new version takes over: watchdog_ms times loop
+    /// calls, not that stop, however long it takes (here five times the
+    /// watchdog). It used to be reported as a hung svc_loop.
+    @Test(.timed) func theOldVersionsStopAtAHandoverIsNotTimedAsALoopCall() async throws {
+        let watchdog = Duration.milliseconds(200)
+        let host = try await TestHost(probes: [("P.so", """
+            reload = "overlap"
+            interval_ms = 10
+            watchdog_ms = \(watchdog.milliseconds)
+            [config]
+            stop_block_ms = \((watchdog * 5).milliseconds)
+            """)])
+        try await host.events.first("P") { $0.isStarted }
+        let second = try await BuiltFixtures.shared.bytes("probe.c", defines: ["PROBE_VERSION=\"2.0.0\""])
+        try host.folder.overwriteInPlace("P.so", with: second)
+        #expect(await host.scheduler.restartChanged() == ["P"])
+        try await host.events.next("P") { $0.isReloaded }
+        #expect(host.logs.entries.contains { $0.service == "P" && $0.message.hasPrefix("stop after ") }, "the old version's svc_stop ran")
+        #expect(!host.logs.entries.contains { $0.message.hasPrefix("hung: ") }, "\(host.logs.entries.filter { $0.message.hasPrefix("hung: ") })")
+        #expect(host.scheduler.status(of: "P")?.lastError == nil)
+        await host.scheduler.shutdown()
+    }
 }
