@@ -112,19 +112,23 @@ struct HangTests {
     }
 
     @Test(.timed) func aThreadThatIgnoresTheStopTimeoutIsAbandonedAndTheServiceMarkedHung() async throws {
+        // The loop call stays inside the plugin until the test creates this
+        // file (a timed sleep could end before a loaded test got to stop it).
+        let releaseDirectory = try TemporaryDirectory("release")
+        let release = releaseDirectory.file("released").path
         let host = try await TestHost(plugins: [(file: "Stuck.so", fixture: "faulty.c", sidecar: """
             stop_timeout_ms = 1000
             interval_ms = 10
             [config]
-            fault = "sleep"
-            fault_ms = 8000
+            fault = "wait"
+            release_file = "\(release)"
             fault_after = 1
             """)])
-        try await host.logs.waitFor { $0.message == "fault sleep in loop" }
+        try await host.logs.waitFor { $0.message == "fault wait in loop" }
         let stopTimeout = Duration.milliseconds(1000)
         let began = ContinuousClock.now
         try await host.scheduler.stop("Stuck")
-        // Abandoned after the stop timeout, long before the 8 s sleep ends.
+        // Abandoned after the stop timeout.
         #expect(ContinuousClock.now - began < stopTimeout * 4)
         let snapshot = try #require(host.scheduler.snapshot(of: "Stuck"))
         #expect(snapshot.metadata.failed)
@@ -133,11 +137,13 @@ struct HangTests {
         let refused = #expect(throws: ServiceError.self) { try host.scheduler.start("Stuck") }
         #expect(refused?.reason == "cannot start: its previous run is still inside the plugin (hung)")
         // Once the call returns, the thread stops the service cleanly and it may start.
+        #expect(FileManager.default.createFile(atPath: release, contents: nil))
         try await host.logs.waitFor { $0.message == "the hung call returned; the service can be started again" }
         #expect(host.logs.entries { $0.service == "Stuck" && $0.message == "stop" }.count == 1)
         try host.scheduler.start("Stuck")
         try await host.events.next("Stuck") { $0 == .started(starts: 2) }
         await host.scheduler.shutdown()
+        withExtendedLifetime(releaseDirectory) {}
     }
 
     @Test func workersDieWithTheirHost() async throws {

@@ -15,7 +15,8 @@ final class LogCapture: @unchecked Sendable {
 
     private struct Waiter {
         let predicate: @Sendable (Entry) -> Bool
-        let continuation: CheckedContinuation<Entry, Never>
+        /// Resumed with `nil` when the wait timed out, so that it is never leaked.
+        let continuation: CheckedContinuation<Entry?, Never>
     }
 
     private let lock = NSLock()
@@ -39,7 +40,7 @@ final class LogCapture: @unchecked Sendable {
                  where predicate: @escaping @Sendable (Entry) -> Bool) async throws -> Entry {
         let identifier = UUID()
         return try await withDeadline(timeout, waiting: description, onTimeout: { self.cancel(identifier) }) {
-            await withCheckedContinuation { continuation in
+            let found: Entry? = await withCheckedContinuation { continuation in
                 self.lock.lock()
                 if let found = self.stored.first(where: predicate) {
                     self.lock.unlock()
@@ -49,6 +50,9 @@ final class LogCapture: @unchecked Sendable {
                 self.waiters[identifier] = Waiter(predicate: predicate, continuation: continuation)
                 self.lock.unlock()
             }
+            // nil only after the timeout, which withDeadline reports.
+            guard let found else { throw CancellationError() }
+            return found
         }
     }
 
@@ -67,11 +71,11 @@ final class LogCapture: @unchecked Sendable {
     }
 
     private func cancel(_ identifier: UUID) {
-        _ = lock.withLock { waiters.removeValue(forKey: identifier) }
+        lock.withLock { waiters.removeValue(forKey: identifier) }?.continuation.resume(returning: nil)
     }
 
     fileprivate func append(_ entry: Entry) {
-        var resumed: [CheckedContinuation<Entry, Never>] = []
+        var resumed: [CheckedContinuation<Entry?, Never>] = []
         lock.withLock {
             stored.append(entry)
             for (identifier, waiter) in waiters where waiter.predicate(entry) {
