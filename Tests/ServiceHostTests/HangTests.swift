@@ -166,10 +166,3 @@ struct HangTests {
         #expect(kill(pid, 0) != 0, "worker \(pid) outlived its host")
     }
 }
-
-private final class ReportLog: @unchecked Sendable {
-    private let lock = NSLock()
-    private var reports: [String] = []
-    func add(_ report: String) { lock.withLock { reports.append(report) } }
-    var all: [String] { lock.withLock { reports } }
-}

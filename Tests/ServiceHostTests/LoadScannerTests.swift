@@ -1,5 +1,4 @@
 import Foundation
-import Synchronization
 import Testing
 @testable import ServiceHost
 
@@ -53,16 +52,16 @@ struct LoadScannerTests {
                 defines: ["CONSTRUCTOR_FAULT=5", "CONSTRUCTOR_RELEASE=\"\(release)\"", "CONSTRUCTOR_VERSION=\"1.\(index)\""],
                 sidecar: "start_timeout_ms = 60000\n"))
         }
-        let happened = Happenings()
+        let happened = ReportLog()
         try await withThrowingTaskGroup(of: Void.self) { group in
             for file in files {
                 group.addTask {
                     _ = try await host.scheduler.addPlugin(file: file)
-                    happened.note("added")
+                    happened.add("added")
                 }
             }
             group.addTask {
-                happened.note("released")
+                happened.add("released")
                 #expect(FileManager.default.createFile(atPath: release, contents: nil))
             }
             try await group.waitForAll()
@@ -127,11 +126,4 @@ struct LoadScannerTests {
         #expect(host.scheduler.scanCount == scans + 1)
         await host.scheduler.shutdown()
     }
-}
-
-/// What happened, in order, noted from any task.
-private final class Happenings: Sendable {
-    private let lines = Mutex<[String]>([])
-    func note(_ line: String) { lines.withLock { $0.append(line) } }
-    var all: [String] { lines.withLock { $0 } }
 }

@@ -262,11 +262,14 @@ final class IsolatedPluginService: BaseService, @unchecked Sendable {
                 guard let descriptor = run.keptDescriptor(named: name) else { continue }
                 try session.channel.send(.keptDescriptor(name: name), passing: descriptor, until: deadline)
             }
-            if let sealed = run.sealedState, let bytes = run.state, bytes.count > 0 {
-                // What a worker saved goes on as it came.
-                try session.channel.send(.keptState(size: UInt64(bytes.count)), passing: sealed, until: deadline)
-            } else if let bytes = run.state, bytes.count > 0 {
-                try session.channel.send(.keptState(size: UInt64(bytes.count)), withSealedCopyOf: bytes, until: deadline)
+            if let bytes = run.state, bytes.count > 0 {
+                let message = WorkerMessage.keptState(size: UInt64(bytes.count))
+                if let sealed = run.sealedState {
+                    // What a worker saved goes on as it came.
+                    try session.channel.send(message, passing: sealed, until: deadline)
+                } else {
+                    try session.channel.send(message, withSealedCopyOf: bytes, until: deadline)
+                }
             } else if !session.channel.send(.keptState(size: 0), until: deadline).succeeded {
                 throw Errno(ETIMEDOUT)
             }

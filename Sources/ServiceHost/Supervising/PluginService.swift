@@ -203,7 +203,7 @@ final class PluginService: BaseService, HostCallbackTarget, @unchecked Sendable 
         // The old version's svc_stop is not a loop call: watchdog_ms does not
         // time it (the reload waits for it as long as for a stop), and times
         // the new version's loop call from its own start.
-        let watched = callClock.flatMap { $0.loopLimit != nil ? $0 : nil }
+        let watched = callClock?.loopLimit != nil ? callClock : nil
         watched?.loopEnds()
         defer { watched?.loopBegins() }
         // The old version still sees its stop (stop_requested, the descriptor)

@@ -109,45 +109,57 @@ final class ServiceManager: @unchecked Sendable {
     /// new version first instead (``OverlappingReload``).
     func restart(_ name: String, cause: RestartCause) async throws(ServiceError) {
         if cause == .reload, let service = lock.withLock({ members[name] }) as? any OverlappingReload,
-           service.configuration.reload == .overlap {
-            // One at a time per service: a new version still in svc_create is not joined by a third.
-            guard lock.withLock({ overlapping.insert(name).inserted }) else {
-                logger.warning("\(service.file) changed again while the new version of an overlapping reload is still starting; left for the next reload",
-                               metadata: ["service": "\(name)"])
-                return
-            }
-            let limit = Self.overlapWait(for: service)
-            let outcome: OffThePool.Outcome<OverlapOutcome>
-            do {
-                outcome = try await OffThePool.run(name: "host:reload", within: limit) { [self] in
-                    defer { lock.withLock { _ = overlapping.remove(name) } }
-                    return service.reloadOverlapping()
-                }
-            } catch {
-                lock.withLock { _ = overlapping.remove(name) }
-                logger.warning("\(error); this reload stops and starts the service instead of overlapping",
-                               metadata: ["service": "\(name)"])
-                outcome = .finished(.notRunning)
-            }
-            switch outcome {
-            case .finished(.replaced):
-                lock.withLock { members[name]?.updateMetadata { $0.restartsByCause[cause, default: 0] += 1 } }
-                return
-            case .finished(.kept):
-                return
-            case .timedOut:
-                // The new version is still loading or in svc_create (a thread
-                // cannot be interrupted there); the old one runs on, and the
-                // new one takes over if its create ever returns 0.
-                logger.warning("the overlapping reload's new version has not started within \(limit.milliseconds) ms; the old version runs on, and this reload goes on without it",
-                               metadata: ["service": "\(name)"])
-                return
-            case .finished(.notRunning):
-                break
-            }
+           service.configuration.reload == .overlap, await reloadOverlapping(service, named: name) {
+            return
         }
         try await stop(name)
         try start(name)
+        countRestart(of: name, cause: cause)
+    }
+
+    /// Reloads `service` with its new version created beside the running
+    /// one, on a thread of its own. Returns whether that settled the reload;
+    /// `false` when a stop and a start must do it instead (nothing runs, or
+    /// no thread could be had).
+    private func reloadOverlapping(_ service: any OverlappingReload, named name: String) async -> Bool {
+        // One at a time per service: a new version still in svc_create is not joined by a third.
+        guard lock.withLock({ overlapping.insert(name).inserted }) else {
+            logger.warning("\(service.file) changed again while the new version of an overlapping reload is still starting; left for the next reload",
+                           metadata: ["service": "\(name)"])
+            return true
+        }
+        let limit = Self.overlapWait(for: service)
+        let outcome: OffThePool.Outcome<OverlapOutcome>
+        do {
+            outcome = try await OffThePool.run(name: "host:reload", within: limit) { [self] in
+                defer { lock.withLock { _ = overlapping.remove(name) } }
+                return service.reloadOverlapping()
+            }
+        } catch {
+            lock.withLock { _ = overlapping.remove(name) }
+            logger.warning("\(error); this reload stops and starts the service instead of overlapping",
+                           metadata: ["service": "\(name)"])
+            return false
+        }
+        switch outcome {
+        case .finished(.replaced):
+            countRestart(of: name, cause: .reload)
+            return true
+        case .finished(.kept):
+            return true
+        case .finished(.notRunning):
+            return false
+        case .timedOut:
+            // The new version is still loading or in svc_create (a thread
+            // cannot be interrupted there); the old one runs on, and the
+            // new one takes over if its create ever returns 0.
+            logger.warning("the overlapping reload's new version has not started within \(limit.milliseconds) ms; the old version runs on, and this reload goes on without it",
+                           metadata: ["service": "\(name)"])
+            return true
+        }
+    }
+
+    private func countRestart(of name: String, cause: RestartCause) {
         lock.withLock { members[name]?.updateMetadata { $0.restartsByCause[cause, default: 0] += 1 } }
     }
 

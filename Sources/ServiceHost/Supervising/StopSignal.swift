@@ -61,7 +61,7 @@ final class StopSignal: @unchecked Sendable {
     /// A descriptor of binding slot `slot` that is readable while a stop of
     /// its run is pending, made on the first call and the same after; -1
     /// when none could be made.
-    func descriptor(slot: Int = 0) -> Int32 {
+    func descriptor(slot: Int) -> Int32 {
         precondition((0..<Self.slots).contains(slot), "no binding slot \(slot)")
         return pollables.withLock { pollables in
             let current = pollables.descriptors[slot]
